@@ -1,0 +1,54 @@
+# The Makefile is the interface: CI and the README use these targets and nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OPENCODE_VERSION := 1.18.33
+OPENCODE := node_modules/.bin/opencode
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-unit test-e2e lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed node_modules/.installed ## Create .venv, install requirements and the pinned opencode (idempotent)
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --no-package-lock --loglevel=error
+	@# npm may skip the package's postinstall; it only links the platform binary, so run it if needed.
+	test -x $(OPENCODE) && $(OPENCODE) --version >/dev/null 2>&1 || node node_modules/opencode-ai/postinstall.mjs
+	test "$$($(OPENCODE) --version)" = "$(OPENCODE_VERSION)"
+	touch $@
+
+run: setup ## Set up, then run the example phase on the mock LLM
+	$(PY) -m runner examples/hello/phase.yaml
+
+test: setup ## Run every test: unit and end-to-end against the real opencode server
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## Run the unit tests only (no opencode server)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-e2e: setup ## Run the end-to-end tests only (real opencode server, mock LLM)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: setup ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup ## Benchmarks: print figures and ratios (never asserted)
+	$(PY) -m tests.bench
+
+clean: ## Remove the virtualenv, node_modules and run outputs
+	rm -rf $(VENV) node_modules runs .pytest_cache .ruff_cache

@@ -1,0 +1,133 @@
+"""The opencode server as an OS process: spawning, its environment, its group, its log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sysconfig
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ServerStartError
+from core.server_rules import tail_lines
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
+
+# Nothing leaves the machine: no update checks, model catalogue fetches, LSP downloads or shares.
+OFFLINE_ENV = {
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSpec:
+    """How to start (or attach to) an opencode server."""
+
+    directory: str
+    log_path: str
+    binary: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    config_content: str | None = None
+    start_timeout: float = 30.0
+    stop_grace: float = 5.0
+    attach_url: str | None = None
+    attach_password: str | None = field(default=None, repr=False)
+
+
+def resolve_binary(configured: str | None) -> str:
+    """The opencode binary: as configured, else the project's pinned one, else `PATH`'s."""
+    if configured:
+        return configured
+    if PINNED_BINARY.exists():
+        return str(PINNED_BINARY)
+    return "opencode"
+
+
+def server_env(spec: ServerSpec, password: str) -> dict[str, str]:
+    """The child's environment: ours, the spec's, offline flags, the password and `rg` on PATH."""
+    env = {**os.environ, **OFFLINE_ENV, **spec.env}
+    env["OPENCODE_SERVER_PASSWORD"] = password
+    env.pop("OPENCODE_SERVER_USERNAME", None)
+    if spec.config_content is not None:
+        env["OPENCODE_CONFIG_CONTENT"] = spec.config_content
+    # opencode's grep/glob tools need `rg`; the venv's ripgrep wheel puts it beside python.
+    scripts = sysconfig.get_path("scripts")
+    env["PATH"] = os.pathsep.join(p for p in (scripts, env.get("PATH", "")) if p)
+    return env
+
+
+def spawn(binary: str, spec: ServerSpec, password: str, log_file) -> subprocess.Popen[str]:
+    """Start `opencode serve` on a free loopback port in its own process group."""
+    argv = [binary, "serve", "--hostname", "127.0.0.1", "--port", "0", "--print-logs"]
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=spec.directory,
+            env=server_env(spec, password),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ServerStartError(
+            f"opencode binary not found: {binary} (run `make setup` or set server.opencode)"
+        ) from exc
+    except PermissionError as exc:
+        raise ServerStartError(f"opencode binary is not executable: {binary}") from exc
+    except NotADirectoryError as exc:
+        raise ServerStartError(f"directory does not exist: {spec.directory}") from exc
+
+
+def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
+    """A daemon thread: it must never keep the interpreter alive."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to a process group; False when no member of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def terminate_group(proc: subprocess.Popen[str], grace: float) -> int | None:
+    """SIGTERM the group, wait up to `grace` s for the leader, then SIGKILL whatever is left."""
+    pgid = proc.pid  # start_new_session: the leader's pid is the group id
+    signal_group(pgid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    # Children (bash tool commands, language servers) can outlive the leader: sweep the group.
+    signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    return proc.returncode
+
+
+def read_log_tail(path: str, count: int = 20, max_bytes: int = 32_768) -> tuple[str, ...]:
+    """The last lines of the server log (bounded read; empty if there is no log)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ()
+    return tail_lines(text, count)

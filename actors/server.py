@@ -1,0 +1,246 @@
+"""ServerActor: owns the opencode server process (or an attachment to a running one).
+
+Theory of operation. `on_start` spawns `opencode serve` in its own process group with a fresh
+random password, then three daemon threads only `tell` the actor what they see: the stdout
+pump (`_Listening` when the listening line appears; nothing is sent to the port before it),
+the health probe (`_Healthy` or `_Unhealthy`, polling with short timeouts until the start
+deadline), and the waiter (`_Exited` the moment the process ends). The actor publishes
+`ServerReady` once healthy and the version is supported, `ServerFailed` if start fails (and
+kills what it started), `ServerExited` if the process dies afterwards, and `ServerStopped` on
+stop. Stopping aborts busy sessions over HTTP first (SIGTERM gives opencode no drain), then
+SIGTERMs the group, waits, and SIGKILLs whatever remains. In attach mode it only probes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors import _process
+from actors._process import ServerSpec
+from actors.opencode_client import OpencodeClient
+from core.errors import RunnerError, ServerStartError, UpstreamHTTPError
+from core.server_rules import check_version, parse_listening_line
+from messages.server import ServerExited, ServerFailed, ServerReady, ServerStopped
+
+
+@dataclass(frozen=True, slots=True)
+class _Listening:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Healthy:
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Unhealthy:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Exited:
+    code: int | None
+
+
+class ServerActor(pykka.ThreadingActor):
+    """Starts, watches and stops one opencode server; reports everything as messages."""
+
+    def __init__(
+        self,
+        *,
+        spec: ServerSpec,
+        publish: Callable[[Any], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._spec = spec
+        self._publish = publish
+        self._clock = clock
+        self._binary = _process.resolve_binary(spec.binary)
+        self._password = spec.attach_password if spec.attach_url else secrets.token_urlsafe(24)
+        self._proc = None
+        self._log = None
+        self._url: str | None = spec.attach_url
+        self._ready = False
+        self._done = False  # failed or stopping: later process news is expected, not news
+        self._quit = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    def on_start(self) -> None:
+        """Spawn the server (or probe the attached one); failures become `ServerFailed`."""
+        self._deadline = self._clock() + self._spec.start_timeout
+        if self._spec.attach_url:
+            self._probe_in_thread(self._spec.attach_url)
+            return
+        try:
+            self._log = open(self._spec.log_path, "w", encoding="utf-8")  # noqa: SIM115
+            self._proc = _process.spawn(self._binary, self._spec, self._password, self._log)
+        except (ServerStartError, OSError) as exc:
+            self._fail(str(exc))
+            return
+        logger.debug("opencode pid {} started, log {}", self._proc.pid, self._spec.log_path)
+        _process.start_thread("opencode-stdout", self._pump_stdout)
+        _process.start_thread("opencode-waiter", self._wait_for_exit)
+        self._timer = threading.Timer(self._spec.start_timeout, self._tell, (_Unhealthy("timeout"),))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def on_receive(self, message: Any) -> None:
+        """Handle the threads' reports."""
+        match message:
+            case _Listening(url=url) if not self._done:
+                self._url = url
+                self._probe_in_thread(url)
+            case _Healthy(version=version) if not self._done and not self._ready:
+                self._become_ready(version)
+            case _Unhealthy(reason=reason) if not self._done and not self._ready:
+                if reason == "timeout":
+                    reason = f"opencode did not become healthy within {self._spec.start_timeout:g}s"
+                self._fail(reason)
+            case _Exited(code=code):
+                self._on_exit(code)
+            case _Listening() | _Healthy() | _Unhealthy():
+                pass  # late news after failure, stop or readiness
+            case _:
+                logger.warning("ServerActor ignored unexpected message {!r}", message)
+
+    def on_stop(self) -> None:
+        """Abort busy sessions, stop the process group, report `ServerStopped`."""
+        self._done = True
+        self._quit.set()
+        code = self._shutdown()
+        self._publish(ServerStopped(exit_code=code, attached=bool(self._spec.attach_url)))
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """Never leave a process behind, even when a handler crashed."""
+        self._done = True
+        self._quit.set()
+        self._shutdown()
+        self._publish(ServerFailed(reason=f"server actor crashed: {exception_value}"))
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _become_ready(self, version: str) -> None:
+        try:
+            version = check_version(version, binary=self._binary)
+        except ServerStartError as exc:
+            self._fail(str(exc))
+            return
+        self._ready = True
+        pid = self._proc.pid if self._proc else None
+        self._publish(
+            ServerReady(
+                url=self._url or "",
+                version=version,
+                password=self._password,
+                pid=pid,
+                log_path=None if self._spec.attach_url else self._spec.log_path,
+                attached=bool(self._spec.attach_url),
+            )
+        )
+
+    def _fail(self, reason: str) -> None:
+        self._done = True
+        self._quit.set()
+        self._shutdown()
+        self._publish(ServerFailed(reason=reason, log_tail=self._log_tail()))
+
+    def _on_exit(self, code: int | None) -> None:
+        if self._done:
+            return
+        if not self._ready:
+            self._fail(f"opencode exited with {_describe_exit(code)} before it was ready")
+            return
+        self._done = True
+        self._quit.set()
+        _process.terminate_group(self._proc, grace=0.5)  # sweep children it left behind
+        reason = f"opencode server died ({_describe_exit(code)})"
+        self._publish(ServerExited(exit_code=code, reason=reason, log_tail=self._log_tail()))
+
+    def _shutdown(self) -> int | None:
+        if self._timer is not None:
+            self._timer.cancel()
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            if self._ready and proc.poll() is None:
+                self._abort_busy_sessions()
+            code = _process.terminate_group(proc, self._spec.stop_grace)
+            logger.debug("opencode pid {} stopped with {}", proc.pid, code)
+        if self._log is not None:
+            self._log.close()
+        return code
+
+    def _abort_busy_sessions(self) -> None:
+        client = OpencodeClient(self._url or "", password=self._password, timeout=2.0)
+        try:
+            for session_id in client.status():
+                client.abort(session_id)
+        except RunnerError as exc:
+            logger.debug("could not abort busy sessions before stopping: {}", exc)
+        finally:
+            client.close()
+
+    def _log_tail(self) -> tuple[str, ...]:
+        return _process.read_log_tail(self._spec.log_path) if self._log is not None else ()
+
+    # -- threads (they only tell) --------------------------------------------------------------
+
+    def _tell(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    def _pump_stdout(self) -> None:
+        proc, log = self._proc, self._log
+        for line in proc.stdout:
+            with contextlib.suppress(ValueError):  # the log closes while we drain
+                log.write(line)
+                log.flush()
+            found = parse_listening_line(line)
+            if found is not None:
+                self._tell(_Listening(found[0]))
+
+    def _wait_for_exit(self) -> None:
+        self._tell(_Exited(self._proc.wait()))
+
+    def _probe_in_thread(self, url: str) -> None:
+        _process.start_thread("opencode-probe", lambda: self._tell(self._probe(url)))
+
+    def _probe(self, url: str) -> _Healthy | _Unhealthy:
+        client = OpencodeClient(url, password=self._password)
+        try:
+            while not self._quit.is_set():
+                try:
+                    health = client.health(timeout=1.0)
+                    return _Healthy(str(health.get("version", "")))
+                except UpstreamHTTPError as exc:
+                    if exc.status == 401:
+                        return _Unhealthy(f"opencode at {url} rejected the password (HTTP 401)")
+                    if self._clock() >= self._deadline:
+                        return _Unhealthy(f"opencode at {url} is not healthy: {exc}")
+                except RunnerError as exc:
+                    if self._clock() >= self._deadline:
+                        return _Unhealthy(f"opencode at {url} is not healthy: {exc}")
+                self._quit.wait(0.1)
+            return _Unhealthy("stopped")
+        finally:
+            client.close()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"

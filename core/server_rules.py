@@ -1,0 +1,48 @@
+"""Pure rules about the opencode server process: its startup line, versions, log tails."""
+
+from __future__ import annotations
+
+import re
+
+from core.errors import ServerStartError
+
+# The pinned version is 1.18.33; every route and event shape the runner relies on was observed
+# there, and the 1.18 line is the oldest that has the `/permission/{id}/reply` route.
+MIN_VERSION = (1, 18, 0)
+
+_LISTENING = re.compile(r"opencode server listening on (http://127\.0\.0\.1:(\d+))\s*$")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def parse_listening_line(line: str) -> tuple[str, int] | None:
+    """`(url, port)` from opencode's `... listening on http://127.0.0.1:PORT` line, else None."""
+    match = _LISTENING.search(line.strip())
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2))
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """`1.18.33` (optionally with a `v` and a suffix) as a comparable tuple."""
+    match = _VERSION.match(text.strip())
+    if match is None:
+        raise ServerStartError(f"opencode reported an unreadable version {text!r}")
+    major, minor, patch = (int(group) for group in match.groups())
+    return major, minor, patch
+
+
+def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN_VERSION) -> str:
+    """Return the version if it is supported; raise a one-line `ServerStartError` if not."""
+    if parse_version(text) < minimum:
+        wanted = ".".join(str(part) for part in minimum)
+        raise ServerStartError(
+            f"{binary}: opencode {text.strip()} is too old; the runner needs {wanted} or newer "
+            "(run `make setup` for the pinned version)"
+        )
+    return text.strip()
+
+
+def tail_lines(text: str, count: int) -> tuple[str, ...]:
+    """The last `count` non-blank lines of a log text."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return tuple(lines[-count:]) if count > 0 else ()

@@ -1,0 +1,81 @@
+"""Shared test helpers: waiting on published messages, isolated opencode environments."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors import ServerActor, ServerSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = PROJECT_ROOT.parent / "shared" / "opencode" / "captures"
+
+
+class Inbox:
+    """A thread-safe message sink standing in for the supervisor; tests wait on it."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self.seen: list[Any] = []
+
+    def __call__(self, message: Any) -> None:
+        self._queue.put(message)
+
+    def expect(self, kind: type | tuple[type, ...], timeout: float) -> Any:
+        """The next message of `kind`, skipping others (kept in `seen`); fail on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} within {timeout}s; saw {self.seen!r}")
+            try:
+                message = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.seen.append(message)
+            if isinstance(message, kind):
+                return message
+
+
+def isolated_env(root: Path) -> dict[str, str]:
+    """HOME and XDG directories under `root`, so opencode never touches a user's data."""
+    home = root / "home"
+    env = {
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+    }
+    for path in env.values():
+        os.makedirs(path, exist_ok=True)
+    return env
+
+
+def make_project(root: Path) -> Path:
+    """A small git project with a README, like the one the captures were recorded in."""
+    project = root / "proj"
+    project.mkdir(parents=True)
+    (project / "README.md").write_text("# Fixture project\n\nHello from the fixture.\n")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    return project
+
+
+def start_server(spec: ServerSpec, inbox: Inbox) -> pykka.ActorRef:
+    """Start a ServerActor publishing into `inbox`."""
+    return ServerActor.start(spec=spec, publish=inbox)
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
