@@ -92,7 +92,9 @@ class ServerActor(pykka.ThreadingActor):
         logger.debug("opencode pid {} started, log {}", self._proc.pid, self._spec.log_path)
         _process.start_thread("opencode-stdout", self._pump_stdout)
         _process.start_thread("opencode-waiter", self._wait_for_exit)
-        self._timer = threading.Timer(self._spec.start_timeout, self._tell, (_Unhealthy("timeout"),))
+        self._timer = threading.Timer(
+            self._spec.start_timeout, self._tell, (_Unhealthy("timeout"),)
+        )
         self._timer.daemon = True
         self._timer.start()
 

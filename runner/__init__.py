@@ -1,0 +1,1 @@
+"""The runner: CLI, embedding API and the supervisor that wires the actors."""

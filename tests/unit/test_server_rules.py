@@ -1,0 +1,56 @@
+"""Pure rules about the server process."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ServerStartError
+from core.server_rules import check_version, parse_listening_line, parse_version, tail_lines
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("opencode server listening on http://127.0.0.1:4096\n", ("http://127.0.0.1:4096", 4096)),
+        ("opencode server listening on http://127.0.0.1:51234", ("http://127.0.0.1:51234", 51234)),
+        ("Warning: OPENCODE_SERVER_PASSWORD is not set; server is unsecured.", None),
+        ("opencode server listening on http://0.0.0.0:4096", None),
+        ("", None),
+    ],
+)
+def test_parse_listening_line(line, expected):
+    assert parse_listening_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1.18.33", (1, 18, 33)), ("v1.2.3\n", (1, 2, 3)), ("1.18.33-beta.1", (1, 18, 33))],
+)
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected
+
+
+def test_parse_version_rejects_garbage():
+    with pytest.raises(ServerStartError, match="unreadable version 'dev'"):
+        parse_version("dev")
+
+
+def test_check_version_accepts_pinned_and_newer():
+    assert check_version("1.18.33", binary="oc") == "1.18.33"
+    assert check_version("2.0.0", binary="oc") == "2.0.0"
+
+
+def test_check_version_refuses_older_with_one_line():
+    with pytest.raises(ServerStartError) as caught:
+        check_version("1.17.9", binary="/bin/oc")
+    assert str(caught.value) == (
+        "/bin/oc: opencode 1.17.9 is too old; the runner needs 1.18.0 or newer "
+        "(run `make setup` for the pinned version)"
+    )
+
+
+def test_tail_lines_skips_blanks_and_keeps_the_last():
+    assert tail_lines("a\n\nb\nc\n  \nd\n", 2) == ("c", "d")
+    assert tail_lines("a\n", 0) == ()
