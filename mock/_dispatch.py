@@ -1,0 +1,121 @@
+"""Which answer a chat request gets: an agent turn with its attempt and fault, or a fixed
+answer for opencode's side requests (title, summary) that never consume a turn.
+
+Theory of operation: the turn index is the number of `assistant` messages in the request,
+so the history itself says where the loop is and opencode's retries (identical bodies) land
+on the same turn. Past the end of the script the last turn repeats. The attempt is 1 + how
+many earlier requests had the same turn index, counted per `Dispatcher` (per `MockLLM`).
+Side requests are recognised by opencode's own prompts (1.18.33, checked in its binary):
+the title generator's system prompt (or its "Generate a title for this conversation:" user
+message), the compaction agent's ("You are a context summarization agent"; older releases
+said "tasked with summarizing conversations"), and the session summary prompt ("Summarize
+what was done in this conversation").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mock._model import Fault, Script, Turn, select_fault
+
+_TITLE_PREFIXES = ("You are a title generator",)
+_TITLE_USER_PREFIXES = ("Generate a title for this conversation",)
+_SUMMARY_PREFIXES = (
+    "You are a context summarization agent",
+    "Summarize what was done in this conversation",
+)
+_SUMMARY_PHRASES = ("tasked with summarizing conversations",)
+SUMMARY_TEXT = "Mock summary: the user asked for work and the assistant did it."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What to answer: the kind of request, the turn to stream, and the fault to apply."""
+
+    kind: str
+    turn_index: int | None
+    attempt: int | None
+    turn: Turn
+    fault: Fault | None
+
+
+def message_text(message: Any) -> str:
+    """The text of a chat message whose content is a string or a list of text parts."""
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (part.get("text") for part in content if isinstance(part, Mapping))
+        return "".join(part for part in parts if isinstance(part, str))
+    return ""
+
+
+def _messages(body: Any) -> list[Any]:
+    messages = body.get("messages") if isinstance(body, Mapping) else None
+    return messages if isinstance(messages, list) else []
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, Mapping) else None
+
+
+def classify(body: Any) -> str:
+    """ "title", "summary" or "turn" for a chat request body."""
+    messages = _messages(body)
+    system = [message_text(m).lstrip() for m in messages if _role(m) == "system"]
+    users = [message_text(m).lstrip() for m in messages if _role(m) == "user"]
+    if any(text.startswith(_TITLE_PREFIXES) for text in system) or any(
+        text.startswith(_TITLE_USER_PREFIXES) for text in users
+    ):
+        return "title"
+    prompts = system + users[-1:]
+    if any(text.startswith(_SUMMARY_PREFIXES) for text in prompts):
+        return "summary"
+    if any(phrase in text for text in system for phrase in _SUMMARY_PHRASES):
+        return "summary"
+    return "turn"
+
+
+def turn_index(body: Any) -> int:
+    """The 0-based turn a request asks for: how many assistant messages it carries."""
+    return sum(_role(message) == "assistant" for message in _messages(body))
+
+
+class Dispatcher:
+    """Thread-safe attempt counters that turn request bodies into `Decision`s."""
+
+    def __init__(self, script: Script, *, error_after: tuple[int, int] | None = None) -> None:
+        self._script = script
+        self._title_turn = Turn(text=(script.title,))
+        self._summary_turn = Turn(text=(SUMMARY_TEXT,))
+        self._error_after = error_after
+        self._lock = threading.Lock()
+        self._attempts: dict[int, int] = {}
+        self._agent_requests = 0
+
+    def decide(self, body: Any) -> Decision:
+        """The answer for one chat request; agent requests advance the counters."""
+        kind = classify(body)
+        if kind != "turn":
+            turn = self._title_turn if kind == "title" else self._summary_turn
+            return Decision(kind=kind, turn_index=None, attempt=None, turn=turn, fault=None)
+        index = turn_index(body)
+        with self._lock:
+            attempt = self._attempts.get(index, 0) + 1
+            self._attempts[index] = attempt
+            self._agent_requests += 1
+            served = self._agent_requests
+        turn = self._script.turn_at(index)
+        fault = self._blanket_fault(served) or select_fault(turn, attempt)
+        return Decision(kind=kind, turn_index=index, attempt=attempt, turn=turn, fault=fault)
+
+    def _blanket_fault(self, served: int) -> Fault | None:
+        # --429-after/--500-after N: the first N agent requests follow the script.
+        if self._error_after is None or served <= self._error_after[1]:
+            return None
+        status, count = self._error_after
+        message = f"mock: every agent request after the first {count} gets {status}"
+        return Fault(kind=str(status), attempts=None, retry_after=1.0, message=message)

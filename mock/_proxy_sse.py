@@ -1,0 +1,37 @@
+"""Where SSE frames end in a byte stream that arrives in arbitrary chunks.
+
+A frame ends at the newline that closes an empty line, provided the frame had at least one
+non-empty line (extra blank lines dispatch nothing, as in the SSE spec). `\r` is ignored, so
+`\r\n` line endings count too. The counter carries the current line across chunk boundaries,
+so a separator split between two reads is still found. Pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+
+class FrameCounter:
+    """Reports the offsets just past each complete SSE frame in every chunk fed to it."""
+
+    def __init__(self) -> None:
+        self._line = 0  # content bytes seen so far on the current line
+        self._pending = False  # the current frame has a non-empty line
+
+    def feed(self, chunk: bytes) -> list[int]:
+        """Offsets in `chunk` just past each frame that completes inside it."""
+        ends: list[int] = []
+        pos = 0
+        while (newline := chunk.find(b"\n", pos)) >= 0:
+            self._line += _content(chunk[pos:newline])
+            if self._line:
+                self._pending = True
+            elif self._pending:
+                ends.append(newline + 1)
+                self._pending = False
+            self._line = 0
+            pos = newline + 1
+        self._line += _content(chunk[pos:])
+        return ends
+
+
+def _content(segment: bytes) -> int:
+    return len(segment) - segment.count(b"\r")

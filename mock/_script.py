@@ -1,0 +1,207 @@
+"""Loading and validating scripts (JSON or YAML, canonical or flat) into a `Script`.
+
+Canonical format: `{"turns": [TURN, ...], "title"?: str}` or a bare list of turns.
+TURN keys: text, reasoning (str or list of str: one delta each), tool_calls (list of
+`{id?, name, arguments?}`; arguments an object or a JSON string encoding one; ids default to
+`call_<turn>_<index>`), usage (`{prompt_tokens?, completion_tokens?}`), finish (str),
+delay (seconds between chunks), faults (list of FAULT). A turn needs at least one of text,
+reasoning, tool_calls or faults.
+FAULT keys: kind (one of 429, 500, 400, stall, cut, drip, malformed), attempt (int >= 1, a
+list of them, or "all"; default 1), and per kind: retry_after and message (429/500/400),
+after_chunks (stall: default 0; cut and malformed: default 1), delay (drip, required).
+A list whose first item has a `type` is the flat CodeCome format (see `mock._flat`).
+Every problem is a `ScriptError` reading `<source>: <path>: <problem>`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mock._check import (
+    Invalid,
+    at_index,
+    at_key,
+    check_keys,
+    expect_int,
+    expect_number,
+    expect_object,
+    expect_str,
+    expect_strs,
+    fail,
+    require,
+    shown,
+    tool_call,
+)
+from mock._flat import is_flat, parse_flat
+from mock._model import (
+    DEFAULT_TITLE,
+    ERROR_KINDS,
+    FAULT_KINDS,
+    Fault,
+    Script,
+    ScriptError,
+    ToolCall,
+    Turn,
+    Usage,
+)
+
+_TURN_KEYS = ("text", "reasoning", "tool_calls", "usage", "finish", "delay", "faults")
+_FAULT_KEYS = {
+    **dict.fromkeys(ERROR_KINDS, ("retry_after", "message")),
+    "stall": ("after_chunks",),
+    "cut": ("after_chunks",),
+    "malformed": ("after_chunks",),
+    "drip": ("delay",),
+}
+# A cut or malformed chunk right after the role chunk is the interesting default; a stall
+# right after the headers is what a hung upstream looks like.
+_DEFAULT_AFTER_CHUNKS = {"stall": 0, "cut": 1, "malformed": 1}
+
+
+def parse_script(data: Any, source: str = "<script>") -> Script:
+    """Validate parsed JSON/YAML data (either format) into a `Script`."""
+    try:
+        return _script(data)
+    except Invalid as exc:
+        raise ScriptError(source, exc.path, exc.problem) from None
+
+
+def load_script(path: str | Path) -> Script:
+    """Read and validate a .json, .yaml or .yml script file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScriptError(source, "$", f"cannot read the file: {exc}") from None
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return parse_script(_yaml(text, source), source)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ScriptError(source, where, f"invalid JSON: {exc.msg}") from None
+    return parse_script(data, source)
+
+
+def _yaml(text: str, source: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ScriptError(source, "$", "YAML scripts need PyYAML (pip install pyyaml)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "$"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScriptError(source, where, f"invalid YAML: {problem}") from None
+
+
+def _script(data: Any) -> Script:
+    if isinstance(data, list):
+        return Script(turns=_turns(data, ""))
+    if not isinstance(data, Mapping):
+        fail("", f'expected an object with "turns" or a list of turns, got {shown(data)}')
+    check_keys(data, "", ("turns", "title"))
+    turns = _turns(require(data, "", "turns"), "turns")
+    title = DEFAULT_TITLE
+    if "title" in data:
+        title = expect_str(data["title"], "title", empty_ok=False)
+    return Script(turns=turns, title=title)
+
+
+def _turns(value: Any, path: str) -> tuple[Turn, ...]:
+    if not isinstance(value, list):
+        fail(path, f"expected a list of turns, got {shown(value)}")
+    if not value:
+        fail(path, "expected at least one turn, got []")
+    if is_flat(value):
+        return parse_flat(value, path)
+    return tuple(_turn(raw, at_index(path, i), i) for i, raw in enumerate(value))
+
+
+def _turn(raw: Any, path: str, index: int) -> Turn:
+    obj = expect_object(raw, path)
+    check_keys(obj, path, _TURN_KEYS)
+    fields: dict[str, Any] = {}
+    for key in ("text", "reasoning"):
+        if key in obj:
+            fields[key] = expect_strs(obj[key], at_key(path, key))
+    if "tool_calls" in obj:
+        fields["tool_calls"] = _tool_calls(obj["tool_calls"], at_key(path, "tool_calls"), index)
+    if "usage" in obj:
+        fields["usage"] = _usage(obj["usage"], at_key(path, "usage"))
+    if "finish" in obj:
+        fields["finish"] = expect_str(obj["finish"], at_key(path, "finish"), empty_ok=False)
+    if "delay" in obj:
+        fields["delay"] = expect_number(obj["delay"], at_key(path, "delay"))
+    if "faults" in obj:
+        fields["faults"] = _faults(obj["faults"], at_key(path, "faults"))
+    if not any(fields.get(key) for key in ("text", "reasoning", "tool_calls", "faults")):
+        fail(path, "a turn needs at least one of text, reasoning, tool_calls or faults")
+    return Turn(**fields)
+
+
+def _tool_calls(value: Any, path: str, turn_index: int) -> tuple[ToolCall, ...]:
+    if not isinstance(value, list):
+        fail(path, f"expected a list of tool calls, got {shown(value)}")
+    return tuple(
+        tool_call(raw, at_index(path, i), default_id=f"call_{turn_index}_{i}")
+        for i, raw in enumerate(value)
+    )
+
+
+def _usage(value: Any, path: str) -> Usage:
+    obj = expect_object(value, path)
+    check_keys(obj, path, ("prompt_tokens", "completion_tokens"))
+    counts = {key: expect_int(obj[key], at_key(path, key)) for key in obj}
+    return Usage(**counts)
+
+
+def _faults(value: Any, path: str) -> tuple[Fault, ...]:
+    if not isinstance(value, list):
+        fail(path, f"expected a list of faults, got {shown(value)}")
+    return tuple(_fault(raw, at_index(path, i)) for i, raw in enumerate(value))
+
+
+def _fault(raw: Any, path: str) -> Fault:
+    obj = expect_object(raw, path)
+    kind = _fault_kind(require(obj, path, "kind"), at_key(path, "kind"))
+    check_keys(obj, path, ("kind", "attempt", *_FAULT_KEYS[kind]))
+    fields: dict[str, Any] = {"kind": kind, "attempts": frozenset({1})}
+    if "attempt" in obj:
+        fields["attempts"] = _attempts(obj["attempt"], at_key(path, "attempt"))
+    if "retry_after" in obj:
+        fields["retry_after"] = expect_number(obj["retry_after"], at_key(path, "retry_after"))
+    if "message" in obj:
+        fields["message"] = expect_str(obj["message"], at_key(path, "message"), empty_ok=False)
+    if kind in _DEFAULT_AFTER_CHUNKS:
+        after = obj.get("after_chunks", _DEFAULT_AFTER_CHUNKS[kind])
+        fields["after_chunks"] = expect_int(after, at_key(path, "after_chunks"))
+    if kind == "drip":
+        fields["delay"] = expect_number(require(obj, path, "delay"), at_key(path, "delay"))
+    return Fault(**fields)
+
+
+def _fault_kind(value: Any, path: str) -> str:
+    # YAML reads `kind: 429` as an integer; the status codes are accepted either way.
+    kind = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if kind not in FAULT_KINDS:
+        fail(path, f"expected one of {', '.join(FAULT_KINDS)}, got {shown(value)}")
+    return kind
+
+
+def _attempts(value: Any, path: str) -> frozenset[int] | None:
+    if value == "all":
+        return None
+    if isinstance(value, list) and value:
+        return frozenset(expect_int(v, at_index(path, i), minimum=1) for i, v in enumerate(value))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        fail(
+            path,
+            f'expected an integer >= 1, a non-empty list of them, or "all", got {shown(value)}',
+        )
+    return frozenset({value})

@@ -1,0 +1,272 @@
+"""A loopback HTTP proxy that injects faults into the opencode server's SSE stream on command.
+
+Theory of operation. `FaultProxy` listens on 127.0.0.1 and serves each connection in a daemon
+thread (`mock._proxy_http`): the request is forwarded verbatim (method, path and query,
+headers including Authorization, body) to the upstream server, and the response is relayed
+with `Connection: close`. Event streams (`Content-Type: text/event-stream`, i.e. `GET /event`)
+are relayed as bytes arrive: the handler reads whatever the upstream has (`read1`), finds the
+SSE frame boundaries in it (`mock._proxy_sse`), and before sending asks this object, under one
+condition variable, what to do:
+
+- `stall()`: hold the chunk and read no more upstream until `release()`; nothing is lost, the
+  held bytes follow on release. The client sees an open connection that goes silent.
+- `cut_after(n)`: one order, shared by the open streams and the next ones; the first stream to
+  relay `n` more complete frames sends exactly those, then both its sockets are shut. The
+  client sees `n` whole events, then the body ends without the final chunk (EOF mid-body).
+- `drop_streams()`: shut every open stream's sockets now (same client view as a cut).
+- `refuse_for(seconds)`: until `clock()` passes the deadline, accepted connections are reset
+  (RST, no response): the client sees a connection error, never an HTTP status.
+
+Plain requests are never faulted. Counters are kept under the same condition, so tests wait
+on them (`wait_for_streams`, `wait_for_events`, `wait_for_refusals`) instead of sleeping.
+`stop()` shuts every socket in flight and returns promptly, stalls included.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from types import TracebackType
+
+from mock._proxy_http import Exchange, ProxyServer
+
+__all__ = ["FaultProxy"]
+
+_POLL_INTERVAL = 0.05  # how often the accept loop checks for shutdown: bounds stop() latency
+
+
+class FaultProxy:
+    """A fault-injecting HTTP proxy on 127.0.0.1 in front of one upstream server."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not _is_loopback_ip(host, version=4):
+            raise ValueError(f"FaultProxy binds loopback only; got host {host!r}")
+        self._upstream = _parse_upstream(upstream)
+        self._address = (host, port)
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._server: ProxyServer | None = None
+        self._thread: threading.Thread | None = None
+        self._exchanges: set[Exchange] = set()
+        self._streams: set[Exchange] = set()
+        self._stopping = False
+        self._stalled = False
+        self._cut_n: int | None = None
+        self._cut_order = 0
+        self._refuse_until = float("-inf")
+        self._events = 0
+        self._streams_opened = 0
+        self._refused = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        """Bind the listening socket and start serving; returns self."""
+        if self._server is not None:
+            raise RuntimeError("FaultProxy already started")
+        self._server = ProxyServer(self._address, self, self._upstream)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name=f"fault-proxy-{self._server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Shut every connection in flight, stop accepting, and close the listening socket."""
+        with self._cond:
+            self._stopping = True
+            exchanges = list(self._exchanges)
+            self._cond.notify_all()
+        for exchange in exchanges:
+            exchange.abort()
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the proxy, e.g. `http://127.0.0.1:54321`."""
+        if self._server is None:
+            raise RuntimeError("FaultProxy not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def cut_after(self, n_events: int) -> None:
+        """Cut the first event stream (open or next) that relays `n_events` more events."""
+        if n_events < 0:
+            raise ValueError(f"cut_after needs n_events >= 0, got {n_events}")
+        with self._cond:
+            self._cut_n = n_events
+            self._cut_order += 1
+
+    def stall(self) -> None:
+        """Hold every event stream, open and new, silent until `release()`."""
+        with self._cond:
+            self._stalled = True
+
+    def release(self) -> None:
+        """End a stall: held streams resume where they stopped, nothing lost."""
+        with self._cond:
+            self._stalled = False
+            self._cond.notify_all()
+
+    def refuse_for(self, seconds: float) -> None:
+        """Reset new connections without a response until `seconds` pass on the clock."""
+        with self._cond:
+            self._refuse_until = self._clock() + seconds
+
+    def drop_streams(self) -> int:
+        """Close every open event stream now; returns how many were closed."""
+        with self._cond:
+            streams = list(self._streams)
+            for stream in streams:
+                stream.abort()
+            self._cond.notify_all()
+        return len(streams)
+
+    # -- counters and waits ------------------------------------------------------------------
+
+    @property
+    def events_relayed(self) -> int:
+        """Complete SSE events relayed to clients, over all streams."""
+        with self._cond:
+            return self._events
+
+    @property
+    def streams_opened(self) -> int:
+        """Event streams whose response headers reached a client."""
+        with self._cond:
+            return self._streams_opened
+
+    @property
+    def open_streams(self) -> int:
+        """Event streams open right now."""
+        with self._cond:
+            return len(self._streams)
+
+    @property
+    def connections_refused(self) -> int:
+        """Connections reset inside a `refuse_for` window."""
+        with self._cond:
+            return self._refused
+
+    def wait_for_streams(self, n: int, timeout: float) -> None:
+        """Block until `n` event streams have been opened in all; TimeoutError otherwise."""
+        self._wait(lambda: self._streams_opened >= n, f"{n} streams opened", timeout)
+
+    def wait_for_events(self, n: int, timeout: float) -> None:
+        """Block until `n` events have been relayed in all; TimeoutError otherwise."""
+        self._wait(lambda: self._events >= n, f"{n} events relayed", timeout)
+
+    def wait_for_refusals(self, n: int, timeout: float) -> None:
+        """Block until `n` connections have been refused in all; TimeoutError otherwise."""
+        self._wait(lambda: self._refused >= n, f"{n} connections refused", timeout)
+
+    def _wait(self, predicate: Callable[[], bool], what: str, timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(predicate, timeout=timeout):
+                raise TimeoutError(
+                    f"FaultProxy: no {what} within {timeout}s (streams opened "
+                    f"{self._streams_opened}, events {self._events}, refused {self._refused})"
+                )
+
+    # -- hooks for the handler threads (mock._proxy_http) ------------------------------------
+
+    def _admit(self) -> bool:
+        with self._cond:
+            if self._clock() < self._refuse_until:
+                self._refused += 1
+                self._cond.notify_all()
+                return False
+            return True
+
+    def _register(self, exchange: Exchange) -> None:
+        with self._cond:
+            self._exchanges.add(exchange)
+            stopping = self._stopping
+        if stopping:
+            exchange.abort()
+
+    def _unregister(self, exchange: Exchange) -> None:
+        with self._cond:
+            self._exchanges.discard(exchange)
+            self._streams.discard(exchange)
+
+    def _stream_opened(self, exchange: Exchange) -> None:
+        with self._cond:
+            self._streams.add(exchange)
+            self._streams_opened += 1
+            self._cond.notify_all()
+
+    def _await_flow(self, exchange: Exchange) -> bool:
+        """Wait out a stall; False when the stream was dropped or the proxy is stopping."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not self._stalled or exchange.aborted.is_set() or self._stopping
+            )
+            return not (exchange.aborted.is_set() or self._stopping)
+
+    def _cut_plan(self, exchange: Exchange, frames: int) -> int | None:
+        """How many of `frames` to send before cutting, or None to send them all."""
+        with self._cond:
+            if self._cut_n is None:
+                return None
+            if exchange.cut_order != self._cut_order:
+                exchange.cut_order, exchange.cut_left = self._cut_order, self._cut_n
+            if frames < exchange.cut_left:
+                exchange.cut_left -= frames
+                return None
+            self._cut_n = None
+            return exchange.cut_left
+
+    def _count(self, exchange: Exchange, frames: int) -> None:
+        with self._cond:
+            exchange.events += frames
+            self._events += frames
+            self._cond.notify_all()
+
+
+def _is_loopback_ip(host: str, *, version: int | None = None) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback and version in (None, address.version)
+
+
+def _parse_upstream(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"upstream must look like http://127.0.0.1:PORT, got {url!r}")
+    if not (_is_loopback_ip(parts.hostname) or parts.hostname == "localhost"):
+        raise ValueError(f"upstream must be on loopback, got host {parts.hostname!r}")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"upstream must have no path, got {url!r}")
+    return parts.hostname, parts.port

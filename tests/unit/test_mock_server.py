@@ -1,0 +1,397 @@
+"""The mock LLM over real HTTP: streaming, turn selection, faults, journal, the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from mock import MockLLM, opencode_provider_config
+from tests.helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT = 5.0
+TITLE_SYSTEM = "You are a title generator. You output ONLY a thread title. Nothing else."
+SCRIPT = {
+    "title": "Scripted title",
+    "turns": [
+        {
+            "reasoning": ["Let me", " think."],
+            "text": ["Reading", " a file."],
+            "tool_calls": [{"id": "call_1", "name": "read", "arguments": {"filePath": "/x"}}],
+        },
+        {"text": ["Done", " reading."]},
+    ],
+}
+
+
+@pytest.fixture
+def start_mock():
+    """Start MockLLMs for a test and stop every one of them afterwards."""
+    started: list[MockLLM] = []
+
+    def start(script=SCRIPT, **options) -> MockLLM:
+        mock = MockLLM(script, **options).start()
+        started.append(mock)
+        return mock
+
+    yield start
+    for mock in started:
+        mock.stop()
+
+
+def _body(assistants=0, *, system="You are opencode.", stream=True):
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Read README"}]
+    for n in range(assistants):
+        messages.append({"role": "assistant", "content": f"answer {n}"})
+        messages.append({"role": "user", "content": "go on"})
+    return {"model": "mock-model", "messages": messages, "stream": stream}
+
+
+def _post(mock, body, *, timeout=WAIT, session=requests):
+    return session.post(f"{mock.url}/chat/completions", json=body, stream=True, timeout=timeout)
+
+
+def _events(response):
+    """Every `data:` payload of an SSE response, as text, until the body ends."""
+    lines = (line for line in response.iter_lines(chunk_size=None) if line)
+    return [line.removeprefix(b"data: ").decode() for line in lines]
+
+
+def _events_until_error(response):
+    """Like `_events`, but a broken body ends the list and is returned as the error."""
+    received: list[str] = []
+    try:
+        for line in response.iter_lines(chunk_size=None):
+            if line:
+                received.append(line.removeprefix(b"data: ").decode())
+    except requests.exceptions.RequestException as exc:
+        return received, exc
+    return received, None
+
+
+def _text(events, field="content"):
+    chunks = [json.loads(e) for e in events if e != "[DONE]"]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    return "".join(d.get(field) or "" for d in deltas)
+
+
+def test_streamed_turn_parses_back_into_text_and_tool_call(start_mock):
+    mock = start_mock()
+    response = _post(mock, _body())
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/event-stream"
+    events = _events(response)
+    assert events[-1] == "[DONE]"
+    assert _text(events) == "Reading a file."
+    assert _text(events, "reasoning_content") == "Let me think."
+    chunks = [json.loads(e) for e in events[:-1]]
+    arguments = "".join(
+        call["function"].get("arguments", "")
+        for c in chunks
+        if c["choices"]
+        for call in c["choices"][0]["delta"].get("tool_calls", ())
+    )
+    assert json.loads(arguments) == {"filePath": "/x"}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["usage"]["total_tokens"] > 0
+
+
+def test_turn_is_chosen_by_the_number_of_assistant_messages(start_mock):
+    mock = start_mock()
+    texts = [_text(_events(_post(mock, _body(n)))) for n in (1, 0, 2, 5)]
+    assert texts == ["Done reading.", "Reading a file.", "Done reading.", "Done reading."]
+    assert [(e.turn, e.attempt) for e in mock.journal.turns()] == [(1, 1), (0, 1), (2, 1), (5, 1)]
+
+
+def test_title_request_gets_the_title_and_does_not_consume_a_turn(start_mock):
+    mock = start_mock()
+    title = _post(mock, _body(system=TITLE_SYSTEM))
+    assert _text(_events(title)) == "Scripted title"
+    assert _text(_events(_post(mock, _body()))) == "Reading a file."
+    kinds = [(e.kind, e.turn, e.attempt) for e in mock.journal.entries()]
+    assert kinds == [("title", None, None), ("turn", 0, 1)]
+
+
+def test_summary_request_gets_a_fixed_summary(start_mock):
+    mock = start_mock()
+    body = _body(1, system="You are a context summarization agent. You are given a conversation")
+    assert _text(_events(_post(mock, body))).startswith("Mock summary")
+    assert [e.kind for e in mock.journal.entries()] == ["summary"]
+
+
+def test_429_with_retry_after_then_success_on_attempt_two(start_mock):
+    script = [{"text": "Recovered.", "faults": [{"kind": "429", "retry_after": 1}]}]
+    mock = start_mock(script)
+    first = _post(mock, _body())
+    assert first.status_code == 429
+    assert first.headers["Retry-After"] == "1"
+    assert first.json()["error"]["message"] == "Rate limited by mock"
+    assert _text(_events(_post(mock, _body()))) == "Recovered."
+    assert [(e.attempt, e.fault, e.status) for e in mock.journal.turns()] == [
+        (1, "429", 429),
+        (2, None, 200),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "status"),
+    [("500", "Internal boom", 500), ("400", "Bad request from mock", 400)],
+)
+def test_error_faults_send_json_bodies(start_mock, kind, message, status):
+    fault = {"kind": kind, "attempt": "all"}
+    if kind == "500":
+        fault["message"] = message
+    mock = start_mock([{"text": "never", "faults": [fault]}])
+    for _ in range(2):
+        response = _post(mock, _body())
+        assert response.status_code == status
+        assert response.json()["error"]["message"] == message
+        assert "Retry-After" not in response.headers
+    assert [e.status for e in mock.journal.turns()] == [status, status]
+
+
+def test_stall_fires_the_client_read_timeout(start_mock):
+    mock = start_mock([{"text": "late", "faults": [{"kind": "stall", "after_chunks": 1}]}])
+    response = _post(mock, _body(), timeout=(WAIT, 0.3))
+    received, error = _events_until_error(response)
+    response.close()
+    assert len(received) == 1
+    assert isinstance(error, requests.exceptions.ConnectionError)
+    assert mock.journal.turns()[0].fault == "stall"
+
+
+def test_stop_returns_promptly_while_a_stall_is_open(start_mock):
+    mock = start_mock([{"text": "late", "faults": [{"kind": "stall"}]}])
+    headers_seen = threading.Event()
+
+    def client():
+        response = _post(mock, _body(), timeout=(WAIT, 20))
+        headers_seen.set()
+        return _events_until_error(response)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        outcome = pool.submit(client)
+        assert headers_seen.wait(WAIT)
+        started = time.monotonic()
+        mock.stop()
+        assert time.monotonic() - started < 2.0
+        received, _ = outcome.result(timeout=WAIT)
+    assert "[DONE]" not in received
+
+
+def test_cut_ends_the_stream_without_done(start_mock):
+    mock = start_mock([{"text": ["a", "b", "c"], "faults": [{"kind": "cut", "after_chunks": 2}]}])
+    received, error = _events_until_error(_post(mock, _body()))
+    assert len(received) == 2
+    assert "[DONE]" not in received
+    assert isinstance(error, requests.exceptions.ChunkedEncodingError)
+    # opencode retries a broken stream: the next attempt is served normally.
+    assert _text(_events(_post(mock, _body()))) == "abc"
+
+
+def test_malformed_chunk_is_sent_then_the_stream_goes_on(start_mock):
+    mock = start_mock([{"text": ["a", "b"], "faults": [{"kind": "malformed", "after_chunks": 2}]}])
+    events = _events(_post(mock, _body()))
+    assert events[2] == "{not json"
+    assert events[-1] == "[DONE]"
+    good = events[:2] + events[3:]
+    assert _text(good) == "ab"
+
+
+def test_drip_spaces_every_chunk(start_mock):
+    delay = 0.05
+    script = [{"text": ["a", "b", "c"], "faults": [{"kind": "drip", "delay": delay}]}]
+    mock = start_mock(script)
+    started = time.monotonic()
+    arrivals = []
+    response = _post(mock, _body())
+    for line in response.iter_lines(chunk_size=None):
+        if line:
+            arrivals.append((time.monotonic(), line))
+    events = [line.removeprefix(b"data: ").decode() for _, line in arrivals]
+    assert _text(events) == "abc"
+    assert events[-1] == "[DONE]"
+    times = [at for at, _ in arrivals]
+    assert times == sorted(times)
+    assert times[-1] - started >= 0.8 * delay * len(arrivals)
+
+
+def test_turn_delay_spaces_chunks_too(start_mock):
+    mock = start_mock([{"text": ["a", "b"], "delay": 0.05}])
+    started = time.monotonic()
+    events = _events(_post(mock, _body()))
+    gaps = len(events) - 1
+    assert time.monotonic() - started >= 0.8 * 0.05 * gaps
+    assert _text(events) == "ab"
+
+
+def test_error_after_answers_429_past_n_agent_requests(start_mock):
+    mock = start_mock(error_after=(429, 1))
+    assert _post(mock, _body()).status_code == 200
+    _post(mock, _body(system=TITLE_SYSTEM)).close()  # side requests are never refused
+    refused = _post(mock, _body(1))
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert [(e.kind, e.status) for e in mock.journal.entries()] == [
+        ("turn", 200),
+        ("title", 200),
+        ("turn", 429),
+    ]
+
+
+def test_non_streamed_request_gets_a_completion(start_mock):
+    mock = start_mock()
+    response = requests.post(
+        f"{mock.url}/chat/completions", json=_body(1, stream=False), timeout=WAIT
+    )
+    completion = response.json()
+    assert completion["object"] == "chat.completion"
+    assert completion["choices"][0]["message"]["content"] == "Done reading."
+
+
+def test_keep_alive_connection_serves_consecutive_streams(start_mock):
+    mock = start_mock()
+    with requests.Session() as session:
+        texts = [_text(_events(_post(mock, _body(n), session=session))) for n in (0, 1)]
+    assert texts == ["Reading a file.", "Done reading."]
+
+
+def test_models_and_unknown_routes(start_mock):
+    mock = start_mock()
+    models = requests.get(f"{mock.url}/models", timeout=WAIT)
+    assert models.json() == {"object": "list", "data": [{"id": "mock-model", "object": "model"}]}
+    assert requests.get(f"{mock.url}/nope", timeout=WAIT).status_code == 404
+    bad = requests.post(f"{mock.url}/chat/completions", data=b"{not json", timeout=WAIT)
+    assert bad.status_code == 400
+    assert [(e.kind, e.status) for e in mock.journal.entries()] == [
+        ("models", 200),
+        ("other", 404),
+        ("other", 400),
+    ]
+
+
+def test_journal_records_body_and_headers_and_waits(start_mock):
+    mock = start_mock()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: _events(_post(mock, _body(1))))
+        entries = mock.journal.wait_for(1, timeout=WAIT)
+    entry = entries[0]
+    assert entry.body == _body(1)
+    assert entry.headers["Content-Type"] == "application/json"
+    assert mock.journal.wait_for(lambda es: es[0].status == 200, timeout=WAIT) == entries
+    with pytest.raises(TimeoutError):
+        mock.journal.wait_for(2, timeout=0.05)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::1", "example.com"])
+def test_non_loopback_host_is_refused(host):
+    with pytest.raises(ValueError, match="loopback only"):
+        MockLLM(SCRIPT, host=host)
+
+
+def test_localhost_and_other_loopback_addresses_are_accepted(start_mock):
+    assert start_mock(host="localhost").url.startswith("http://127.0.0.1:")
+    assert start_mock(host="127.0.0.2").url.startswith("http://127.0.0.2:")
+
+
+def test_mock_starts_once_and_stops_idempotently():
+    mock = MockLLM(SCRIPT)
+    with mock, pytest.raises(RuntimeError, match="starts once"):
+        mock.start()
+    url = mock.url
+    mock.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{url}/models", timeout=WAIT)
+
+
+def test_opencode_provider_config_points_at_the_mock():
+    config = opencode_provider_config("http://127.0.0.1:1234/v1")
+    provider = config["provider"]["test"]
+    assert provider["npm"] == "@ai-sdk/openai-compatible"
+    assert provider["options"]["baseURL"] == "http://127.0.0.1:1234/v1"
+    assert provider["models"]["mock-model"]["limit"] == {"context": 100000, "output": 4096}
+    assert (config["model"], config["small_model"]) == ("test/mock-model", "test/mock-model")
+    assert (config["autoupdate"], config["share"]) == (False, "disabled")
+
+
+# --- the CLI as a subprocess ------------------------------------------------------------------
+
+
+def _cli(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "mock", *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def script_file(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(SCRIPT))
+    return path
+
+
+def test_cli_prints_the_url_serves_and_exits_zero_on_sigterm(script_file):
+    process = _cli(str(script_file), "--429-after", "1")
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("mock LLM listening on http://127.0.0.1:")
+        url = line.split("listening on ")[1].strip()
+        assert url.endswith("/v1")
+        assert requests.get(f"{url}/models", timeout=WAIT).json()["data"][0]["id"] == "mock-model"
+        chat = f"{url}/chat/completions"
+        assert requests.post(chat, json=_body(), timeout=WAIT).status_code == 200
+        assert requests.post(chat, json=_body(), timeout=WAIT).status_code == 429
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT) == 0
+        assert process.stdout.read() == ""
+    finally:
+        process.kill()
+        process.wait(timeout=WAIT)
+        process.stdout.close()
+        process.stderr.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "expected"),
+    [
+        (
+            {
+                "turns": [
+                    {"text": "a"},
+                    {"text": "b"},
+                    {"tool_calls": [{"name": "r", "arguments": 5}]},
+                ]
+            },
+            (),
+            "turns[2].tool_calls[0].arguments: expected an object or a JSON string, got 5",
+        ),
+        (SCRIPT, ("--host", "0.0.0.0"), "refusing to listen on '0.0.0.0'"),
+        (SCRIPT, ("--429-after", "-1"), "argument --429-after: expected an integer >= 0, got '-1'"),
+    ],
+)
+def test_cli_usage_errors_exit_64_with_one_line(tmp_path, content, args, expected):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(content))
+    process = _cli(str(path), *args)
+    stdout, stderr = process.communicate(timeout=WAIT * 2)
+    assert process.returncode == 64
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("mock: ")
+    assert expected in lines[0]
+    if not args:
+        assert lines[0].startswith(f"mock: {path}: ")
