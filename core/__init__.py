@@ -9,13 +9,21 @@ from core.errors import (
     StreamError,
     UpstreamHTTPError,
 )
+from core.sse import SseDecoder, SseFrame, parse_event
+from core.tracker import Effect, SnapshotShapeError, Tracker
 
 __all__ = [
+    "Effect",
     "PhaseFileError",
     "RequestTimeoutError",
     "RunnerError",
     "ServerStartError",
     "ServerUnreachableError",
+    "SnapshotShapeError",
+    "SseDecoder",
+    "SseFrame",
     "StreamError",
+    "Tracker",
     "UpstreamHTTPError",
+    "parse_event",
 ]
