@@ -5,6 +5,10 @@ Theory of operation: the turn index is the number of `assistant` messages in the
 so the history itself says where the loop is and opencode's retries (identical bodies) land
 on the same turn. Past the end of the script the last turn repeats. The attempt is 1 + how
 many earlier requests had the same turn index, counted per `Dispatcher` (per `MockLLM`).
+Subagent sessions (opencode's `task` tool) start a fresh conversation of their own, which
+would replay turn 0 (the task call) forever; so a request whose first user message contains
+a `subagents` branch's `match` takes its turn from that branch instead, attempts counted per
+(branch, turn). Side requests are classified first, so they never reach a branch.
 Side requests are recognised by opencode's own prompts (1.18.33, checked in its binary):
 the title generator's system prompt (or its "Generate a title for this conversation:" user
 message), the compaction agent's ("You are a context summarization agent"; older releases
@@ -40,6 +44,7 @@ class Decision:
     attempt: int | None
     turn: Turn
     fault: Fault | None
+    branch: str | None = None
 
 
 def message_text(message: Any) -> str:
@@ -79,6 +84,12 @@ def classify(body: Any) -> str:
     return "turn"
 
 
+def first_user_text(body: Any) -> str:
+    """The text of the request's first user message ("" when it has none)."""
+    users = (message for message in _messages(body) if _role(message) == "user")
+    return message_text(next(users, None))
+
+
 def turn_index(body: Any) -> int:
     """The 0-based turn a request asks for: how many assistant messages it carries."""
     return sum(_role(message) == "assistant" for message in _messages(body))
@@ -93,7 +104,8 @@ class Dispatcher:
         self._summary_turn = Turn(text=(SUMMARY_TEXT,))
         self._error_after = error_after
         self._lock = threading.Lock()
-        self._attempts: dict[int, int] = {}
+        # Keyed by (branch position, or -1 for the main turns; turn index).
+        self._attempts: dict[tuple[int, int], int] = {}
         self._agent_requests = 0
 
     def decide(self, body: Any) -> Decision:
@@ -103,14 +115,19 @@ class Dispatcher:
             turn = self._title_turn if kind == "title" else self._summary_turn
             return Decision(kind=kind, turn_index=None, attempt=None, turn=turn, fault=None)
         index = turn_index(body)
+        found = self._script.branch_for(first_user_text(body))
+        position, branch = found if found else (-1, None)
         with self._lock:
-            attempt = self._attempts.get(index, 0) + 1
-            self._attempts[index] = attempt
+            attempt = self._attempts.get((position, index), 0) + 1
+            self._attempts[position, index] = attempt
             self._agent_requests += 1
             served = self._agent_requests
-        turn = self._script.turn_at(index)
+        turn = (branch or self._script).turn_at(index)
         fault = self._blanket_fault(served) or select_fault(turn, attempt)
-        return Decision(kind=kind, turn_index=index, attempt=attempt, turn=turn, fault=fault)
+        match = branch.match if branch else None
+        return Decision(
+            kind=kind, turn_index=index, attempt=attempt, turn=turn, fault=fault, branch=match
+        )
 
     def _blanket_fault(self, served: int) -> Fault | None:
         # --429-after/--500-after N: the first N agent requests follow the script.

@@ -101,6 +101,7 @@ class Handler(BaseHTTPRequestHandler):
             fault=fault.kind if fault else None,
             status=status,
             body=body,
+            branch=decision.branch,
         )
         if fault is not None and status != 200:
             self._send_error_fault(fault)

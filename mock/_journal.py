@@ -13,7 +13,11 @@ KINDS = ("turn", "title", "summary", "models", "other")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JournalEntry:
-    """One request: what it was, which turn and attempt it got, and the status sent."""
+    """One request: what it was, which turn and attempt it got, and the status sent.
+
+    `branch` is the `match` text of the subagent branch that answered a turn request, None
+    for the main turns and for every other kind.
+    """
 
     index: int
     time: float
@@ -24,6 +28,7 @@ class JournalEntry:
     status: int
     body: Any
     headers: Mapping[str, str]
+    branch: str | None = None
 
 
 class Journal:

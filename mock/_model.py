@@ -1,4 +1,8 @@
-"""The parsed script: immutable values the server and the chunk builder read."""
+"""The parsed script: immutable values the server and the chunk builder read.
+
+A `Script` holds the main agent-loop turns plus optional subagent `Branch`es: a conversation
+whose first user message contains a branch's `match` is answered from that branch's turns.
+"""
 
 from __future__ import annotations
 
@@ -77,15 +81,35 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Script:
-    """A whole script: the agent-loop turns and the title given to title requests."""
+class Branch:
+    """The turns for subagent conversations whose first user message contains `match`."""
 
+    match: str
     turns: tuple[Turn, ...]
-    title: str = DEFAULT_TITLE
 
     def turn_at(self, index: int) -> Turn:
         """The turn for a 0-based index; past the end the last turn repeats."""
         return self.turns[min(index, len(self.turns) - 1)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Script:
+    """A whole script: the agent-loop turns, the subagent branches and the title."""
+
+    turns: tuple[Turn, ...]
+    title: str = DEFAULT_TITLE
+    subagents: tuple[Branch, ...] = ()
+
+    def turn_at(self, index: int) -> Turn:
+        """The turn for a 0-based index; past the end the last turn repeats."""
+        return self.turns[min(index, len(self.turns) - 1)]
+
+    def branch_for(self, first_user_text: str) -> tuple[int, Branch] | None:
+        """The first branch (with its position) whose `match` is in the text, if any."""
+        for position, branch in enumerate(self.subagents):
+            if branch.match in first_user_text:
+                return position, branch
+        return None
 
 
 def select_fault(turn: Turn, attempt: int) -> Fault | None:

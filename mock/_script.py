@@ -1,6 +1,12 @@
 """Loading and validating scripts (JSON or YAML, canonical or flat) into a `Script`.
 
-Canonical format: `{"turns": [TURN, ...], "title"?: str}` or a bare list of turns.
+Canonical format: `{"turns": [TURN, ...], "title"?: str, "subagents"?: [BRANCH, ...]}` or
+a bare list of turns.
+BRANCH keys: match (non-empty str), turns (list of TURN, validated like the main ones),
+title (optional, ignored). A chat request whose first user message contains `match` (plain
+substring) is a subagent conversation (opencode's `task` tool) and is answered from that
+branch's turns by the same rules (turn index, last turn repeats, faults by attempt); the
+first matching branch wins and requests matching none use the main turns.
 TURN keys: text, reasoning (str or list of str: one delta each), tool_calls (list of
 `{id?, name, arguments?}`; arguments an object or a JSON string encoding one; ids default to
 `call_<turn>_<index>`), usage (`{prompt_tokens?, completion_tokens?}`), finish (str),
@@ -40,6 +46,7 @@ from mock._model import (
     DEFAULT_TITLE,
     ERROR_KINDS,
     FAULT_KINDS,
+    Branch,
     Fault,
     Script,
     ScriptError,
@@ -105,12 +112,27 @@ def _script(data: Any) -> Script:
         return Script(turns=_turns(data, ""))
     if not isinstance(data, Mapping):
         fail("", f'expected an object with "turns" or a list of turns, got {shown(data)}')
-    check_keys(data, "", ("turns", "title"))
+    check_keys(data, "", ("turns", "title", "subagents"))
     turns = _turns(require(data, "", "turns"), "turns")
     title = DEFAULT_TITLE
     if "title" in data:
         title = expect_str(data["title"], "title", empty_ok=False)
-    return Script(turns=turns, title=title)
+    subagents = _branches(data.get("subagents", []), "subagents")
+    return Script(turns=turns, title=title, subagents=subagents)
+
+
+def _branches(value: Any, path: str) -> tuple[Branch, ...]:
+    if not isinstance(value, list):
+        fail(path, f"expected a list of subagent branches, got {shown(value)}")
+    return tuple(_branch(raw, at_index(path, i)) for i, raw in enumerate(value))
+
+
+def _branch(raw: Any, path: str) -> Branch:
+    obj = expect_object(raw, path)
+    check_keys(obj, path, ("match", "turns", "title"))
+    match = expect_str(require(obj, path, "match"), at_key(path, "match"), empty_ok=False)
+    turns = _turns(require(obj, path, "turns"), at_key(path, "turns"))
+    return Branch(match=match, turns=turns)
 
 
 def _turns(value: Any, path: str) -> tuple[Turn, ...]:

@@ -8,6 +8,7 @@ import pytest
 
 # UP026 takes `mock` for the old unittest.mock backport; this is the project's own package.
 from mock import (
+    Branch,
     Fault,
     Script,
     ScriptError,
@@ -18,7 +19,7 @@ from mock import (
     parse_script,
 )
 from mock import select_fault as pick
-from mock._dispatch import Dispatcher, classify, turn_index
+from mock._dispatch import Dispatcher, classify, first_user_text, turn_index
 from tests.helpers import CAPTURES
 
 pytestmark = pytest.mark.timeout(30)
@@ -109,6 +110,49 @@ READ_ARGS = {"filePath": "/srv/fixture/proj/README.md"}
 )
 def test_parse_canonical_script(data, expected):
     assert parse_script(data) == expected
+
+
+def test_parse_subagent_branches():
+    data = {
+        "turns": [{"tool_calls": [{"name": "task", "arguments": {"prompt": "Explore"}}]}],
+        "subagents": [
+            {
+                "match": "Explore",
+                "title": "explorer (ignored)",
+                "turns": [{"tool_calls": [{"name": "read"}]}, {"text": "Found it."}],
+            },
+            {"match": "Review", "turns": [{"type": "text", "content": "flat is fine"}]},
+        ],
+    }
+    script = parse_script(data)
+    assert script.subagents == (
+        Branch(
+            match="Explore",
+            turns=(Turn(tool_calls=(_call("call_0_0"),)), Turn(text=("Found it.",))),
+        ),
+        Branch(match="Review", turns=(Turn(text=("flat is fine",)),)),
+    )
+    assert script.turns[0].tool_calls[0].name == "task"
+    assert parse_script([{"text": "a"}]).subagents == ()
+    assert parse_script({"turns": [{"text": "a"}], "subagents": []}).subagents == ()
+
+
+def test_branch_for_picks_the_first_matching_branch():
+    script = parse_script(
+        {
+            "turns": [{"text": "main"}],
+            "subagents": [
+                {"match": "Explore", "turns": [{"text": "a"}]},
+                {"match": "Explore the", "turns": [{"text": "b"}]},
+                {"match": "Review", "turns": [{"text": "c"}, {"text": "d"}]},
+            ],
+        }
+    )
+    first, _, review = script.subagents
+    assert script.branch_for("Please Explore the repo") == (0, first)
+    assert script.branch_for("Review it") == (2, review)
+    assert script.branch_for("explore (wrong case)") is None
+    assert [review.turn_at(i).text for i in range(3)] == [("c",), ("d",), ("d",)]
 
 
 # --- flat CodeCome format ---------------------------------------------------------------------
@@ -202,7 +246,7 @@ def test_flat_items_inside_turns_object_keep_the_title():
         ),
         pytest.param(
             {"turns": [{"text": "a"}], "model": "x"},
-            "s.json: model: unknown key (expected one of: title, turns)",
+            "s.json: model: unknown key (expected one of: subagents, title, turns)",
             id="unknown-top-key",
         ),
         pytest.param(
@@ -270,6 +314,60 @@ def test_flat_items_inside_turns_object_keep_the_title():
             "hello",
             's.json: $: expected an object with "turns" or a list of turns, got "hello"',
             id="root",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": [{"match": 3, "turns": [{"text": "b"}]}]},
+            "s.json: subagents[0].match: expected a non-empty string, got 3",
+            id="branch-match-type",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": [{"match": "", "turns": [{"text": "b"}]}]},
+            's.json: subagents[0].match: expected a non-empty string, got ""',
+            id="branch-match-empty",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": [{"turns": [{"text": "b"}]}]},
+            "s.json: subagents[0].match: missing (required)",
+            id="branch-without-match",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": [{"match": "x"}]},
+            "s.json: subagents[0].turns: missing (required)",
+            id="branch-without-turns",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": [{"match": "x", "turns": []}]},
+            "s.json: subagents[0].turns: expected at least one turn, got []",
+            id="branch-no-turns",
+        ),
+        pytest.param(
+            {
+                "turns": [{"text": "a"}],
+                "subagents": [
+                    {"match": "x", "turns": [{"text": "b"}]},
+                    {"match": "y", "turns": [{"text": "c"}, {"text": 5}]},
+                ],
+            },
+            "s.json: subagents[1].turns[1].text: expected a string or a list of strings, got 5",
+            id="branch-bad-turn",
+        ),
+        pytest.param(
+            {
+                "turns": [{"text": "a"}],
+                "subagents": [{"match": "x", "turns": [{"text": "b"}], "agent": "e"}],
+            },
+            "s.json: subagents[0].agent: unknown key (expected one of: match, title, turns)",
+            id="branch-unknown-key",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": {"match": "x"}},
+            's.json: subagents: expected a list of subagent branches, got {"match": "x"}',
+            id="subagents-not-a-list",
+        ),
+        pytest.param(
+            {"turns": [{"text": "a"}], "subagents": ["x"]},
+            's.json: subagents[0]: expected an object, got "x"',
+            id="branch-not-an-object",
         ),
         pytest.param(
             [{"type": "text", "content": "a"}, {"type": "tool_call", "name": "r", "arguments": 7}],
@@ -397,6 +495,53 @@ def test_dispatcher_counts_attempts_per_turn_and_skips_side_requests():
         ("turn", 0, 3, None),
     ]
     assert decisions[1].turn.text == ("Mock session",)
+
+
+def _task_body(prompt, *roles):
+    messages = [{"role": "system", "content": "You are a subagent."}]
+    messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+    messages += [{"role": role, "content": f"{role} says"} for role in roles]
+    return {"model": "mock-model", "messages": messages, "stream": True}
+
+
+def test_dispatcher_answers_subagent_conversations_from_their_branch():
+    script = parse_script(
+        {
+            "turns": [{"tool_calls": [{"name": "task"}]}, {"text": "main done"}],
+            "subagents": [
+                {"match": "Explore", "turns": [{"text": "sub 0", "faults": [{"kind": "500"}]}]},
+                {"match": "Review", "turns": [{"text": "rev 0"}, {"text": "rev 1"}]},
+            ],
+        }
+    )
+    dispatcher = Dispatcher(script)
+    plan = [
+        _body("user"),
+        _task_body("Explore the repo"),
+        _task_body("Explore the repo"),
+        _task_body("Now Review", "assistant", "tool", "assistant"),
+        _body("user", "assistant", "tool"),
+        _task_body("Explore and Review"),
+        _task_body("Generate a title for this conversation: Explore"),
+    ]
+    decisions = [dispatcher.decide(body) for body in plan]
+    seen = [(d.kind, d.branch, d.turn_index, d.attempt, d.turn.text) for d in decisions]
+    assert seen == [
+        ("turn", None, 0, 1, ()),
+        ("turn", "Explore", 0, 1, ("sub 0",)),
+        ("turn", "Explore", 0, 2, ("sub 0",)),
+        ("turn", "Review", 2, 1, ("rev 1",)),
+        ("turn", None, 1, 1, ("main done",)),
+        ("turn", "Explore", 0, 3, ("sub 0",)),
+        ("title", None, None, None, ("Mock session",)),
+    ]
+    assert [d.fault.kind if d.fault else None for d in decisions[1:3]] == ["500", None]
+
+
+def test_first_user_text_reads_the_first_user_message_only():
+    assert first_user_text(_task_body("Explore", "assistant", "user")) == "Explore"
+    assert first_user_text(_body()) == ""
+    assert first_user_text([]) == ""
 
 
 def test_dispatcher_error_after_overrides_the_script_after_n_agent_requests():

@@ -128,6 +128,65 @@ def test_summary_request_gets_a_fixed_summary(start_mock):
     assert [e.kind for e in mock.journal.entries()] == ["summary"]
 
 
+BRANCH_SCRIPT = {
+    **SCRIPT,
+    "subagents": [
+        {
+            "match": "Explore the repo",
+            "title": "explorer",
+            "turns": [
+                {"text": "Exploring.", "faults": [{"kind": "429", "retry_after": 1}]},
+                {"text": "Explored."},
+            ],
+        },
+        {"match": "Explore", "turns": [{"text": "never: the first match wins"}]},
+    ],
+}
+
+
+def _task_body(assistants=0):
+    body = _body(assistants, system="You are a subagent.")
+    body["messages"][1]["content"] = "Task: Explore the repo and report."
+    return body
+
+
+def test_subagent_request_gets_its_branch_turn_and_main_is_unaffected(start_mock):
+    mock = start_mock(BRANCH_SCRIPT)
+    assert _text(_events(_post(mock, _body()))) == "Reading a file."
+    refused = _post(mock, _task_body())
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert _text(_events(_post(mock, _task_body()))) == "Exploring."
+    assert _text(_events(_post(mock, _task_body(3)))) == "Explored."
+    assert _text(_events(_post(mock, _body(1)))) == "Done reading."
+    assert _text(_events(_post(mock, _body(system=TITLE_SYSTEM)))) == "Scripted title"
+    seen = [(e.kind, e.branch, e.turn, e.attempt, e.status) for e in mock.journal.entries()]
+    assert seen == [
+        ("turn", None, 0, 1, 200),
+        ("turn", "Explore the repo", 0, 1, 429),
+        ("turn", "Explore the repo", 0, 2, 200),
+        ("turn", "Explore the repo", 3, 1, 200),
+        ("turn", None, 1, 1, 200),
+        ("title", None, None, None, 200),
+    ]
+
+
+def test_attempts_are_counted_per_branch(start_mock):
+    script = {
+        "turns": [{"text": "main", "faults": [{"kind": "500", "attempt": 2}]}],
+        "subagents": [
+            {"match": "Explore", "turns": [{"text": "sub", "faults": [{"kind": "500"}]}]}
+        ],
+    }
+    mock = start_mock(script)
+    explore = _body()
+    explore["messages"][1]["content"] = "Explore"
+    statuses = [_post(mock, body).status_code for body in (_body(), explore, explore, _body())]
+    assert statuses == [200, 500, 200, 500]
+    seen = [(e.branch, e.attempt) for e in mock.journal.turns()]
+    assert seen == [(None, 1), ("Explore", 1), ("Explore", 2), (None, 2)]
+
+
 def test_429_with_retry_after_then_success_on_attempt_two(start_mock):
     script = [{"text": "Recovered.", "faults": [{"kind": "429", "retry_after": 1}]}]
     mock = start_mock(script)
