@@ -1,0 +1,74 @@
+"""SyncGate: the root's idle waits for its resync; repeats collapse; reconnects may synthesise."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.sync_gate import SyncGate
+from core.tracker import SessionIdle, StatusChanged
+
+pytestmark = pytest.mark.timeout(10)
+
+ROOT = "ses_root"
+IDLE = SessionIdle(session_id=ROOT)
+BUSY = StatusChanged(session_id=ROOT, status={"type": "busy"})
+
+
+def test_idle_is_held_and_one_sync_requested():
+    gate = SyncGate(ROOT)
+    out = gate.on_effects([BUSY, IDLE, "after"])
+    assert out.forward == [BUSY, "after"]
+    assert out.request_sync == "idle"
+    assert gate.holding
+
+
+def test_repeated_idles_while_held_are_dropped_without_new_syncs():
+    gate = SyncGate(ROOT)
+    gate.on_effects([IDLE])
+    out = gate.on_effects([IDLE, IDLE])
+    assert out.forward == []
+    assert out.request_sync is None
+
+
+def test_idle_sync_releases_the_idle_after_the_snapshot_effects():
+    gate = SyncGate(ROOT)
+    gate.on_effects([IDLE])
+    out = gate.on_snapshot("idle", ["part"], root_idle=True, new_messages=True)
+    assert out.forward == ["part", IDLE]
+    assert not gate.holding
+
+
+def test_reconnect_sync_does_not_release_a_held_idle():
+    gate = SyncGate(ROOT)
+    gate.on_effects([IDLE])
+    out = gate.on_snapshot("reconnect", ["part"], root_idle=True, new_messages=True)
+    assert out.forward == ["part"]
+    assert gate.holding
+
+
+def test_failed_idle_sync_still_releases():
+    gate = SyncGate(ROOT)
+    gate.on_effects([IDLE])
+    out = gate.on_snapshot("idle", [], root_idle=False, new_messages=False)
+    assert out.forward == [IDLE]
+
+
+@pytest.mark.parametrize(
+    ("root_idle", "new_messages", "synthesised"),
+    [(True, True, True), (True, False, False), (False, True, False)],
+)
+def test_reconnect_synthesises_a_lost_idle_only_with_new_messages(
+    root_idle, new_messages, synthesised
+):
+    gate = SyncGate(ROOT)
+    assert gate.on_reconnect().request_sync == "reconnect"
+    out = gate.on_snapshot("reconnect", [], root_idle=root_idle, new_messages=new_messages)
+    assert (IDLE in out.forward) is synthesised
+
+
+def test_child_idles_pass_straight_through():
+    gate = SyncGate(ROOT)
+    child_idle = SessionIdle(session_id="ses_child")
+    out = gate.on_effects([child_idle])
+    assert out.forward == [child_idle]
+    assert out.request_sync is None
