@@ -1,0 +1,248 @@
+"""The termination policy, driven by hand-written histories and a fake clock (time = numbers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.termination import (
+    Abort,
+    Conclude,
+    Limits,
+    Policy,
+    RunChecks,
+    SendPrompt,
+    classify,
+)
+from core.tracker import MessageUpdated, PartFinalized, SessionError, SessionIdle, StatusChanged
+
+pytestmark = pytest.mark.timeout(10)
+
+ROOT = "ses_root"
+
+
+def busy():
+    return StatusChanged(session_id=ROOT, status={"type": "busy"})
+
+
+def retry(n, message="rate limited"):
+    return StatusChanged(
+        session_id=ROOT, status={"type": "retry", "attempt": n, "message": message, "next": 0}
+    )
+
+
+def assistant(msg_id, finish=None, error=None):
+    info = {"id": msg_id, "role": "assistant", "finish": finish}
+    if error:
+        info["error"] = error
+    return MessageUpdated(session_id=ROOT, info=info)
+
+
+def step_finish(msg_id, reason="stop", tokens=(10, 5)):
+    part = {
+        "id": f"prt_{msg_id}",
+        "messageID": msg_id,
+        "type": "step-finish",
+        "reason": reason,
+        "cost": 0.5,
+        "tokens": {
+            "input": tokens[0],
+            "output": tokens[1],
+            "reasoning": 0,
+            "cache": {"read": 1, "write": 0},
+        },
+    }
+    return PartFinalized(
+        session_id=ROOT,
+        message_id=msg_id,
+        part_id=part["id"],
+        part_type="step-finish",
+        part=part,
+        text=None,
+        role="assistant",
+        source="stream",
+    )
+
+
+IDLE = SessionIdle(session_id=ROOT)
+
+
+def started(limits=Limits(), now=0.0):
+    policy = Policy(limits, prompt="Do it", session_id=ROOT, now=now)
+    (send,) = policy.start(now)
+    assert send == SendPrompt(number=1, kind="initial", text="Do it", reason=None)
+    policy.baseline_taken("msg_000", now)
+    return policy
+
+
+def turn(policy, msg_id, finish, now=1.0):
+    """A whole turn: busy, the message, its step, idle. Returns the policy's effects."""
+    return policy.observe((busy(), assistant(msg_id, finish), step_finish(msg_id), IDLE), now)
+
+
+@pytest.mark.parametrize(
+    ("finish", "expected"),
+    [
+        ("stop", "ok"),
+        ("end_turn", "ok"),
+        ("tool-calls", "cut"),
+        ("tool_use", "cut"),
+        ("unknown", "cut"),
+        (None, "cut"),
+        ("length", "failure"),
+        ("max_tokens", "failure"),
+        ("content-filter", "failure"),
+        ("error", "failure"),
+    ],
+)
+def test_classify(finish, expected):
+    assert classify(finish) == expected
+
+
+def test_stop_and_passing_checks_is_done():
+    policy = started()
+    assert turn(policy, "msg_001", "stop") == [RunChecks()]
+    (verdict,) = policy.checks_done((), repairable=False, now=2.0)
+    assert verdict == Conclude(
+        verdict="done", reason="finish reason stop after 1 step(s); done checks passed"
+    )
+    assert verdict.exit_code == 0
+    attempt = policy.attempts[0].as_dict()
+    assert (attempt["steps"], attempt["tokens"]["input"], attempt["cost"]) == (1, 10, 0.5)
+
+
+def test_idle_before_any_life_is_ignored():
+    policy = started()
+    assert policy.observe((IDLE, IDLE), 0.5) == []
+    assert policy.state == "RUNNING"
+
+
+def test_stale_message_at_the_baseline_is_not_life():
+    policy = started()
+    assert policy.observe((assistant("msg_000", "stop"), IDLE), 0.5) == []
+
+
+def test_cut_with_passing_checks_and_no_rejection_is_done_gracefully():
+    policy = started()
+    turn(policy, "msg_001", "tool-calls")
+    (verdict,) = policy.checks_done((), repairable=False, now=2.0)
+    assert verdict.verdict == "done_gracefully"
+
+
+def test_cut_after_a_rejected_permission_resumes():
+    policy = started()
+    policy.note_permission({"reply": "reject", "permission": "bash"})
+    turn(policy, "msg_001", "tool-calls")
+    (resume,) = policy.checks_done((), repairable=False, now=2.0)
+    assert isinstance(resume, SendPrompt)
+    assert resume.kind == "resume"
+    assert "'tool-calls' after 1 step(s)" in resume.text
+
+
+def test_missing_artifact_resumes_until_the_budget_then_incomplete():
+    policy = started(Limits(resumes=2))
+    missing = (("artifacts", "no file matching 'out.md' was created or modified"),)
+    for number in (2, 3):
+        turn(policy, f"msg_00{number}", "stop", now=float(number))
+        (follow,) = policy.checks_done(missing, repairable=False, now=float(number))
+        assert (follow.number, follow.kind) == (number, "resume")
+        assert "out.md" in follow.text
+        policy.baseline_taken(f"msg_00{number}", float(number))
+    turn(policy, "msg_009", "stop", now=9.0)
+    (verdict,) = policy.checks_done(missing, repairable=False, now=9.0)
+    assert verdict.verdict == "incomplete"
+    assert verdict.exit_code == 2
+    assert "2 resume(s) spent" in verdict.reason
+    assert "out.md" in verdict.reason
+
+
+def test_failed_front_matter_after_ok_finish_gets_a_repair_with_the_validator_output():
+    policy = started()
+    turn(policy, "msg_001", "stop")
+    failure = (("frontmatter", "notes.md: front matter is missing required keys: title"),)
+    (repair,) = policy.checks_done(failure, repairable=True, now=2.0)
+    assert repair.kind == "repair"
+    assert "missing required keys: title" in repair.text
+    policy.baseline_taken("msg_001", 2.0)
+    turn(policy, "msg_002", "stop", now=3.0)
+    (verdict,) = policy.checks_done((), repairable=False, now=3.0)
+    assert verdict.verdict == "done"
+    assert [a.kind for a in policy.attempts] == ["initial", "repair"]
+
+
+def test_repairs_exhausted_is_incomplete():
+    policy = started(Limits(repairs=0))
+    turn(policy, "msg_001", "stop")
+    (verdict,) = policy.checks_done((("command", "make check exited 2"),), repairable=True, now=2.0)
+    assert verdict.verdict == "incomplete"
+
+
+def test_provider_error_is_failed_with_its_message():
+    policy = started()
+    error = {"name": "APIError", "data": {"message": "mock down", "statusCode": 500}}
+    effects = policy.observe((busy(), SessionError(session_id=ROOT, error=error), IDLE), 1.0)
+    assert effects == [
+        Conclude(verdict="failed", reason="provider error: APIError (HTTP 500): mock down")
+    ]
+
+
+def test_retries_are_counted_and_over_budget_abort_as_failed():
+    policy = started(Limits(provider_retries=2))
+    assert policy.observe((busy(), retry(1), busy(), retry(2)), 1.0) == []
+    assert policy.attempts[0].retries == 2
+    (abort,) = policy.observe((retry(3),), 2.0)
+    assert abort == Abort(
+        verdict="failed", reason="provider retried 3 times (budget 2): rate limited"
+    )
+    (verdict,) = policy.observe((IDLE,), 3.0)
+    assert verdict.verdict == "failed"
+
+
+def test_stall_aborts_then_concludes_on_idle():
+    policy = started(Limits(stall_timeout=10))
+    policy.observe((busy(),), 1.0)
+    assert policy.tick(10.9) == []
+    (abort,) = policy.tick(11.0)
+    assert abort == Abort(verdict="stalled", reason="no progress for 10s")
+    assert policy.tick(12.0) == []
+    error = {"name": "MessageAbortedError", "data": {"message": "Aborted"}}
+    (verdict,) = policy.observe((SessionError(session_id=ROOT, error=error), IDLE), 12.5)
+    assert (verdict.verdict, verdict.exit_code) == ("stalled", 2)
+
+
+def test_phase_timeout_aborts_and_concludes_after_grace_without_idle():
+    policy = started(Limits(phase_timeout=60, stall_timeout=1000))
+    policy.observe((busy(),), 30.0)
+    (abort,) = policy.tick(60.0)
+    assert abort.verdict == "timed_out"
+    assert abort.reason == "phase timeout of 1m reached"
+    assert policy.tick(65.0) == []
+    (verdict,) = policy.tick(70.0)
+    assert verdict.verdict == "timed_out"
+
+
+def test_interrupt_while_running_aborts_first():
+    policy = started()
+    (abort,) = policy.external_failure("interrupted", "interrupted by SIGINT", 1.0)
+    assert abort.verdict == "interrupted"
+    (verdict,) = policy.observe((IDLE,), 1.5)
+    assert verdict.exit_code == 130
+
+
+def test_server_death_concludes_at_once_and_only_once():
+    policy = started()
+    (verdict,) = policy.external_failure("failed", "opencode server died", 1.0)
+    assert verdict.verdict == "failed"
+    assert policy.external_failure("failed", "again", 2.0) == []
+    assert policy.observe((IDLE,), 3.0) == []
+
+
+def test_other_sessions_do_not_drive_the_root():
+    policy = started()
+    child_idle = SessionIdle(session_id="ses_child")
+    child_busy = StatusChanged(session_id="ses_child", status={"type": "busy"})
+    assert policy.observe((child_busy, child_idle), 1.0) == []
+
+
+def test_checks_done_outside_checking_is_ignored():
+    policy = started()
+    assert policy.checks_done((), repairable=False, now=1.0) == []
