@@ -66,8 +66,8 @@ def step_finish(msg_id, reason="stop", tokens=(10, 5)):
 IDLE = SessionIdle(session_id=ROOT)
 
 
-def started(limits=Limits(), now=0.0):
-    policy = Policy(limits, prompt="Do it", session_id=ROOT, now=now)
+def started(limits=None, now=0.0):
+    policy = Policy(limits or Limits(), prompt="Do it", session_id=ROOT, now=now)
     (send,) = policy.start(now)
     assert send == SendPrompt(number=1, kind="initial", text="Do it", reason=None)
     policy.baseline_taken("msg_000", now)
