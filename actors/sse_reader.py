@@ -38,7 +38,8 @@ from messages.stream import EventsReceived, StreamConnected, StreamDropped, Stre
 class ReconnectPolicy:
     """How hard the reader tries to get the stream back."""
 
-    attempts: int = 8
+    attempts: int = 30
+    outage: float = 60.0  # give up when the stream stays down this long
     initial: float = 0.25
     maximum: float = 8.0
     healthy_after: float = 30.0
@@ -138,7 +139,8 @@ class SseReaderActor(pykka.ThreadingActor):
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(_retry_this),
             wait=tenacity.wait_random_exponential(multiplier=policy.initial, max=policy.maximum),
-            stop=tenacity.stop_after_attempt(policy.attempts),
+            stop=tenacity.stop_after_attempt(policy.attempts)
+            | tenacity.stop_after_delay(policy.outage),
             sleep=self._stopping.wait,
             before_sleep=lambda state: self._dropped(
                 _reason(state.outcome.exception()), state.upcoming_sleep

@@ -1,0 +1,53 @@
+"""A daemon thread that runs an actor's blocking calls in order and reports the outcome."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+from loguru import logger
+
+_STOP = object()
+
+
+class Worker:
+    """Runs `call()` off the actor's thread, then hands `(result, error)` to `done`."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, call: Callable[[], Any], done: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        """Queue a blocking call; `done` runs on the worker thread (it should only `tell`)."""
+        self._jobs.put((call, done))
+
+    def close(self) -> None:
+        """Finish queued jobs' current one and end the thread (it is a daemon anyway)."""
+        self._jobs.put(_STOP)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not _STOP:
+            call, done = job
+            try:
+                result, error = call(), None
+            except Exception as exc:
+                result, error = None, exc
+            try:
+                done(result, error)
+            except pykka.ActorDeadError:
+                pass
+            except Exception:
+                logger.exception("worker callback failed")
+
+
+def tell_quietly(ref: pykka.ActorRef, message: Any) -> None:
+    """Tell an actor that may already have stopped."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)

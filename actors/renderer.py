@@ -1,0 +1,178 @@
+"""RendererActor: what a person (or a program, with `--json`) reads of a phase.
+
+The pure `TerminalView` decides what to show; this actor only prints: through a rich Console
+in `rich` mode, as bare text (no escape codes at all) in `plain` mode, and as NDJSON lines in
+`json` mode (`core.ndjson`: `opencode run --format json` shapes plus one `runner.result`).
+Every message is handled at once and `out` flushed: no sleeping, no blocking besides the write.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TextIO
+
+import pykka
+from loguru import logger
+
+from core.ndjson import dumps, result_line, run_json
+from core.view import Line, Out, TerminalView, Write
+from messages.pipeline import Tracked
+from messages.records import (
+    AttemptStarted,
+    Notice,
+    PermissionAnswered,
+    PhaseStarted,
+    PromptSent,
+    QuestionRejected,
+    Resynced,
+    VerdictReached,
+)
+from messages.stream import StreamConnected, StreamDropped, StreamFailed
+
+Mode = Literal["rich", "plain", "json"]
+MODES = ("rich", "plain", "json")
+
+# View style names -> rich styles; names not listed print unstyled.
+RICH_STYLES = {
+    "text": "",
+    "reasoning": "dim italic",
+    "tool": "cyan",
+    "tool.ok": "cyan",
+    "tool.error": "red",
+    "step": "dim",
+    "retry": "yellow",
+    "warning": "bold yellow",
+    "error": "bold red",
+    "dim": "dim",
+    "banner": "bold magenta",
+    "verdict.ok": "bold green",
+    "verdict.bad": "bold red",
+}
+
+# Escape sequences and control characters (tool output may carry colours): never printed as is.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, links)
+    r"|[\x00-\x08\x0b-\x1f\x7f]"  # other control characters, lone ESC and CR included
+)
+
+
+class RendererActor(pykka.ThreadingActor):
+    """Prints tracked effects and runner records to `out` in one of three modes."""
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        out: TextIO,
+        thinking: bool = False,
+        verbose: bool = False,
+        prefix: str | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"renderer mode must be one of {MODES}, got {mode!r}")
+        self._mode = mode
+        self._out = out
+        self._thinking = thinking
+        self._clock_ms = clock_ms
+        self._view = TerminalView(thinking=thinking, verbose=verbose, prefix=prefix)
+        self._console = _rich_console(out) if mode == "rich" else None
+
+    def on_receive(self, message: Any) -> None:
+        """Render one message; anything unexpected is logged and skipped."""
+        match message:
+            case (
+                Tracked()
+                | VerdictReached()
+                | PhaseStarted()
+                | AttemptStarted()
+                | PromptSent()
+                | Resynced()
+                | PermissionAnswered()
+                | QuestionRejected()
+                | Notice()
+                | StreamConnected()
+                | StreamDropped()
+                | StreamFailed()
+            ):
+                self._render(message)
+            case _:
+                logger.warning("renderer: unexpected message {!r}", message)
+
+    def flush(self) -> None:
+        """End an open inline line (before the verdict is printed elsewhere, or at stop)."""
+        if self._mode != "json":
+            self._print(self._view.flush())
+
+    def on_stop(self) -> None:
+        """Leave the terminal at the start of a line."""
+        self.flush()
+
+    def _render(self, message: Any) -> None:
+        """Print a known message in the actor's mode."""
+        if self._mode == "json":
+            self._json(message)
+        else:
+            self._print(self._view.feed(message, self._clock_ms()))
+
+    def _json(self, message: Any) -> None:
+        """NDJSON lines: run-format objects of a batch, the closing `runner.result`, or none."""
+        if isinstance(message, VerdictReached):
+            head = {"verdict": message.verdict, "reason": message.reason}
+            objects = [result_line({**head, "exit_code": message.exit_code, **message.summary})]
+        elif isinstance(message, Tracked):
+            objects = self._run_objects(message)
+        else:
+            return
+        if objects:
+            self._out.write("".join(dumps(obj) + "\n" for obj in objects))
+            self._out.flush()
+
+    def _run_objects(self, message: Tracked) -> list[dict[str, Any]]:
+        """The `opencode run --format json` objects of one tracked batch."""
+        now_ms = self._clock_ms()
+        root = message.root_session_id
+        found = (
+            run_json(e, now_ms=now_ms, thinking=self._thinking, root_session_id=root)
+            for e in message.effects
+        )
+        return [obj for obj in found if obj is not None]
+
+    def _print(self, outs: list[Out]) -> None:
+        """Print view output: styled through rich, or bare text in plain mode."""
+        if not outs:
+            return
+        if self._console is None:
+            self._out.write("".join(_plain(out) for out in outs))
+        else:
+            _print_rich(self._console, outs)
+        self._out.flush()
+
+
+def _clean(text: str) -> str:
+    """`text` without escape sequences or control characters (newlines and tabs stay)."""
+    return _CONTROL.sub("", text) if not text.isprintable() else text
+
+
+def _plain(out: Out) -> str:
+    return _clean(out.text) + "\n" if isinstance(out, Line) else _clean(out.text)
+
+
+def _rich_console(out: TextIO) -> Any:
+    """A Console writing to `out`, colours forced, no highlighting or wrapping."""
+    from rich.console import Console
+
+    return Console(file=out, force_terminal=True, highlight=False, soft_wrap=True)
+
+
+def _print_rich(console: Any, outs: list[Out]) -> None:
+    """Print `outs` as rich Text (never markup: agent text may contain brackets)."""
+    from rich.text import Text
+
+    for out in outs:
+        end = "" if isinstance(out, Write) else "\n"
+        console.print(Text(_clean(out.text), style=RICH_STYLES.get(out.style, "")), end=end)

@@ -1,0 +1,84 @@
+"""SyncActor: fetches message snapshots for resyncs, off its own thread.
+
+On `RequestSync` it reads `GET /session/status` and `GET /session/{id}/message` for each
+session of the tree (the root's messages only after the attempt's baseline, so a resumed
+attempt never replays history) and replies with one `SnapshotFetched`. Failures are
+reported in the reply, never raised: the tracker must release a held idle either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors._worker import Worker
+from actors.opencode_client import OpencodeClient
+from core.errors import RunnerError
+from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched
+
+
+class SyncActor(pykka.ThreadingActor):
+    """Answers sync requests for one root session with snapshots newer than the baseline."""
+
+    def __init__(
+        self,
+        *,
+        client: OpencodeClient,
+        root_session_id: str,
+        reply_to: Callable[[SnapshotFetched], None],
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self._root = root_session_id
+        self._reply_to = reply_to
+        self._baseline: str | None = None
+        self._worker = Worker("sync")
+
+    def on_receive(self, message: Any) -> None:
+        """Baselines and sync requests."""
+        match message:
+            case SetBaseline(message_id=message_id):
+                self._baseline = message_id
+            case RequestSync():
+                baseline = self._baseline
+                self._worker.submit(
+                    lambda: self._fetch(message, baseline),
+                    lambda result, error: self._reply_to(result or self._failed(message, error)),
+                )
+            case _:
+                logger.warning("SyncActor ignored unexpected message {!r}", message)
+
+    def on_stop(self) -> None:
+        """End the worker thread."""
+        self._worker.close()
+
+    def _fetch(self, request: RequestSync, baseline: str | None) -> SnapshotFetched:
+        status = self._client.status()
+        snapshots = []
+        for session_id in request.session_ids:
+            messages = self._client.messages(session_id)
+            if session_id == self._root:
+                messages = newer_than(messages, baseline)
+            snapshots.append((session_id, tuple(messages)))
+        root_status = status.get(self._root, {}).get("type", "idle")
+        return SnapshotFetched(
+            reason=request.reason, snapshots=tuple(snapshots), root_idle=root_status == "idle"
+        )
+
+    @staticmethod
+    def _failed(request: RequestSync, error: BaseException | None) -> SnapshotFetched:
+        if error is not None and not isinstance(error, RunnerError):
+            logger.opt(exception=error).error("sync failed unexpectedly")
+        return SnapshotFetched(
+            reason=request.reason, snapshots=(), root_idle=False, error=str(error)
+        )
+
+
+def newer_than(messages: list[dict[str, Any]], baseline: str | None) -> list[dict[str, Any]]:
+    """Messages after the baseline id (opencode's message ids sort by creation time)."""
+    if baseline is None:
+        return messages
+    return [m for m in messages if str(m.get("info", {}).get("id", "")) > baseline]

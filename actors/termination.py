@@ -1,0 +1,241 @@
+"""TerminationActor: drives a phase's prompts and decides when it is over.
+
+A thin shell around the pure `Policy`: it feeds the policy tracked effects, permission
+answers and clock ticks, and performs the effects it returns on a worker thread: sending a
+prompt (baseline first, so resyncs and the policy ignore history; a timed-out POST is checked
+against the snapshot before anything is sent again), running the `done` checks, aborting the
+session. The verdict is published as `VerdictReached` with the attempts for the result.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors._process import start_thread
+from actors._worker import Worker, tell_quietly
+from actors.checks import ArtifactBaseline, DoneCriteria, repairable, run_checks
+from actors.opencode_client import OpencodeClient
+from core.errors import RequestTimeoutError
+from core.termination import Abort, Conclude, Policy, RunChecks, SendPrompt
+from messages.pipeline import SetBaseline, Tracked
+from messages.records import AttemptStarted, Notice, PermissionAnswered, PromptSent, VerdictReached
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Begin:
+    """The stream is connected: send the first prompt."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndPhase:
+    """Something outside the session ended the phase (server died, stream lost, interrupt)."""
+
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptOptions:
+    """What every prompt of the phase carries besides its text."""
+
+    model: str | None = None
+    agent: str | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: str  # "baseline", "sent", "send_failed", "checked", "aborted"
+    value: Any = None
+
+
+class TerminationActor(pykka.ThreadingActor):
+    """Owns the policy of one phase and the IO its decisions need."""
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        client: OpencodeClient,
+        options: PromptOptions,
+        criteria: DoneCriteria,
+        baseline: ArtifactBaseline,
+        directory: Path,
+        sync: Callable[[Any], None],
+        publish: Callable[[Any], None],
+        clock: Callable[[], float] = time.monotonic,
+        tick: float | None = 0.5,
+    ) -> None:
+        super().__init__()
+        self._policy = policy
+        self._client = client
+        self._options = options
+        self._criteria = criteria
+        self._artifacts = baseline
+        self._directory = directory
+        self._sync = sync
+        self._publish = publish
+        self._clock = clock
+        self._tick = tick
+        self._worker = Worker("termination")
+        self._stopped = threading.Event()
+
+    def on_start(self) -> None:
+        """Start the ticker that drives timeouts."""
+        if self._tick is not None:
+            start_thread("termination-ticker", self._ticker)
+
+    def on_stop(self) -> None:
+        """End the helper threads."""
+        self._stopped.set()
+        self._worker.close()
+
+    def on_receive(self, message: Any) -> None:
+        """Feed the policy; perform what it decides."""
+        now = self._clock()
+        match message:
+            case Tracked(effects=effects):
+                self._perform(self._policy.observe(effects, now))
+            case PermissionAnswered():
+                self._policy.note_permission({"reply": message.reply, **_permission(message)})
+            case Begin():
+                self._perform(self._policy.start(now))
+            case EndPhase(verdict=verdict, reason=reason):
+                self._perform(self._policy.external_failure(verdict, reason, now))
+            case _Tick():
+                self._perform(self._policy.tick(now))
+            case _Outcome():
+                self._on_outcome(message, now)
+            case _:
+                pass  # the pipeline's other records concern the renderer and the transcript
+
+    def policy_state(self) -> str:
+        """The policy's state (for tests and the supervisor)."""
+        return self._policy.state
+
+    # -- performing effects ----------------------------------------------------------------------
+
+    def _perform(self, effects: list[Any]) -> None:
+        for effect in effects:
+            match effect:
+                case SendPrompt():
+                    self._publish(
+                        AttemptStarted(
+                            number=effect.number,
+                            kind=effect.kind,
+                            prompt=effect.text,
+                            reason=effect.reason,
+                        )
+                    )
+                    self._submit(lambda e=effect: self._send(e), "sent")
+                case RunChecks():
+                    self._submit(self._check, "checked")
+                case Abort(reason=reason):
+                    self._publish(Notice(level="warning", text=f"aborting the session: {reason}"))
+                    self._submit(lambda: self._client.abort(self._policy.session_id), "aborted")
+                case Conclude():
+                    self._publish(self._verdict(effect))
+
+    def _on_outcome(self, outcome: _Outcome, now: float) -> None:
+        match outcome.kind:
+            case "baseline":
+                self._perform(self._policy.baseline_taken(outcome.value, now))
+            case "sent":
+                number = len(self._policy.attempts)
+                baseline = self._policy.attempts[-1].baseline if number else None
+                self._publish(PromptSent(number=number, baseline=baseline))
+            case "sent_failed":
+                self._perform(self._policy.prompt_failed(str(outcome.value), now))
+            case "checked":
+                failures, fixable = outcome.value
+                self._perform(self._policy.checks_done(failures, repairable=fixable, now=now))
+            case "checked_failed":
+                failure = (("command", f"the done checks could not run: {outcome.value}"),)
+                self._perform(self._policy.checks_done(failure, repairable=False, now=now))
+            case "aborted_failed":
+                logger.warning("abort failed: {}", outcome.value)
+
+    def _submit(self, call: Callable[[], Any], kind: str) -> None:
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is None:
+                tell_quietly(self.actor_ref, _Outcome(kind, result))
+            else:
+                tell_quietly(self.actor_ref, _Outcome(f"{kind}_failed", error))
+
+        self._worker.submit(call, done)
+
+    # -- on the worker thread --------------------------------------------------------------------
+
+    def _send(self, effect: SendPrompt) -> None:
+        session_id = self._policy.session_id
+        latest = self._client.messages(session_id, limit=1)
+        baseline = latest[-1]["info"]["id"] if latest else None
+        self._sync(SetBaseline(message_id=baseline))
+        tell_quietly(self.actor_ref, _Outcome("baseline", baseline))
+        options = {
+            "model": self._options.model,
+            "agent": self._options.agent,
+            "variant": self._options.variant,
+        }
+        try:
+            self._client.prompt_async(session_id, effect.text, **options)
+        except RequestTimeoutError:
+            if not self._prompt_arrived(effect.text, baseline):
+                self._client.prompt_async(session_id, effect.text, **options)
+
+    def _prompt_arrived(self, text: str, baseline: str | None) -> bool:
+        """After a timed-out POST: did the server create our user message anyway?"""
+        for message in self._client.messages(self._policy.session_id, limit=5):
+            info = message.get("info", {})
+            newer = baseline is None or str(info.get("id", "")) > baseline
+            texts = [p.get("text") for p in message.get("parts", ()) if p.get("type") == "text"]
+            if newer and info.get("role") == "user" and text in texts:
+                return True
+        return False
+
+    def _check(self) -> tuple[tuple[tuple[str, str], ...], bool]:
+        report = run_checks(self._directory, self._criteria, self._artifacts)
+        failures = tuple((failure.kind, failure.detail) for failure in report.failures)
+        return failures, repairable(report)
+
+    def _ticker(self) -> None:
+        while not self._stopped.wait(self._tick):
+            try:
+                self.actor_ref.tell(_Tick())
+            except pykka.ActorDeadError:
+                return
+
+    def _verdict(self, conclusion: Conclude) -> VerdictReached:
+        policy = self._policy
+        summary = {
+            "attempts": [attempt.as_dict() for attempt in policy.attempts],
+            "rejected_permissions": list(policy.rejected_permissions),
+        }
+        return VerdictReached(
+            verdict=conclusion.verdict,
+            reason=conclusion.reason,
+            exit_code=conclusion.exit_code,
+            summary=summary,
+        )
+
+
+def _permission(message: PermissionAnswered) -> dict[str, Any]:
+    return {
+        "permission": message.permission,
+        "patterns": list(message.patterns),
+        "session_id": message.session_id,
+        "request_id": message.request_id,
+    }

@@ -1,0 +1,280 @@
+"""Terminal view model: turns tracker effects and runner records into lines to print.
+
+Theory of operation
+-------------------
+`TerminalView.feed(item, now_ms)` returns `Out` values: `Write` (inline text, no newline: the
+streamed deltas) and `Line` (a whole line). Styles are names; the renderer maps them to colours
+and plain output ignores them. Items are dispatched on their class name, because the records
+live in `messages`, which this pure layer does not import.
+
+Streaming. At most one text or reasoning part streams inline at a time: the first part to get
+a delta while none streams owns the line, deltas of other parts wait for their final text.
+When the owner is final, what was written is compared with the final text: a prefix gets the
+remainder written and the line ended; a divergence (deltas lost in a drop) ends the line and
+prints a dim "(resynced)" line and the full text. A part nothing was streamed for is printed
+whole. Any `Line` first ends an open inline line (`_col0` is False while one is open); later
+deltas of the owner continue on a fresh line. Parts of child sessions (subagents, indented two
+spaces per level) and every part in prefix mode (parallel phases) are printed only when final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core import _view_records as records
+from core._tracker_effects import PartDelta, PartFinalized
+from core._view_tools import compact, tool_lines
+
+__all__ = ["Line", "Out", "TerminalView", "Write"]
+
+_SILENT_PARTS = frozenset(
+    {"step-start", "patch", "file", "agent", "subtask", "snapshot", "compaction", "retry"}
+)
+_PAYLOAD_WIDTH = 500
+THINKING = "thinking: "
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Inline text, written as is (no newline added)."""
+
+    text: str
+    style: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One whole line (the printer adds the newline)."""
+
+    text: str
+    style: str = "text"
+
+
+Out = Write | Line
+
+
+class _Stream:
+    """The part currently streaming inline and what was written of it."""
+
+    __slots__ = ("part_id", "style", "written")
+
+    def __init__(self, part_id: str, style: str) -> None:
+        self.part_id = part_id
+        self.style = style
+        self.written: list[str] = []
+
+
+class TerminalView:
+    """What a person sees of a phase, as a pure function of the items fed in."""
+
+    def __init__(
+        self, *, thinking: bool = False, verbose: bool = False, prefix: str | None = None
+    ) -> None:
+        self.thinking = thinking
+        self.verbose = verbose
+        self.prefix = prefix
+        self._lead = f"[{prefix}] " if prefix else ""
+        self._depth: dict[str, int] = {}  # child session id -> nesting level (root absent: 0)
+        self._stream: _Stream | None = None
+        self._col0 = True  # no inline line is open
+        self._directory: str | None = None
+
+    def feed(self, item: Any, now_ms: int) -> list[Out]:
+        """The output for one effect, record, stream message or `Tracked` batch."""
+        name = type(item).__name__
+        if name == "Tracked":
+            return [out for effect in item.effects for out in self.feed(effect, now_ms)]
+        handler = _HANDLERS.get(name)
+        return handler(self, item, now_ms) if handler else []
+
+    def flush(self) -> list[Out]:
+        """End an open inline line, if any."""
+        if self._col0:
+            return []
+        self._col0 = True
+        return [Write("\n", self._stream.style if self._stream else "text")]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _lines(self, styled: list[tuple[str, str]], session_id: str | None = None) -> list[Out]:
+        """`Line`s with prefix and indentation, after ending an open inline line."""
+        indent = "  " * self._depth.get(session_id or "", 0)
+        return [
+            *self.flush(),
+            *(Line(f"{self._lead}{indent}{text}", style) for text, style in styled),
+        ]
+
+    def _dim(self, text: str, payload: Any = None) -> list[Out]:
+        """One dim line; the compact payload is appended in verbose mode."""
+        if self.verbose and payload is not None:
+            text = f"{text} {compact(payload, _PAYLOAD_WIDTH)}"
+        return self._lines([(text, "dim")])
+
+    def _text_lines(self, effect: PartFinalized, text: str, style: str) -> list[Out]:
+        """A whole text or reasoning part, one `Line` per line of text."""
+        if not text.strip():
+            return []
+        label = THINKING if effect.part_type == "reasoning" else ""
+        rows = text.strip("\n").split("\n")
+        styled = [(label + rows[0], style), *((row, style) for row in rows[1:])]
+        return self._lines(styled, effect.session_id)
+
+    # -- parts -----------------------------------------------------------------------------------
+
+    def _on_delta(self, effect: PartDelta, _now_ms: int) -> list[Out]:
+        """Stream a delta inline if its part owns (or may take) the inline line."""
+        kind = effect.part_type
+        if kind not in ("text", "reasoning") or (kind == "reasoning" and not self.thinking):
+            return []
+        if self.prefix or self._depth.get(effect.session_id) or not effect.delta:
+            return []
+        out: list[Out] = []
+        if self._stream is None:
+            self._stream = _Stream(effect.part_id, kind)
+            out = self.flush()
+            if kind == "reasoning":
+                out.append(Write(THINKING, kind))
+        elif self._stream.part_id != effect.part_id:
+            return []
+        self._stream.written.append(effect.delta)
+        self._col0 = effect.delta.endswith("\n")
+        out.append(Write(effect.delta, kind))
+        return out
+
+    def _on_part(self, effect: PartFinalized, _now_ms: int) -> list[Out]:
+        """A final part: text, reasoning, tool, step end, or an unknown part type."""
+        kind = effect.part_type
+        if effect.role == "user" or kind in _SILENT_PARTS:
+            return []
+        if kind in ("text", "reasoning"):
+            return self._on_text(effect)
+        if kind == "tool":
+            return self._lines(tool_lines(effect.part, self._directory), effect.session_id)
+        if kind == "step-finish":
+            return self._lines(records.step_finish(effect.part), effect.session_id)
+        return self._dim(f"· unknown part {kind}", effect.part)
+
+    def _on_text(self, effect: PartFinalized) -> list[Out]:
+        """The end of a text or reasoning part: finish its inline line or print it whole."""
+        kind = effect.part_type
+        if kind == "reasoning" and not self.thinking:
+            return []
+        text = effect.text or ""
+        stream = self._stream
+        if stream is None or stream.part_id != effect.part_id:
+            return self._text_lines(effect, text, kind)
+        self._stream = None
+        written = "".join(stream.written)
+        if not text.startswith(written):
+            resynced = self._lines([("(resynced)", "dim")], effect.session_id)
+            return resynced + self._text_lines(effect, text, kind)
+        rest = text[len(written) :]
+        out: list[Out] = []
+        if rest:
+            out.append(Write(rest, kind))
+            self._col0 = rest.endswith("\n")
+        if not self._col0:
+            out.append(Write("\n", kind))
+        self._col0 = True
+        return out
+
+    # -- session events --------------------------------------------------------------------------
+
+    def _on_child(self, effect: Any, _now_ms: int) -> list[Out]:
+        """A subagent's session joined the tree: indent its parts one level deeper."""
+        self._depth[effect.session_id] = self._depth.get(effect.parent_id, 0) + 1
+        title = effect.info.get("title") or effect.session_id
+        return self._lines([(f"↳ subagent started: {title}", "step")], effect.session_id)
+
+    def _on_status(self, effect: Any, now_ms: int) -> list[Out]:
+        """Only provider retries are shown; busy and idle are not news."""
+        if effect.status.get("type") != "retry":
+            return []
+        return self._lines(records.retry(effect.status, now_ms), effect.session_id)
+
+    def _on_error(self, effect: Any, _now_ms: int) -> list[Out]:
+        """A session error, as an error line."""
+        return self._lines(records.session_error(effect.error), effect.session_id)
+
+    def _on_unknown(self, effect: Any, _now_ms: int) -> list[Out]:
+        """An event the tracker does not know: one dim line (payload when verbose)."""
+        return self._dim(f"· unknown event {effect.event_type or '(no type)'}", effect.event)
+
+    def _on_passthrough(self, effect: Any, _now_ms: int) -> list[Out]:
+        """Known events without a view of their own: a dim line in verbose mode only."""
+        if not self.verbose or effect.event_type == "todo.updated":
+            return []
+        return self._dim(f"· {effect.event_type}")
+
+    def _on_asked(self, effect: Any, _now_ms: int) -> list[Out]:
+        """Permission and question requests: their answers are shown; the ask only if verbose."""
+        if not self.verbose:
+            return []
+        kind = "permission" if type(effect).__name__ == "PermissionAsked" else "question"
+        return self._dim(f"· {kind} asked", effect.request)
+
+    # -- runner records and stream messages ------------------------------------------------------
+
+    def _on_phase(self, item: Any, _now_ms: int) -> list[Out]:
+        """The banner; also remembers the directory, to shorten paths in tool lines."""
+        self._directory = item.directory
+        return self._lines(records.banner(item))
+
+    def _on_resynced(self, item: Any, _now_ms: int) -> list[Out]:
+        """A resync: dim when it recovered parts, a warning when it failed."""
+        if item.error:
+            return self._lines([(f"⚠ resync after {item.reason} failed: {item.error}", "warning")])
+        if item.recovered > 0 or self.verbose:
+            return self._dim(f"· resync after {item.reason}: recovered {item.recovered} parts")
+        return []
+
+    def _on_notice(self, item: Any, _now_ms: int) -> list[Out]:
+        """A runner notice, styled by level."""
+        styled = {
+            "warning": (f"⚠ {item.text}", "warning"),
+            "error": (f"error: {item.text}", "error"),
+        }
+        return self._lines([styled.get(item.level, (item.text, "text"))])
+
+    def _on_connected(self, item: Any, _now_ms: int) -> list[Out]:
+        """A reconnect is worth a dim line; the first connection only in verbose mode."""
+        if item.is_reconnect:
+            return self._dim(f"· stream reconnected (connection {item.connection})")
+        return self._dim("· stream connected") if self.verbose else []
+
+    def _on_prompt_sent(self, item: Any, _now_ms: int) -> list[Out]:
+        """The prompt was accepted: only worth a line in verbose mode."""
+        return self._dim(f"· prompt {item.number} sent") if self.verbose else []
+
+
+def _static(render: Callable[[Any], list[tuple[str, str]]]) -> Callable[..., list[Out]]:
+    """A handler printing `render(item)`, indented like the item's session."""
+    return lambda view, item, _now_ms: view._lines(render(item), getattr(item, "session_id", None))
+
+
+_HANDLERS: dict[str, Callable[[TerminalView, Any, int], list[Out]]] = {
+    "PartDelta": TerminalView._on_delta,
+    "PartFinalized": TerminalView._on_part,
+    "ChildSession": TerminalView._on_child,
+    "StatusChanged": TerminalView._on_status,
+    "SessionError": TerminalView._on_error,
+    "Unknown": TerminalView._on_unknown,
+    "Passthrough": TerminalView._on_passthrough,
+    "PermissionAsked": TerminalView._on_asked,
+    "QuestionAsked": TerminalView._on_asked,
+    "PhaseStarted": TerminalView._on_phase,
+    "Resynced": TerminalView._on_resynced,
+    "Notice": TerminalView._on_notice,
+    "StreamConnected": TerminalView._on_connected,
+    "PromptSent": TerminalView._on_prompt_sent,
+    "AttemptStarted": _static(records.attempt),
+    "PermissionAnswered": _static(records.permission),
+    "QuestionRejected": _static(records.question),
+    "VerdictReached": _static(records.verdict),
+    "StreamDropped": _static(
+        lambda item: [(f"· stream dropped ({item.reason}); retry in {item.retry_in:g}s", "dim")]
+    ),
+    "StreamFailed": _static(lambda item: [(f"error: event stream failed: {item.reason}", "error")]),
+}

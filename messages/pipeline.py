@@ -1,0 +1,44 @@
+"""Messages between the tracker, the sync actor and the consumers of tracked effects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SyncReason = Literal["idle", "reconnect", "final"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tracked:
+    """What the tracker made of one batch or one snapshot: effects in order, plus the raw
+    events of the session tree (for the transcript)."""
+
+    root_session_id: str
+    effects: tuple[Any, ...]
+    raw: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestSync:
+    """Fetch the snapshot of these sessions (messages newer than the attempt's baseline)."""
+
+    session_ids: tuple[str, ...]
+    reason: SyncReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetBaseline:
+    """Messages up to `message_id` belong to earlier attempts: syncs skip them."""
+
+    message_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotFetched:
+    """The result of a sync: messages per session (newest-after-baseline) and whether the
+    root session is idle according to `GET /session/status`."""
+
+    reason: SyncReason
+    snapshots: tuple[tuple[str, tuple[dict[str, Any], ...]], ...]
+    root_idle: bool
+    error: str | None = None
