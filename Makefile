@@ -28,7 +28,7 @@ node_modules/.installed: package.json
 	touch $@
 
 run: setup ## Set up, then run the example phase on the mock LLM
-	$(PY) -m runner examples/hello/phase.yaml
+	PYTHON=$(PY) examples/hello/run.sh
 
 test: setup ## Run every test: unit and end-to-end against the real opencode server
 	$(PY) -m pytest $(PYTEST_ARGS)

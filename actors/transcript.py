@@ -70,8 +70,7 @@ class TranscriptActor(pykka.ThreadingActor):
                 logger.warning("TranscriptActor ignored unexpected message {!r}", message)
 
     def on_stop(self) -> None:
-        """Close the file."""
-        self._writer.close()
+        """Leave the file open: its owner writes the verdict last, then closes it."""
 
 
 def record_type(message: Any) -> str:

@@ -109,6 +109,7 @@ def _drive(job, client, ready, session_id, observed) -> PromptOutcome:
     finally:
         reader.stop()
         pipe.stop()
+        writer.close()
     return PromptOutcome(
         session_id=session_id, messages=tuple(seen), idle=idle, reason=reason, snapshot=snapshot
     )

@@ -1,0 +1,170 @@
+"""The embedding API: start phases from Python, watch their events, await or cancel them.
+
+    handle = start_phase("phase.yaml", on_event=print)
+    result = handle.result(timeout=600)          # PhaseResult
+
+`run_phase(spec)` is `start_phase(spec).result()`. Several handles may run at once in one
+process; `run_phases(specs, parallel=N)` runs them on one shared server and one event stream.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.phase import PhaseSpec, load_phase
+from runner.result import PhaseResult
+from runner.supervisor import RunOptions, SharedServer, Supervisor, server_spec
+
+_END = object()
+
+
+class _Discard(io.TextIOBase):
+    """Where output goes when the embedder did not ask for any."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class PhaseHandle:
+    """A running phase: its events, its result, and a way to cancel it."""
+
+    def __init__(self, supervisor: Supervisor, events: queue.Queue[Any]) -> None:
+        self._supervisor = supervisor
+        self._events = events
+        self._done = threading.Event()
+        self._result: PhaseResult | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"phase-{supervisor.spec.name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def name(self) -> str:
+        """The phase's name."""
+        return self._supervisor.spec.name
+
+    @property
+    def done(self) -> bool:
+        """True once the result is known (files written, processes gone)."""
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> PhaseResult:
+        """Wait for the verdict; `TimeoutError` if it does not come in time."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"phase {self.name} has no result after {timeout}s")
+        assert self._result is not None
+        return self._result
+
+    def cancel(self, reason: str = "cancelled by the embedder") -> None:
+        """Abort the session and end the phase with verdict `interrupted`."""
+        self._supervisor.cancel(reason)
+
+    def events(self, timeout: float | None = None) -> Iterator[Any]:
+        """Every message the phase publishes, in order, ending with the final `VerdictReached`."""
+        while (item := self._events.get(timeout=timeout)) is not _END:
+            yield item
+
+    def _run(self) -> None:
+        try:
+            self._result = self._supervisor.run()
+        finally:
+            self._events.put(_END)
+            self._done.set()
+
+
+def _spec_of(phase: PhaseSpec | str | Path) -> PhaseSpec:
+    return phase if isinstance(phase, PhaseSpec) else load_phase(phase)
+
+
+def start_phase(
+    phase: PhaseSpec | str | Path,
+    *,
+    on_event: Callable[[Any], None] | None = None,
+    mode: str = "plain",
+    out: TextIO | None = None,
+    verbose: bool = False,
+    env: Mapping[str, str] | None = None,
+    prefix: str | None = None,
+    server: SharedServer | None = None,
+) -> PhaseHandle:
+    """Start a phase in the background; `PhaseFileError` if the file is wrong."""
+    spec = _spec_of(phase)
+    events: queue.Queue[Any] = queue.Queue()
+
+    def observe(message: Any) -> None:
+        events.put(message)
+        if on_event is not None:
+            on_event(message)
+
+    options = RunOptions(
+        mode=mode,
+        out=out if out is not None else _Discard(),
+        verbose=verbose,
+        prefix=prefix,
+        env=dict(env or {}),
+        on_event=observe,
+    )
+    return PhaseHandle(Supervisor(spec, options, server=server), events)
+
+
+def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:
+    """Run a phase to its verdict."""
+    return start_phase(phase, **options).result()
+
+
+class Batch:
+    """The handles of a `run_phases` call; cancelling it cancels running and later phases."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.handles: list[PhaseHandle] = []
+        self.cancelled: str | None = None
+
+    def add(self, handle: PhaseHandle) -> None:
+        """Track a started phase (cancelled at once if the batch already is)."""
+        with self._lock:
+            self.handles.append(handle)
+            reason = self.cancelled
+        if reason is not None:
+            handle.cancel(reason)
+
+    def cancel(self, reason: str) -> None:
+        """Cancel every phase, now and to come."""
+        with self._lock:
+            self.cancelled = self.cancelled or reason
+            handles = list(self.handles)
+        for handle in handles:
+            handle.cancel(reason)
+
+
+def run_phases(
+    phases: Sequence[PhaseSpec | str | Path],
+    *,
+    parallel: int = 1,
+    batch: Batch | None = None,
+    **options: Any,
+) -> list[PhaseResult]:
+    """Run phases, `parallel` at a time, sharing one server (the first phase's settings)."""
+    specs = [_spec_of(phase) for phase in phases]
+    if not specs:
+        return []
+    shared = SharedServer(server_spec(specs[0], options.get("env") or {}))
+    batch = batch or Batch()
+
+    def one(spec: PhaseSpec) -> PhaseResult:
+        prefix = spec.name if parallel > 1 else None
+        handle = start_phase(spec, server=shared, prefix=prefix, **options)
+        batch.add(handle)
+        return handle.result()
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            return list(pool.map(one, specs))
+    finally:
+        shared.stop()

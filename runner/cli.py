@@ -1,0 +1,160 @@
+"""`python -m runner PHASE.yaml [more.yaml ...] [flags]`: run phases, print, exit honestly.
+
+Exit codes (SPEC §3): 0 done, 1 failed, 2 incomplete (budgets, checks, stall, timeout),
+64 bad arguments or phase file, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+Every phase file is validated before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from loguru import logger
+
+from core.errors import PhaseFileError
+from runner.api import Batch, run_phases
+from runner.phase import Overrides, PhaseSpec, load_phase
+from runner.result import PhaseResult
+
+EXIT_USAGE = 64
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that fails with one line and exit code 64."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"runner: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of SPEC §2."""
+    parser = _Parser(prog="python -m runner", description=__doc__.splitlines()[0])
+    parser.add_argument("phases", nargs="+", metavar="PHASE.yaml", help="phase files to run")
+    parser.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run up to N phases at once on one shared server",
+    )
+    parser.add_argument("--model", help="override the model (provider/model)")
+    parser.add_argument("--agent", help="override the agent")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="set a prompt variable (repeatable)",
+    )
+    parser.add_argument(
+        "--thinking", action="store_true", default=None, help="show the agent's reasoning"
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print NDJSON events")
+    output.add_argument("--plain", action="store_true", help="no colours or styles")
+    parser.add_argument("--attach", metavar="URL", help="use a running opencode server")
+    parser.add_argument("--transcript", metavar="PATH", help="where to write the transcript")
+    parser.add_argument("--verbose", action="store_true", help="diagnostics on stderr")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def load_all(args: argparse.Namespace) -> list[PhaseSpec]:
+    """Validate every phase file before anything starts."""
+    if args.transcript and len(args.phases) > 1 and "{name}" not in args.transcript:
+        raise PhaseFileError(
+            f"--transcript: several phases need a {{name}} placeholder, got {args.transcript!r}"
+        )
+    overrides = Overrides(
+        model=args.model,
+        agent=args.agent,
+        vars=tuple(args.var),
+        thinking=args.thinking,
+        attach=args.attach,
+        transcript=args.transcript,
+    )
+    return [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
+
+
+def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
+    """`json`, `plain` (asked for, not a terminal, or NO_COLOR) or `rich`."""
+    if args.json:
+        return "json"
+    if args.plain or not stream.isatty() or os.environ.get("NO_COLOR"):
+        return "plain"
+    return "rich"
+
+
+def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
+    """loguru: stderr only with --verbose; always a debug log beside the first transcript."""
+    logger.remove()
+    if verbose:
+        logger.add(sys.stderr, level="DEBUG")
+    debug_log = Path(str(specs[0].output.transcript) + ".debug.log")
+    debug_log.parent.mkdir(parents=True, exist_ok=True)
+    logger.add(debug_log, level="DEBUG", enqueue=False)
+
+
+def exit_code(results: list[PhaseResult], signalled: int | None) -> int:
+    """Interrupted beats failed beats incomplete beats done."""
+    if signalled is not None:
+        return SIGNAL_EXIT.get(signal.Signals(signalled), 130)
+    codes = {result.exit_code for result in results}
+    for code in (130, 1, 2):
+        if code in codes:
+            return code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, validate, run, and return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        specs = load_all(args)
+    except PhaseFileError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(args.verbose, specs)
+    batch = Batch()
+    signalled = _install_signal_handlers(batch)
+    results = run_phases(
+        specs,
+        parallel=args.parallel,
+        batch=batch,
+        mode=output_mode(args, sys.stdout),
+        out=sys.stdout,
+        verbose=args.verbose,
+    )
+    return exit_code(results, signalled[0] if signalled else None)
+
+
+def _install_signal_handlers(batch: Batch) -> list[int]:
+    """SIGINT and SIGTERM cancel every phase (abort, stop the server, write the files)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return received
+
+    def on_signal(number: int, _frame: object) -> None:
+        if not received:
+            received.append(number)
+        batch.cancel(f"interrupted by {signal.Signals(number).name}")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return received

@@ -1,0 +1,433 @@
+"""The phase supervisor: wires the actors for one phase, watches them, returns the verdict.
+
+Theory of operation. `Supervisor.run()` runs on its own thread (the caller's, or a handle's).
+It starts the server (or borrows a shared one), creates the session, starts the pipeline and
+the termination actor in dependency order behind a ping barrier, and then only reads its inbox:
+the first `StreamConnected` tells the termination actor to begin; a dead server, a lost stream
+or a cancel becomes `EndPhase`; a stopped actor becomes verdict `failed`; `VerdictReached`
+ends the loop. Whatever happened, the `finally` stops everything in reverse order, writes the
+verdict record and the result JSON, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import pykka
+from loguru import logger
+
+from actors._process import ServerSpec
+from actors.checks import DoneCriteria, take_baseline
+from actors.opencode_client import OpencodeClient
+from actors.server import ServerActor
+from actors.termination import Begin, EndPhase, PromptOptions, TerminationActor
+from actors.transcript import TranscriptWriter
+from core.errors import RunnerError
+from core.permissions import PermissionPolicy
+from core.termination import EXIT_CODES, Limits, Policy
+from messages.records import Notice, PhaseStarted, Resynced, VerdictReached
+from messages.server import ServerExited, ServerFailed, ServerReady
+from messages.stream import StreamConnected, StreamDropped, StreamFailed
+from runner.compose import (
+    DENY_BLOCKING_TOOLS,
+    Pipeline,
+    PipelineSpec,
+    ViewOptions,
+    fan_out,
+    start_reader,
+    teller,
+)
+from runner.hub import StreamHub
+from runner.phase import PhaseSpec
+from runner.result import PhaseResult, totals_of, write_result
+
+POLL = 0.25
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How a phase runs besides its file: output, environment, observers."""
+
+    mode: str = "plain"
+    out: TextIO | None = None
+    verbose: bool = False
+    prefix: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    on_event: Callable[[Any], None] | None = None
+
+
+@dataclass
+class _Stats:
+    reconnects: int = 0
+    resyncs: int = 0
+    connected: bool = False
+    log_tail: tuple[str, ...] = ()
+
+
+class SharedServer:
+    """One opencode server (and one event reader per directory) for several phases."""
+
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._ref: pykka.ActorRef | None = None
+        self._ready: ServerReady | None = None
+        self._hubs: dict[str, tuple[StreamHub, pykka.ActorRef]] = {}
+        self._watchers: list[Callable[[Any], None]] = []
+
+    def ready(self) -> ServerReady:
+        """Start the server once; raise `RunnerError` if it cannot start."""
+        with self._lock:
+            if self._ready is None:
+                self._ref = ServerActor.start(spec=self.spec, publish=self._relay)
+                message = self._inbox.get(timeout=self.spec.start_timeout + 10)
+                if isinstance(message, ServerFailed):
+                    raise _StartFailedError(message)
+                self._ready = message
+            return self._ready
+
+    def watch(self, consumer: Callable[[Any], None]) -> None:
+        """Also hand later server news (a death) to `consumer`."""
+        self._watchers.append(consumer)
+
+    def hub(self, client: OpencodeClient) -> StreamHub:
+        """The stream hub of the client's directory, with its reader started on first use."""
+        with self._lock:
+            key = client.directory or ""
+            if key not in self._hubs:
+                hub = StreamHub()
+                self._hubs[key] = (hub, start_reader(client, hub))
+            return self._hubs[key][0]
+
+    def stop(self) -> None:
+        """Stop readers, then the server (it aborts busy sessions first)."""
+        for _, reader in self._hubs.values():
+            with contextlib.suppress(Exception):
+                reader.stop(timeout=10)
+        self._hubs.clear()
+        if self._ref is not None:
+            with contextlib.suppress(Exception):
+                self._ref.stop(timeout=30)
+
+    def _relay(self, message: Any) -> None:
+        if isinstance(message, ServerReady | ServerFailed) and self._ready is None:
+            self._inbox.put(message)
+            return
+        for consumer in list(self._watchers):
+            consumer(message)
+
+
+class _StartFailedError(RunnerError):
+    def __init__(self, message: ServerFailed) -> None:
+        super().__init__(message.reason)
+        self.log_tail = message.log_tail
+
+
+def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
+    """The server a phase asks for."""
+    return ServerSpec(
+        directory=str(spec.directory),
+        log_path=str(spec.output.transcript) + ".server.log",
+        binary=spec.server.opencode,
+        env=dict(env),
+        config_content=spec.config_content,
+        start_timeout=spec.timeouts.start,
+        attach_url=spec.server.attach,
+        attach_password=os.environ.get("OPENCODE_SERVER_PASSWORD"),
+    )
+
+
+class Supervisor:
+    """Runs one phase to its verdict (see the module docstring)."""
+
+    def __init__(
+        self, spec: PhaseSpec, options: RunOptions, *, server: SharedServer | None = None
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self._own_server = server is None
+        self._server = server or SharedServer(server_spec(spec, options.env))
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._cancel = threading.Event()
+        self._cancel_reason = "interrupted"
+        self._refs: list[pykka.ActorRef] = []
+        self._pipe: Pipeline | None = None
+        self._writer: TranscriptWriter | None = None
+        self._stats = _Stats()
+
+    def cancel(self, reason: str = "interrupted") -> None:
+        """Ask the phase to end: the session is aborted, verdict `interrupted`."""
+        self._cancel_reason = reason
+        self._cancel.set()
+        self._inbox.put(None)  # wake the loop
+
+    def run(self) -> PhaseResult:
+        """Run the phase; never raises for the phase's own failures."""
+        started, wall = time.monotonic(), time.time()
+        session_id = version = None
+        verdict = VerdictReached(verdict="failed", reason="the phase did not finish", exit_code=1)
+        try:
+            ready = self._server.ready()
+            version = ready.version
+            self._server.watch(self._inbox.put)
+            client = OpencodeClient(
+                ready.url, password=ready.password, directory=str(self.spec.directory)
+            )
+            session_id = self._create_session(client)
+            verdict = self._drive(client, ready, session_id)
+        except _StartFailedError as exc:
+            self._stats.log_tail = exc.log_tail
+            verdict = _failed(str(exc))
+        except RunnerError as exc:
+            verdict = _failed(str(exc))
+        except Exception as exc:
+            logger.exception("supervisor failed")
+            verdict = _failed(f"internal error: {exc}")
+        finally:
+            self._shutdown()
+        return self._finish(verdict, session_id, version, started, wall)
+
+    # -- the phase -------------------------------------------------------------------------------
+
+    def _create_session(self, client: OpencodeClient) -> str:
+        info = client.create_session(
+            title=self.spec.label,
+            agent=self.spec.agent,
+            model=self.spec.model,
+            permission=list(DENY_BLOCKING_TOOLS),
+        )
+        return str(info["id"])
+
+    def _drive(self, client: OpencodeClient, ready: ServerReady, session_id: str) -> VerdictReached:
+        spec = self.spec
+        self._writer = TranscriptWriter(
+            str(spec.output.transcript),
+            {
+                "phase": spec.name,
+                "session_id": session_id,
+                "opencode_version": ready.version,
+                "label": spec.label,
+                "directory": str(spec.directory),
+            },
+        )
+        relay = _Relay()
+        termination = self._start_termination(client, session_id, relay)
+        observers = [self._inbox.put, teller(termination)]
+        if self.options.on_event is not None:
+            observers.append(self.options.on_event)
+        self._pipe = Pipeline.start(
+            PipelineSpec(
+                client=client,
+                session_id=session_id,
+                policy=_policy(spec),
+                view=ViewOptions(
+                    mode=self.options.mode,
+                    out=self.options.out,
+                    thinking=spec.thinking,
+                    verbose=self.options.verbose,
+                    prefix=self.options.prefix,
+                ),
+                transcript=self._writer,
+                observe=fan_out(*observers),
+                hub=self._server.hub(client),
+            )
+        )
+        relay.target = self._pipe.publish
+        relay.sync = teller(self._pipe.sync)
+        self._pipe.publish(self._banner(ready, session_id))
+        return self._loop(termination)
+
+    def _banner(self, ready: ServerReady, session_id: str) -> PhaseStarted:
+        spec = self.spec
+        return PhaseStarted(
+            phase=spec.name,
+            label=spec.label,
+            session_id=session_id,
+            directory=str(spec.directory),
+            agent=spec.agent,
+            model=spec.model,
+            server_version=ready.version,
+            server_url=ready.url,
+            transcript_path=str(spec.output.transcript),
+        )
+
+    def _start_termination(self, client, session_id, relay) -> pykka.ActorRef:
+        spec = self.spec
+        criteria = DoneCriteria.from_checks(spec.done)
+        limits = Limits(
+            resumes=spec.budgets.resumes,
+            repairs=spec.budgets.repairs,
+            provider_retries=spec.budgets.provider_retries,
+            phase_timeout=spec.timeouts.phase,
+            stall_timeout=spec.timeouts.stall,
+        )
+        ref = TerminationActor.start(
+            policy=Policy(limits, prompt=spec.prompt, session_id=session_id, now=time.monotonic()),
+            client=client,
+            options=PromptOptions(model=spec.model, agent=spec.agent, variant=spec.variant),
+            criteria=criteria,
+            baseline=take_baseline(spec.directory, criteria),
+            directory=spec.directory,
+            sync=relay.to_sync,
+            publish=self._from_termination(relay),
+        )
+        self._refs.append(ref)
+        return ref
+
+    def _from_termination(self, relay: _Relay) -> Callable[[Any], None]:
+        """The verdict comes to the supervisor alone; the other records go down the pipeline."""
+
+        def publish(message: Any) -> None:
+            if isinstance(message, VerdictReached):
+                self._inbox.put(message)
+            else:
+                relay(message)
+
+        return publish
+
+    def _loop(self, termination: pykka.ActorRef) -> VerdictReached:
+        deadline = time.monotonic() + self.spec.timeouts.phase + 60
+        cancelled = False
+        while time.monotonic() < deadline:
+            if self._cancel.is_set() and not cancelled:
+                cancelled = True
+                termination.tell(EndPhase(verdict="interrupted", reason=self._cancel_reason))
+            try:
+                message = self._inbox.get(timeout=POLL)
+            except queue.Empty:
+                message = None
+            if isinstance(message, VerdictReached):
+                return message
+            self._note(message, termination)
+            crashed = self._crashed()
+            if crashed:
+                return _failed(f"the {crashed} stopped unexpectedly (see the debug log)")
+        return _failed("the supervisor gave up waiting for a verdict")
+
+    def _note(self, message: Any, termination: pykka.ActorRef) -> None:
+        match message:
+            case StreamConnected():
+                if not self._stats.connected:
+                    self._stats.connected = True
+                    termination.tell(Begin())
+                else:
+                    self._stats.reconnects += 1
+            case Resynced():
+                self._stats.resyncs += 1
+            case ServerExited(reason=reason, log_tail=tail):
+                self._stats.log_tail = tail
+                if self._pipe is not None:
+                    self._pipe.publish(Notice(level="error", text=_with_tail(reason, tail)))
+                termination.tell(EndPhase(verdict="failed", reason=reason))
+            case StreamFailed(reason=reason):
+                termination.tell(EndPhase(verdict="failed", reason=f"event stream lost: {reason}"))
+            case StreamDropped():
+                pass
+
+    def _crashed(self) -> str | None:
+        for ref in [*self._refs, *(self._pipe.refs if self._pipe else [])]:
+            if not ref.is_alive():
+                return ref.actor_class.__name__
+        return None
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        for ref in reversed(self._refs):
+            with contextlib.suppress(Exception):
+                ref.stop(timeout=10)
+        if self._pipe is not None:
+            self._pipe.stop()
+        if self._own_server:
+            self._server.stop()
+
+    def _finish(self, verdict, session_id, version, started, wall) -> PhaseResult:
+        spec = self.spec
+        attempts = tuple(verdict.summary.get("attempts", ()))
+        result = PhaseResult(
+            phase=spec.name,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            exit_code=EXIT_CODES.get(verdict.verdict, verdict.exit_code),
+            session_id=session_id,
+            attempts=attempts,
+            rejected_permissions=tuple(verdict.summary.get("rejected_permissions", ())),
+            reconnects=self._stats.reconnects,
+            resyncs=self._stats.resyncs,
+            started_at=wall,
+            duration=round(time.monotonic() - started, 3),
+            server_version=version,
+            transcript=str(spec.output.transcript),
+            result_path=str(spec.output.result),
+            server_log=None if spec.server.attach else str(spec.output.transcript) + ".server.log",
+            server_log_tail=self._stats.log_tail,
+            totals=totals_of(attempts),
+        )
+        self._write_files(result)
+        return result
+
+    def _write_files(self, result: PhaseResult) -> None:
+        writer = self._writer or TranscriptWriter(
+            str(self.spec.output.transcript), {"phase": self.spec.name, "session_id": None}
+        )
+        full = VerdictReached(
+            verdict=result.verdict,
+            reason=result.reason,
+            exit_code=result.exit_code,
+            summary=result.to_dict(),
+        )
+        writer.record(full)
+        writer.close()
+        write_result(result)
+        if self.options.out is not None:
+            from actors.renderer import RendererActor
+
+            renderer = RendererActor.start(
+                mode=self.options.mode, out=self.options.out, prefix=self.options.prefix
+            )
+            renderer.ask(full)
+            renderer.stop()
+        if self.options.on_event is not None:
+            self.options.on_event(full)
+
+
+class _Relay:
+    """Late-bound publish: the termination actor exists before the pipeline it publishes to."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[Any], None] | None = None
+        self.sync: Callable[[Any], None] | None = None
+
+    def __call__(self, message: Any) -> None:
+        if self.target is not None:
+            self.target(message)
+
+    def to_sync(self, message: Any) -> None:
+        if self.sync is not None:
+            self.sync(message)
+
+
+def _policy(spec: PhaseSpec) -> PermissionPolicy:
+    permissions = spec.permissions
+    return PermissionPolicy(
+        default=permissions.default,
+        allow=frozenset(permissions.allow),
+        deny=frozenset(permissions.deny),
+        feedback=permissions.feedback,
+    )
+
+
+def _failed(reason: str) -> VerdictReached:
+    return VerdictReached(verdict="failed", reason=reason, exit_code=1)
+
+
+def _with_tail(reason: str, tail: tuple[str, ...]) -> str:
+    return reason + ("\nlast server log lines:\n" + "\n".join(tail[-10:]) if tail else "")
