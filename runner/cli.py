@@ -21,6 +21,7 @@ from core.errors import PhaseFileError
 from runner.api import Batch, run_phases
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.result import PhaseResult
+from runner.supervisor import sibling
 
 EXIT_USAGE = 64
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -104,9 +105,11 @@ def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
 def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
     """loguru: stderr only with --verbose; always a debug log beside the first transcript."""
     logger.remove()
+    for package in ("actors", "runner", "core"):
+        logger.enable(package)
     if verbose:
         logger.add(sys.stderr, level="DEBUG")
-    debug_log = Path(str(specs[0].output.transcript) + ".debug.log")
+    debug_log = Path(sibling(specs[0].output.transcript, ".debug.log"))
     debug_log.parent.mkdir(parents=True, exist_ok=True)
     logger.add(debug_log, level="DEBUG", enqueue=False)
 

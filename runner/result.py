@@ -35,6 +35,7 @@ class PhaseResult:
     started_at: float = 0.0
     duration: float = 0.0
     server_version: str | None = None
+    server_url: str | None = None
     transcript: str | None = None
     result_path: str | None = None
     server_log: str | None = None

@@ -131,11 +131,17 @@ class _StartFailedError(RunnerError):
         self.log_tail = message.log_tail
 
 
+def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:
+    """A file beside the transcript: `runs/x.jsonl` -> `runs/x.server.log`."""
+    path = str(transcript)
+    return (path[: -len(".jsonl")] if path.endswith(".jsonl") else path) + suffix
+
+
 def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
     """The server a phase asks for."""
     return ServerSpec(
         directory=str(spec.directory),
-        log_path=str(spec.output.transcript) + ".server.log",
+        log_path=sibling(spec.output.transcript, ".server.log"),
         binary=spec.server.opencode,
         env=dict(env),
         config_content=spec.config_content,
@@ -172,11 +178,11 @@ class Supervisor:
     def run(self) -> PhaseResult:
         """Run the phase; never raises for the phase's own failures."""
         started, wall = time.monotonic(), time.time()
-        session_id = version = None
+        session_id = version = url = None
         verdict = VerdictReached(verdict="failed", reason="the phase did not finish", exit_code=1)
         try:
             ready = self._server.ready()
-            version = ready.version
+            version, url = ready.version, ready.url
             self._server.watch(self._inbox.put)
             client = OpencodeClient(
                 ready.url, password=ready.password, directory=str(self.spec.directory)
@@ -193,7 +199,7 @@ class Supervisor:
             verdict = _failed(f"internal error: {exc}")
         finally:
             self._shutdown()
-        return self._finish(verdict, session_id, version, started, wall)
+        return self._finish(verdict, session_id, (version, url), started, wall)
 
     # -- the phase -------------------------------------------------------------------------------
 
@@ -349,8 +355,9 @@ class Supervisor:
         if self._own_server:
             self._server.stop()
 
-    def _finish(self, verdict, session_id, version, started, wall) -> PhaseResult:
+    def _finish(self, verdict, session_id, server, started, wall) -> PhaseResult:
         spec = self.spec
+        version, url = server
         attempts = tuple(verdict.summary.get("attempts", ()))
         result = PhaseResult(
             phase=spec.name,
@@ -365,9 +372,12 @@ class Supervisor:
             started_at=wall,
             duration=round(time.monotonic() - started, 3),
             server_version=version,
+            server_url=url,
             transcript=str(spec.output.transcript),
             result_path=str(spec.output.result),
-            server_log=None if spec.server.attach else str(spec.output.transcript) + ".server.log",
+            server_log=None
+            if spec.server.attach
+            else sibling(spec.output.transcript, ".server.log"),
             server_log_tail=self._stats.log_tail,
             totals=totals_of(attempts),
         )

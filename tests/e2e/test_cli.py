@@ -1,0 +1,315 @@
+"""`python -m runner` as a subprocess: the real opencode server, the mock LLM, every outcome.
+
+Each test writes a phase file whose `opencode_config` points opencode at the in-process mock
+through `{env:MOCK_LLM_URL}`, runs the CLI, and checks the exit code, the result JSON (which
+must match the exit code) and the transcript (complete and parseable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mock import MockLLM
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+PROVIDER = {
+    "model": "test/mock-model",
+    "small_model": "test/mock-model",
+    "provider": {
+        "test": {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": "Mock",
+            "options": {"baseURL": "{env:MOCK_LLM_URL}", "apiKey": "sk-test"},
+            "models": {
+                "mock-model": {"name": "Mock", "limit": {"context": 100000, "output": 4096}}
+            },
+        }
+    },
+}
+NOTE = "---\ntitle: Note\nauthor: mock\n---\n\nHello.\n"
+
+
+def write_note(content=NOTE, path="notes/note.md"):
+    return {"name": "write", "arguments": {"filePath": path, "content": content}}
+
+
+class Run:
+    """One CLI run: the process, its output, its files."""
+
+    def __init__(self, proc, stdout, stderr, phase_dir, mock):
+        self.code = proc.returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.mock = mock
+        runs = phase_dir / "runs"
+        results = sorted(runs.glob("*.result.json")) if runs.exists() else []
+        self.results = [json.loads(path.read_text()) for path in results]
+        self.result = self.results[0] if self.results else None
+        self.transcript = []
+        if self.result is not None:
+            with open(self.result["transcript"]) as handle:
+                self.transcript = [json.loads(line) for line in handle]
+
+    def records(self, kind):
+        return [line for line in self.transcript if line.get("type") == f"runner.{kind}"]
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Factory: `cli(script, phase_overrides, args, during=callable)` runs the runner."""
+    env = {**os.environ, **isolated_env(tmp_path)}
+    env.pop("OPENCODE_SERVER_PASSWORD", None)
+
+    def write_phase(name="p", **overrides):
+        project = make_project(tmp_path / f"work-{name}")
+        phase = {
+            "name": name,
+            "prompt": "Write notes/note.md with front matter (title, author).",
+            "model": "test/mock-model",
+            "directory": str(project),
+            "opencode_config": PROVIDER,
+            "timeouts": {"phase": "2m", "stall": "1m"},
+        }
+        phase.update(overrides)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(phase))
+        return path
+
+    def run(script, *, args=(), during=None, phases=None, **overrides):
+        with MockLLM(script) as mock:
+            paths = phases or [write_phase(**overrides)]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runner", *map(str, paths), "--plain", *args],
+                cwd=PROJECT_ROOT,
+                env={**env, "MOCK_LLM_URL": mock.url},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                if during is not None:
+                    during(proc, mock)
+                stdout, stderr = proc.communicate(timeout=150)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            return Run(proc, stdout, stderr, tmp_path, mock)
+
+    run.write_phase = write_phase
+    return run
+
+
+def assert_consistent(run, verdict, code):
+    """Exit code, result JSON and transcript agree."""
+    assert run.code == code, (run.stdout[-3000:], run.stderr[-3000:])
+    assert run.result["verdict"] == verdict, run.result["reason"]
+    assert run.result["exit_code"] == code
+    assert run.transcript[0]["type"] == "runner.header"
+    (final,) = run.records("verdict_reached")
+    assert (final["verdict"], final["exit_code"]) == (verdict, code)
+    assert run.transcript[-1]["type"] == "runner.verdict_reached"
+
+
+def opencode_children(pid):
+    """Pids of `opencode serve` processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"serve" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_happy_path_is_done(cli):
+    script = {"turns": [{"tool_calls": [write_note()]}, {"text": "Wrote it."}]}
+    run = cli(script, done={"artifacts": ["notes/note.md"]})
+    assert_consistent(run, "done", 0)
+    assert [a["kind"] for a in run.result["attempts"]] == ["initial"]
+    assert "Wrote it." in run.stdout
+    assert "verdict: done" in run.stdout
+
+
+def test_turn_cut_mid_way_then_resume_writes_the_artifact(cli):
+    bash = {"name": "bash", "arguments": {"command": "echo x", "description": "x"}}
+    script = {
+        "turns": [{"tool_calls": [bash]}, {"tool_calls": [write_note()]}, {"text": "Now done."}]
+    }
+    config = {**PROVIDER, "permission": {"bash": "ask"}}
+    run = cli(
+        script,
+        opencode_config=config,
+        permissions={"feedback": None},
+        done={"artifacts": ["notes/note.md"]},
+    )
+    assert_consistent(run, "done", 0)
+    assert [(a["kind"], a["finish"]) for a in run.result["attempts"]] == [
+        ("initial", "tool-calls"),
+        ("resume", "stop"),
+    ]
+    (rejected,) = run.result["rejected_permissions"]
+    assert rejected["permission"] == "bash"
+    resume_request = run.mock.journal.turns()[1].body["messages"]
+    assert "finish reason 'tool-calls'" in json.dumps(resume_request)
+
+
+def test_artifact_never_written_is_incomplete_after_the_resume_budget(cli):
+    run = cli(
+        {"turns": [{"text": "I did it, trust me."}]},
+        budgets={"resumes": 2},
+        done={"artifacts": ["notes/note.md"]},
+    )
+    assert_consistent(run, "incomplete", 2)
+    assert [a["kind"] for a in run.result["attempts"]] == ["initial", "resume", "resume"]
+    assert "2 resume(s) spent" in run.result["reason"]
+    assert len(run.records("attempt_started")) == 3
+
+
+def test_invalid_front_matter_is_repaired(cli):
+    bad = "---\ntitle: Note\n---\n\nNo author.\n"
+    script = {
+        "turns": [
+            {"tool_calls": [write_note(bad)]},
+            {"text": "Done."},
+            {"tool_calls": [write_note()]},
+            {"text": "Fixed."},
+        ]
+    }
+    run = cli(
+        script,
+        done={
+            "artifacts": ["notes/note.md"],
+            "frontmatter": {"files": ["notes/*.md"], "required": ["title", "author"]},
+        },
+    )
+    assert_consistent(run, "done", 0)
+    assert [a["kind"] for a in run.result["attempts"]] == ["initial", "repair"]
+    repair = run.records("attempt_started")[1]
+    assert "missing required keys: author" in repair["prompt"]
+
+
+def test_429_twice_then_ok_shows_the_retries(cli):
+    faults = [{"attempt": [1, 2], "kind": "429", "retry_after": 1}]
+    run = cli({"turns": [{"text": "Recovered.", "faults": faults}]})
+    assert_consistent(run, "done", 0)
+    assert run.result["attempts"][0]["retries"] == 2
+    assert run.result["totals"]["retries"] == 2
+    assert run.stdout.count("retrying in") == 2
+
+
+def test_persistent_500_is_failed_with_the_provider_message(cli):
+    faults = [{"attempt": "all", "kind": "500", "retry_after": 0.2, "message": "upstream on fire"}]
+    run = cli({"turns": [{"text": "never", "faults": faults}]})
+    assert_consistent(run, "failed", 1)
+    assert "upstream on fire" in run.result["reason"]
+
+
+def test_stall_is_stalled_and_the_session_aborted(cli):
+    run = cli(
+        {"turns": [{"text": "never", "faults": [{"attempt": 1, "kind": "stall"}]}]},
+        timeouts={"stall": "3s", "phase": "2m"},
+    )
+    assert_consistent(run, "stalled", 2)
+    assert run.result["reason"] == "no progress for 3s"
+    errors = [e for e in run.transcript if e.get("type") == "session.error"]
+    assert errors[0]["properties"]["error"]["name"] == "MessageAbortedError"
+
+
+def test_phase_timeout_is_timed_out_and_the_session_aborted(cli):
+    drip = {"text": [f"tick {i} " for i in range(100)], "delay": 0.2}
+    run = cli({"turns": [drip]}, timeouts={"phase": "4s", "stall": "1m"})
+    assert_consistent(run, "timed_out", 2)
+    assert run.result["reason"] == "phase timeout of 4s reached"
+    errors = [e for e in run.transcript if e.get("type") == "session.error"]
+    assert errors[0]["properties"]["error"]["name"] == "MessageAbortedError"
+
+
+def test_server_killed_mid_phase_fails_fast_with_its_log(cli):
+    timing = {}
+
+    def kill_server(proc, mock):
+        mock.journal.wait_for(1, timeout=60)
+        (server,) = opencode_children(proc.pid)
+        os.kill(server, signal.SIGKILL)
+        timing["killed"] = time.monotonic()
+        proc.wait(timeout=30)
+        timing["exited"] = time.monotonic()
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    run = cli({"turns": [drip]}, during=kill_server)
+    assert_consistent(run, "failed", 1)
+    assert "opencode server died (signal SIGKILL)" in run.result["reason"]
+    assert "last server log lines:" in run.stdout
+    assert run.result["server_log_tail"]
+    assert timing["exited"] - timing["killed"] < 10  # the figure itself goes in the notes
+
+
+def test_sigint_mid_phase_is_interrupted_with_files_and_no_orphan(cli):
+    seen = {}
+
+    def interrupt(proc, mock):
+        mock.journal.wait_for(1, timeout=60)
+        (server,) = opencode_children(proc.pid)
+        seen["server"] = server
+        os.kill(proc.pid, signal.SIGINT)
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    run = cli({"turns": [drip]}, during=interrupt)
+    assert_consistent(run, "interrupted", 130)
+    assert run.result["reason"] == "interrupted by SIGINT"
+    assert not alive(seen["server"])
+
+
+def test_sigterm_mid_phase_exits_143(cli):
+    def terminate(proc, mock):
+        mock.journal.wait_for(1, timeout=60)
+        os.kill(proc.pid, signal.SIGTERM)
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    run = cli({"turns": [drip]}, during=terminate)
+    assert run.code == 143
+    assert run.result["verdict"] == "interrupted"
+
+
+def test_three_phases_in_parallel_share_one_server(cli):
+    script = {"turns": [{"text": "Parallel hello."}]}
+    phases = [cli.write_phase(name=f"par{i}") for i in range(3)]
+    servers = {}
+
+    def count_servers(proc, mock):
+        mock.journal.wait_for(1, timeout=60)
+        servers["pids"] = opencode_children(proc.pid)
+
+    run = cli(script, phases=phases, args=("--parallel", "3"), during=count_servers)
+    assert run.code == 0, run.stdout[-3000:]
+    assert sorted(r["verdict"] for r in run.results) == ["done"] * 3
+    assert len({r["server_url"] for r in run.results}) == 1
+    assert len(servers["pids"]) == 1
+    assert len({r["session_id"] for r in run.results}) == 3
