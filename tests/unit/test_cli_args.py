@@ -1,0 +1,108 @@
+"""Bad phase files and bad flags: exit 64 and one line naming the file (or flag) and the key.
+
+Validation happens before anything starts, so these run in-process with no server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from runner.cli import main
+from tests.helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.timeout(30)
+
+GOOD = "name: p\nprompt: hi\nmodel: test/mock-model\n"
+
+
+def run_cli(capsys, tmp_path, text, *flags):
+    """main()'s exit code (argparse exits through SystemExit) and its stderr."""
+    (tmp_path / "p.yaml").write_text(text)
+    try:
+        code = main([str(tmp_path / "p.yaml"), *flags])
+    except SystemExit as exited:
+        code = exited.code
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            GOOD + "budgets:\n  resumes: three\n",
+            "budgets.resumes: expected a non-negative integer, got 'three'",
+        ),
+        (GOOD + "budgets:\n  resume: 1\n", "budgets.resume: unknown key (did you mean 'resumes'?)"),
+        (GOOD + "promt: x\n", "promt: unknown key (did you mean 'prompt'?)"),
+        (GOOD + "budgets:\n  repairs: -1\n", "budgets.repairs: expected a non-negative integer"),
+        (GOOD + "timeouts:\n  phase: soon\n", "timeouts.phase: expected a duration"),
+        (GOOD + "timeouts:\n  stall: 0s\n", "timeouts.stall: must be greater than zero"),
+        ("name: p\nprompt: hi\nmodel: gpt4\n", "model: expected provider/model, got 'gpt4'"),
+        ("name: p\nmodel: a/b\n", "prompt: missing required key (give prompt or prompt_file)"),
+        ("name: p\nprompt: hi ${WHO}\n", "prompt: unknown variable ${WHO}"),
+        (GOOD + "permissions:\n  default: maybe\n", "permissions.default:"),
+        (GOOD + "permissions:\n  allow: bash\n", "permissions.allow:"),
+        (GOOD + "directory: /no/such/dir\n", "directory: "),
+        (GOOD + "server:\n  attach: http://10.0.0.1:4096\n", "server.attach:"),
+        (GOOD + "done:\n  artifacts: notes.md\n", "done.artifacts:"),
+        (GOOD + "done:\n  frontmatter:\n    required: [a]\n", "done.frontmatter"),
+        (GOOD + "output:\n  transcript: runs/{nme}.jsonl\n", "output.transcript:"),
+        (GOOD + "thinking: maybe\n", "thinking:"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("name: p\nprompt: [unclosed\n", "line"),
+        ("", "empty"),
+        ("prompt: hi\n", "name:"),
+        (GOOD + "opencode_config: [1]\n", "opencode_config:"),
+        (GOOD + "vars:\n  X: [1]\n", "vars.X:"),
+    ],
+)
+def test_bad_phase_file_exits_64_naming_file_and_key(capsys, tmp_path, text, message):
+    code, err = run_cli(capsys, tmp_path, text)
+    assert code == 64
+    assert "\n" not in err
+    assert err.startswith(f"runner: {tmp_path / 'p.yaml'}: ")
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--var", "novalue"), "--var: expected K=V, got 'novalue'"),
+        (("--model", "gpt4"), "--model: expected provider/model, got 'gpt4'"),
+        (("--attach", "http://192.168.1.5:4096"), "--attach:"),
+        (("--parallel", "0"), "--parallel: expected a positive integer, got '0'"),
+        (("--json", "--plain"), "not allowed with argument"),
+        (("--bogus",), "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_flag_exits_64_naming_the_flag(capsys, tmp_path, flags, message):
+    code, err = run_cli(capsys, tmp_path, GOOD, *flags)
+    assert code == 64
+    assert "\n" not in err
+    assert message in err
+
+
+def test_several_phases_need_a_name_placeholder_in_transcript(capsys, tmp_path):
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD.replace("name: p", "name: q"))
+    code = main([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), "--transcript", "t.jsonl"])
+    assert code == 64
+    assert "--transcript: several phases need a {name} placeholder" in capsys.readouterr().err
+
+
+def test_missing_phase_file_as_a_subprocess(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", str(missing)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 64
+    assert proc.stderr.strip().startswith(f"runner: {missing}: cannot read file")
+    assert proc.stdout == ""
