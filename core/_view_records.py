@@ -39,7 +39,7 @@ def attempt(item: Any) -> list[Styled]:
     reason = f": {item.reason}" if item.reason else ""
     prompt = " ".join(str(item.prompt).split())
     return [
-        (f"▶ attempt {item.number} ({item.kind}){reason}", "step"),
+        (f"▶ attempt {item.number} ({item.kind}){reason}", "banner"),
         (f"│ {clip(prompt, PROMPT_WIDTH)}", "dim"),
     ]
 

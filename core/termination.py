@@ -240,6 +240,7 @@ class Policy:
                 self._count_step(part)
             case SessionError(error=error):
                 self._error = error
+                self._alive = self._alive or self.state == "RUNNING"
             case SessionIdle():
                 return self._on_idle(now)
         return []

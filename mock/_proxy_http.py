@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import socket
 import struct
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,12 @@ class ProxyServer(ThreadingHTTPServer):
         self.proxy = proxy
         self.upstream = upstream
         super().__init__(address, ProxyHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A peer that went away (killed server, cut stream) is normal here, not a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def verify_request(self, request: Any, _client_address: Any) -> bool:
         """Refuse inside a `refuse_for` window: reset the connection without a response."""

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Mapping
 from http.server import ThreadingHTTPServer
@@ -51,6 +52,12 @@ class MockServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A peer that went away (killed server, cut stream) is normal here, not a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup (`getfqdn` can hang offline)."""

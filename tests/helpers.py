@@ -14,7 +14,8 @@ import pykka
 from actors import ServerActor, ServerSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = PROJECT_ROOT.parent / "shared" / "opencode" / "captures"
+# Recorded from the real opencode 1.18.33 server (copied from shared/opencode/captures).
+CAPTURES = PROJECT_ROOT / "tests" / "fixtures" / "captures"
 
 
 class Inbox:

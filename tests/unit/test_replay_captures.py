@@ -26,7 +26,7 @@ from core.tracker import (
 
 pytestmark = pytest.mark.timeout(30)
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "opencode" / "captures"
+CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captures"
 # Scenarios whose stream covers the whole run (the reconnect pair is tested on its own below).
 PAIRS = sorted(
     p.name.removesuffix(".messages.json")

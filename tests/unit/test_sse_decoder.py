@@ -11,7 +11,7 @@ from core.sse import SseDecoder, SseFrame, parse_event
 
 pytestmark = pytest.mark.timeout(30)
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "opencode" / "captures"
+CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captures"
 STREAMS = sorted(CAPTURES.glob("*.event.jsonl"))  # `/event` recordings
 ALL_STREAMS = sorted(CAPTURES.glob("*event.jsonl"))  # and the `/global/event` ones
 

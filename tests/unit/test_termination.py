@@ -246,3 +246,10 @@ def test_other_sessions_do_not_drive_the_root():
 def test_checks_done_outside_checking_is_ignored():
     policy = started()
     assert policy.checks_done((), repairable=False, now=1.0) == []
+
+
+def test_an_error_without_busy_still_ends_the_attempt():
+    policy = started()
+    error = {"name": "UnknownError", "data": {"message": "Model not found: test/nope."}}
+    (verdict,) = policy.observe((SessionError(session_id=ROOT, error=error), IDLE), 1.0)
+    assert verdict.reason == "provider error: UnknownError: Model not found: test/nope."
