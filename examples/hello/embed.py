@@ -1,6 +1,6 @@
 """Embedding example: run the hello phase from Python on the in-process mock LLM.
 
-    .venv/bin/python examples/hello/embed.py
+.venv/bin/python examples/hello/embed.py
 """
 
 import json
