@@ -19,13 +19,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import requests
 import tenacity
+import urllib3
 from loguru import logger
 
 from actors._process import start_thread
@@ -88,6 +89,7 @@ class SseReaderActor(pykka.ThreadingActor):
         self._connection = 0
         self._response: requests.Response | None = None
         self._last_bytes = clock()
+        self._shut_why: str | None = None
 
     def on_start(self) -> None:
         """Start the reader thread (and the watchdog's ticker)."""
@@ -114,7 +116,7 @@ class SseReaderActor(pykka.ThreadingActor):
         if self._response is None or silent < 3 * self._policy.heartbeat:
             return False
         logger.debug("sse watchdog: no bytes for {:.1f}s", silent)
-        self._shut("watchdog")
+        self._shut(f"watchdog: no bytes for {silent:.0f}s")
         return True
 
     # -- the reader thread ---------------------------------------------------------------------
@@ -155,7 +157,7 @@ class SseReaderActor(pykka.ThreadingActor):
         decoder = SseDecoder()
         connected_at = None
         try:
-            for chunk in response.iter_content(chunk_size=None):
+            for chunk in _chunks(response):
                 self._last_bytes = self._clock()
                 events = _decode(decoder.feed(chunk))
                 if connected_at is None and _has_connected(events):
@@ -166,11 +168,13 @@ class SseReaderActor(pykka.ThreadingActor):
                     self._fan_out(EventsReceived(events=events, connection=connection))
             decoder.close()
             reason = "truncated frame at end of stream" if decoder.truncated else "end of stream"
-        except (requests.RequestException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             reason = f"connection lost ({type(exc).__name__})"
         finally:
             self._response = None
             response.close()
+        if self._shut_why is not None:
+            reason, self._shut_why = self._shut_why, None
         if self._stopping.is_set():
             return
         healthy = connected_at is not None and (
@@ -214,6 +218,7 @@ class SseReaderActor(pykka.ThreadingActor):
             )
 
     def _shut(self, why: str) -> None:
+        self._shut_why = why
         response = self._response
         sock = _socket_of(response) if response is not None else None
         if sock is not None:
@@ -227,6 +232,14 @@ class SseReaderActor(pykka.ThreadingActor):
                 self.actor_ref.tell(_Tick())
             except pykka.ActorDeadError:
                 return
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    """Bytes as soon as they arrive, chunked or not (`iter_content` would wait for the end of
+    a response that is not chunked)."""
+    raw = response.raw
+    while chunk := raw.read1(65536):
+        yield chunk
 
 
 def _retry_this(exc: BaseException) -> bool:
@@ -258,7 +271,15 @@ def _has_connected(events: tuple[dict[str, Any], ...]) -> bool:
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket under a streaming response (urllib3 2.x), to shut it from another thread."""
+    """The socket under a streaming response, to shut it from another thread.
+
+    urllib3 2.x keeps it on the connection, except when the server said `Connection: close`:
+    then http.client hands it to the response's file object alone.
+    """
     raw = response.raw
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-    return getattr(connection, "sock", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock

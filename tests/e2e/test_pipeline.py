@@ -318,6 +318,7 @@ def test_stream_cut_stalled_and_refused_still_emits_every_part_once(run, tmp_pat
     assert kinds["runner.resynced"] >= 2
     reasons = [line["reason"] for line in transcript if line["type"] == "runner.stream_dropped"]
     assert any("cannot connect" in reason for reason in reasons), reasons
+    assert any(reason.startswith("watchdog: no bytes for") for reason in reasons), reasons
 
 
 def test_resync_records_are_published(run):
