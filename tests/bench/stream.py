@@ -1,0 +1,64 @@
+"""Large SSE streams built from the recorded captures, as the bytes `GET /event` would send.
+
+Every capture's events are concatenated once into a template; each copy of the template gets
+its own part, message and event ids (a per-copy suffix), so the tracker sees new parts and
+messages in every copy instead of ignoring finalised repeats. Every session id becomes one
+root session, so the whole stream belongs to the tracked session tree (one long session).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from tests.helpers import CAPTURES
+
+ROOT = "ses_benchroot"
+CHUNK_SIZE = 64 * 1024
+_IDS = re.compile(r'"(prt|msg|evt)_([0-9A-Za-z]+)"')
+_SESSIONS = re.compile(r'"ses_[0-9A-Za-z]+"')
+_MARK = "\x00"  # never in JSON text (it would be escaped), so safe as a suffix placeholder
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A stream as the reader receives it: byte chunks, and how many events they hold."""
+
+    chunks: tuple[bytes, ...]
+    events: int
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.chunks))
+
+
+def recorded_payloads() -> list[str]:
+    """The `data:` payload of every event of every `/event` capture, in file order."""
+    payloads = []
+    for path in sorted(CAPTURES.glob("*.event.jsonl")):
+        for line in path.read_text().splitlines():
+            for raw in json.loads(line)["raw"]:
+                if raw.startswith("data: "):
+                    payloads.append(raw[6:])
+    return payloads
+
+
+@cache
+def _template() -> tuple[str, int]:
+    """One copy of the captures as SSE text, ids marked for their per-copy suffix."""
+    payloads = recorded_payloads()
+    text = "".join(f"data: {payload}\n\n" for payload in payloads)
+    text = _SESSIONS.sub(f'"{ROOT}"', text)
+    return _IDS.sub(rf'"\1_\2_{_MARK}"', text), len(payloads)
+
+
+def build_stream(min_events: int, chunk_size: int = CHUNK_SIZE) -> Stream:
+    """At least `min_events` events (whole copies of the captures), split in `chunk_size`."""
+    template, per_copy = _template()
+    copies = math.ceil(min_events / per_copy)
+    data = "".join(template.replace(_MARK, f"c{copy}") for copy in range(copies)).encode()
+    chunks = tuple(data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
+    return Stream(chunks=chunks, events=copies * per_copy)

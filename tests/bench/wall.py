@@ -1,0 +1,186 @@
+"""Wall time of `python -m runner` against `opencode run` on the same mock script.
+
+Both drive the pinned opencode against a `MockLLM` serving a small script (text + a `read`
+tool call, then final text), with one isolated HOME for the whole benchmark and a fresh git
+project per run. Runs alternate between the two tools after one untimed warm-up of each (the
+first start in a fresh HOME creates opencode's database). Times are whole process lifetimes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from actors._process import OFFLINE_ENV, PINNED_BINARY
+from mock import MockLLM, opencode_provider_config
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project
+
+RUNS = 3
+TIMEOUT = 120.0
+MODEL = "test/mock-model"
+PROMPT = "Read README.md and tell me what it says."
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One timed run: wall seconds, exit code (None: timed out) and its NDJSON output."""
+
+    seconds: float
+    code: int | None
+    lines: tuple[dict[str, Any], ...]
+    to_first: float | None  # launch to the first event's timestamp
+    after_last: float | None  # the last event's timestamp to the exit
+
+    @property
+    def detail(self) -> str:
+        """What the output held: lines, texts, the read tool's status, the verdict if any."""
+        kinds = [x.get("type") for x in self.lines]
+        tools = [x["part"]["state"]["status"] for x in self.lines if x.get("type") == "tool_use"]
+        verdicts = [x.get("verdict") for x in self.lines if x.get("type") == "runner.result"]
+        verdict = f", verdict {verdicts[0]}" if verdicts else ""
+        return (
+            f"{len(kinds)} NDJSON lines, {kinds.count('text')} text,"
+            f" read tool {'/'.join(tools) or 'missing'}{verdict}"
+        )
+
+
+def script(project: Path) -> dict[str, Any]:
+    """Text and a `read` of the project's README, then the final text."""
+    read = {"name": "read", "arguments": {"filePath": "README.md"}}
+    return {
+        "title": "Bench",
+        "turns": [
+            {"text": ["I'll read ", "the README."], "tool_calls": [read]},
+            {"text": ["The README ", "says hello ", "from the fixture."]},
+        ],
+    }
+
+
+def _timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
+    """Run `argv` in its own process group, stdin closed; kill the group if it outlives us."""
+    launched, start = time.time(), time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    stdout, timed_out = "", False
+    try:
+        stdout, _stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # also any child left in its group
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    seconds, ended = time.perf_counter() - start, time.time()
+    lines = tuple(json.loads(line) for line in stdout.splitlines() if line.startswith("{"))
+    stamps = [x["timestamp"] / 1000 for x in lines if isinstance(x.get("timestamp"), int)]
+    code = None if timed_out else proc.returncode
+    first = stamps[0] - launched if stamps else None
+    return Outcome(seconds, code, lines, first, ended - stamps[-1] if stamps else None)
+
+
+def opencode_run(root: Path, env: dict[str, str]) -> Outcome:
+    """`opencode run --format json` in a fresh project, configured for the mock."""
+    project = make_project(root)
+    with MockLLM(script(project)) as mock:
+        config = json.dumps(opencode_provider_config(mock.url))
+        argv = [str(PINNED_BINARY), "run", "--format", "json", "-m", MODEL, "--title", "bench"]
+        # opencode takes its directory from PWD, not from the process's cwd
+        extra = {"OPENCODE_CONFIG_CONTENT": config, "PWD": str(project)}
+        return _timed([*argv, PROMPT], cwd=project, env={**env, **extra})
+
+
+def runner_run(root: Path, env: dict[str, str]) -> Outcome:
+    """`python -m runner phase.yaml --json` in a fresh project, the same config via env."""
+    project = make_project(root)
+    phase = {
+        "name": "bench",
+        "prompt": PROMPT,
+        "model": MODEL,
+        "directory": str(project),
+        "opencode_config": opencode_provider_config("{env:MOCK_LLM_URL}"),
+        "timeouts": {"phase": "2m", "stall": "1m"},
+    }
+    path = root / "phase.yaml"
+    path.write_text(yaml.safe_dump(phase))
+    with MockLLM(script(project)) as mock:
+        return _timed(
+            [sys.executable, "-m", "runner", str(path), "--json"],
+            cwd=PROJECT_ROOT,
+            env={**env, "MOCK_LLM_URL": mock.url},
+        )
+
+
+def _environment(root: Path) -> dict[str, str]:
+    """Isolated HOME/XDG, opencode's offline flags and `rg` on PATH, for both tools alike."""
+    env = {**os.environ, **isolated_env(root), **OFFLINE_ENV}
+    env.pop("OPENCODE_SERVER_PASSWORD", None)
+    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
+    return env
+
+
+def _median(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known):5.2f}" if known else "    -"
+
+
+def _report(out: Callable[[str], None], name: str, outcomes: list[Outcome]) -> float:
+    """One line of medians (total, before the first event, after the last) and the runs."""
+    median = statistics.median(o.seconds for o in outcomes)
+    first = _median([o.to_first for o in outcomes])
+    after = _median([o.after_last for o in outcomes])
+    runs = ", ".join(f"{o.seconds:.2f}" for o in outcomes)
+    codes = "/".join(sorted({"timeout" if o.code is None else str(o.code) for o in outcomes}))
+    out(f"  {name:<27} {median:6.2f} {first:>8} {after:>8}   [{runs}]  exit {codes}")
+    out(f"  {'':<27} last run: {outcomes[-1].detail}")
+    return median
+
+
+def run(out: Callable[[str], None]) -> None:
+    """Warm up, then alternate timed runs; print medians and the ratio runner/opencode-run."""
+    if not PINNED_BINARY.exists():
+        out(f"  skipped: the pinned opencode binary is missing ({PINNED_BINARY}); run make setup")
+        return
+    tools = (("opencode run --format json", opencode_run), ("python -m runner --json", runner_run))
+    results: dict[str, list[Outcome]] = {name: [] for name, _ in tools}
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+        env = _environment(Path(tmp))
+        for index in range(RUNS + 1):  # run 0 of each tool is an untimed warm-up
+            for number, (name, tool) in enumerate(tools):
+                outcome = tool(Path(tmp) / f"run{index}-{number}", env)
+                results[name].extend([outcome] if index else [])
+        startup = statistics.median(_startup(env) for _ in range(RUNS))
+    out(
+        f"  {'median seconds of ' + str(RUNS) + ' runs':<27} {'total':>6} {'to 1st':>8} "
+        f"{'after':>8}   runs"
+    )
+    medians = [_report(out, name, results[name]) for name, _ in tools]
+    out(f"  ratio runner / opencode run: {medians[1] / medians[0]:.2f}x")
+    out("  to 1st: launch to the first event's timestamp; after: last event's timestamp to exit")
+    out(f"  python -m runner --help (interpreter and imports): {startup:.2f} s")
+
+
+def _startup(env: dict[str, str]) -> float:
+    """Seconds for `python -m runner --help`: the interpreter and the runner's imports."""
+    return _timed([sys.executable, "-m", "runner", "--help"], cwd=PROJECT_ROOT, env=env).seconds
