@@ -14,6 +14,7 @@ SIGTERMs the group, waits, and SIGKILLs whatever remains. In attach mode it only
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import signal
 import threading
@@ -84,7 +85,12 @@ class ServerActor(pykka.ThreadingActor):
             self._probe_in_thread(self._spec.attach_url)
             return
         try:
+            os.makedirs(os.path.dirname(os.path.abspath(self._spec.log_path)), exist_ok=True)
             self._log = open(self._spec.log_path, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            self._fail(f"cannot write the server log {self._spec.log_path}: {exc.strerror}")
+            return
+        try:
             self._proc = _process.spawn(self._binary, self._spec, self._password, self._log)
         except (ServerStartError, OSError) as exc:
             self._fail(str(exc))

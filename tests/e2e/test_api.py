@@ -1,0 +1,97 @@
+"""The embedding API: handles, events, cancel, several phases at once, a crashed actor."""
+
+from __future__ import annotations
+
+import threading
+
+import pykka
+import pytest
+import yaml
+
+from actors.tracker import TrackerActor
+from messages.records import PhaseStarted, PromptSent, VerdictReached
+from mock import MockLLM
+from runner.api import run_phases, start_phase
+from runner.phase import load_phase
+from tests.e2e.test_cli import PROVIDER
+from tests.helpers import isolated_env, make_project
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def phase_file(tmp_path):
+    """Factory: a phase file on the mock (`{env:MOCK_LLM_URL}`) in its own project."""
+
+    def write(name, **overrides):
+        phase = {
+            "name": name,
+            "prompt": "Say something.",
+            "model": "test/mock-model",
+            "directory": str(make_project(tmp_path / f"work-{name}")),
+            "opencode_config": PROVIDER,
+            **overrides,
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(phase))
+        return load_phase(path)
+
+    return write
+
+
+def test_two_handles_at_once_each_with_events_and_a_result(tmp_path, phase_file):
+    env = isolated_env(tmp_path)
+    with MockLLM({"turns": [{"text": "Hello from a handle."}]}) as mock:
+        seen: list = []
+        lock = threading.Lock()
+
+        def on_event(message):
+            with lock:
+                seen.append(message)
+
+        env = {**env, "MOCK_LLM_URL": mock.url}
+        first = start_phase(phase_file("one"), env=env, on_event=on_event)
+        second = start_phase(phase_file("two"), env=env)
+        events = list(second.events(timeout=120))
+        results = [first.result(timeout=120), second.result(timeout=120)]
+    assert [r.verdict for r in results] == ["done", "done"]
+    assert results[0].server_url != results[1].server_url  # each handle owns its server
+    assert isinstance(events[0], PhaseStarted)
+    assert isinstance(events[-1], VerdictReached)
+    assert events[-1].verdict == "done"
+    assert any(isinstance(m, PromptSent) for m in seen)
+    assert isinstance(seen[-1], VerdictReached)
+
+
+def test_cancel_aborts_the_session_and_is_interrupted(tmp_path, phase_file):
+    drip = {"text": [f"tick {i} " for i in range(300)], "delay": 0.1}
+    with MockLLM({"turns": [drip]}) as mock:
+        env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
+        handle = start_phase(phase_file("slow"), env=env)
+        mock.journal.wait_for(1, timeout=60)
+        handle.cancel("the embedder changed its mind")
+        result = handle.result(timeout=60)
+    assert (result.verdict, result.exit_code) == ("interrupted", 130)
+    assert result.reason == "the embedder changed its mind"
+    assert handle.done
+
+
+def test_a_crashed_actor_ends_the_phase_as_failed(tmp_path, phase_file):
+    drip = {"text": [f"tick {i} " for i in range(300)], "delay": 0.1}
+    with MockLLM({"turns": [drip]}) as mock:
+        env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
+        handle = start_phase(phase_file("crash"), env=env)
+        mock.journal.wait_for(1, timeout=60)
+        (tracker,) = pykka.ActorRegistry.get_by_class(TrackerActor)
+        tracker.stop()
+        result = handle.result(timeout=60)
+    assert (result.verdict, result.exit_code) == ("failed", 1)
+    assert result.reason == "the TrackerActor stopped unexpectedly (see the debug log)"
+
+
+def test_run_phases_shares_one_server(tmp_path, phase_file):
+    with MockLLM({"turns": [{"text": "Shared."}]}) as mock:
+        env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
+        results = run_phases([phase_file("a"), phase_file("b")], parallel=2, env=env)
+    assert [r.verdict for r in results] == ["done", "done"]
+    assert results[0].server_url == results[1].server_url
