@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup run test test-unit test-e2e lint format bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed node_modules/.installed ## Create .venv, install requirements and the pinned opencode (idempotent)
 
