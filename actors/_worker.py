@@ -51,3 +51,20 @@ def tell_quietly(ref: pykka.ActorRef, message: Any) -> None:
     """Tell an actor that may already have stopped."""
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
+
+
+def start_ticker(
+    ref: pykka.ActorRef, message: Any, period: float, stop: threading.Event
+) -> threading.Thread:
+    """Tell `message` to the actor every `period` seconds until `stop` is set or it dies."""
+
+    def tick() -> None:
+        while not stop.wait(period):
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                return
+
+    thread = threading.Thread(target=tick, name=f"ticker-{type(message).__name__}", daemon=True)
+    thread.start()
+    return thread

@@ -30,6 +30,7 @@ import urllib3
 from loguru import logger
 
 from actors._process import start_thread
+from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
 from core.sse import SseDecoder
 from messages.stream import EventsReceived, StreamConnected, StreamDropped, StreamFailed
@@ -95,7 +96,7 @@ class SseReaderActor(pykka.ThreadingActor):
         """Start the reader thread (and the watchdog's ticker)."""
         start_thread("sse-reader", self._run)
         if self._tick is not None:
-            start_thread("sse-ticker", self._ticker)
+            start_ticker(self.actor_ref, _Tick(), self._tick, self._stopping)
 
     def on_receive(self, message: Any) -> None:
         """Watchdog ticks."""
@@ -225,13 +226,6 @@ class SseReaderActor(pykka.ThreadingActor):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             logger.debug("sse socket shut ({})", why)
-
-    def _ticker(self) -> None:
-        while not self._stopping.wait(self._tick):
-            try:
-                self.actor_ref.tell(_Tick())
-            except pykka.ActorDeadError:
-                return
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

@@ -19,8 +19,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors._process import start_thread
-from actors._worker import Worker, tell_quietly
+from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
 from core.errors import RequestTimeoutError
@@ -96,7 +95,7 @@ class TerminationActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         """Start the ticker that drives timeouts."""
         if self._tick is not None:
-            start_thread("termination-ticker", self._ticker)
+            start_ticker(self.actor_ref, _Tick(), self._tick, self._stopped)
 
     def on_stop(self) -> None:
         """End the helper threads."""
@@ -210,13 +209,6 @@ class TerminationActor(pykka.ThreadingActor):
         report = run_checks(self._directory, self._criteria, self._artifacts)
         failures = tuple((failure.kind, failure.detail) for failure in report.failures)
         return failures, repairable(report)
-
-    def _ticker(self) -> None:
-        while not self._stopped.wait(self._tick):
-            try:
-                self.actor_ref.tell(_Tick())
-            except pykka.ActorDeadError:
-                return
 
     def _verdict(self, conclusion: Conclude) -> VerdictReached:
         policy = self._policy

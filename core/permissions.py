@@ -7,10 +7,16 @@ from typing import Any, Literal
 
 Reply = Literal["once", "reject"]
 
-DEFAULT_FEEDBACK = (
-    "Rejected by the runner's phase policy (permissions.default: reject). "
-    "Do not retry this; continue without it."
-)
+
+def default_feedback(default: str = "reject") -> str:
+    """The message sent with a rejection when the phase file sets no `permissions.feedback`."""
+    rule = "permissions.default: reject" if default == "reject" else "permissions.deny"
+    return (
+        f"Rejected by the runner's phase policy ({rule}). Do not retry this; continue without it."
+    )
+
+
+DEFAULT_FEEDBACK = default_feedback("reject")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,17 +9,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from core.permissions import default_feedback
+
 DEFAULT_TRANSCRIPT = "runs/{name}-{time}.jsonl"
 DEFAULT_RESULT = "runs/{name}-{time}.result.json"
 TIME_FORMAT = "%Y%m%d-%H%M%S"
-
-
-def default_feedback(default: str = "reject") -> str:
-    """The message sent with a rejection when the phase file sets no `permissions.feedback`."""
-    rule = "permissions.default: reject" if default == "reject" else "permissions.deny"
-    return (
-        f"Rejected by the runner's phase policy ({rule}). Do not retry this; continue without it."
-    )
 
 
 def _no_vars() -> Mapping[str, str]:

@@ -16,13 +16,8 @@ from actors.sse_reader import SseReaderActor
 from messages import ServerFailed, ServerReady
 from messages.stream import EventsReceived, StreamConnected
 from mock import MockLLM, opencode_provider_config
+from runner.compose import DENY_BLOCKING_TOOLS
 from tests.helpers import Inbox, isolated_env, make_project, start_server
-
-# The question tool blocks a session until answered: a headless run denies it up front.
-DENY_BLOCKING_TOOLS = [
-    {"permission": name, "action": "deny", "pattern": "*"}
-    for name in ("question", "plan_enter", "plan_exit")
-]
 
 
 @dataclass
@@ -83,7 +78,7 @@ class Stack:
     def new_session(self, title: str = "e2e") -> str:
         """A session on the mock model with the blocking tools denied."""
         info = self.client.create_session(
-            title=title, model="test/mock-model", permission=DENY_BLOCKING_TOOLS
+            title=title, model="test/mock-model", permission=list(DENY_BLOCKING_TOOLS)
         )
         return info["id"]
 
