@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
-import pykka
 from loguru import logger
 
+from actors._supervised import SupervisedActor
 from core.ndjson import dumps, result_line, run_json
 from core.view import Line, Out, TerminalView, Write
 from messages.pipeline import Tracked
@@ -59,7 +59,7 @@ _CONTROL = re.compile(
 )
 
 
-class RendererActor(pykka.ThreadingActor):
+class RendererActor(SupervisedActor):
     """Prints tracked effects and runner records to `out` in one of three modes."""
 
     def __init__(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pykka
 from loguru import logger
 
+from actors._supervised import SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
 from core.permissions import PermissionPolicy, decide, describe
@@ -22,7 +22,7 @@ from messages.pipeline import Tracked
 from messages.records import PermissionAnswered, QuestionRejected
 
 
-class ResponderActor(pykka.ThreadingActor):
+class ResponderActor(SupervisedActor):
     """Applies the permission policy to requests found in `Tracked` batches."""
 
     def __init__(

@@ -17,6 +17,7 @@ import contextlib
 import os
 import secrets
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from actors import _process
 from actors._process import ServerSpec
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError, ServerStartError, UpstreamHTTPError
-from core.server_rules import check_version, parse_listening_line
+from core.server_rules import check_version, is_transient_start_failure, parse_listening_line
 from messages.server import ServerExited, ServerFailed, ServerReady, ServerStopped
 
 
@@ -52,6 +53,12 @@ class _Unhealthy:
 @dataclass(frozen=True, slots=True)
 class _Exited:
     code: int | None
+    pid: int
+
+
+# opencode servers sharing a fresh data folder race to create its database ("database is
+# locked", exit 1): a start that fails that way is tried again.
+MAX_RESPAWNS = 2
 
 
 class ServerActor(pykka.ThreadingActor):
@@ -77,6 +84,7 @@ class ServerActor(pykka.ThreadingActor):
         self._done = False  # failed or stopping: later process news is expected, not news
         self._quit = threading.Event()
         self._timer: threading.Timer | None = None
+        self._respawns = 0
 
     def on_start(self) -> None:
         """Spawn the server (or probe the attached one); failures become `ServerFailed`."""
@@ -90,19 +98,25 @@ class ServerActor(pykka.ThreadingActor):
         except OSError as exc:
             self._fail(f"cannot write the server log {self._spec.log_path}: {exc.strerror}")
             return
-        try:
-            self._proc = _process.spawn(self._binary, self._spec, self._password, self._log)
-        except (ServerStartError, OSError) as exc:
-            self._fail(str(exc))
+        if not self._spawn():
             return
-        logger.debug("opencode pid {} started, log {}", self._proc.pid, self._spec.log_path)
-        _process.start_thread("opencode-stdout", self._pump_stdout)
-        _process.start_thread("opencode-waiter", self._wait_for_exit)
         self._timer = threading.Timer(
             self._spec.start_timeout, self._tell, (_Unhealthy("timeout"),)
         )
         self._timer.daemon = True
         self._timer.start()
+
+    def _spawn(self) -> bool:
+        try:
+            proc = _process.spawn(self._binary, self._spec, self._password, self._log)
+        except (ServerStartError, OSError) as exc:
+            self._fail(str(exc))
+            return False
+        self._proc = proc
+        logger.debug("opencode pid {} started, log {}", proc.pid, self._spec.log_path)
+        _process.start_thread("opencode-stdout", lambda: self._pump_stdout(proc))
+        _process.start_thread("opencode-waiter", lambda: self._tell(_Exited(proc.wait(), proc.pid)))
+        return True
 
     def on_receive(self, message: Any) -> None:
         """Handle the threads' reports."""
@@ -116,8 +130,10 @@ class ServerActor(pykka.ThreadingActor):
                 if reason == "timeout":
                     reason = f"opencode did not become healthy within {self._spec.start_timeout:g}s"
                 self._fail(reason)
-            case _Exited(code=code):
+            case _Exited(code=code, pid=pid) if self._proc is not None and pid == self._proc.pid:
                 self._on_exit(code)
+            case _Exited():
+                pass  # an earlier start attempt's process
             case _Listening() | _Healthy() | _Unhealthy():
                 pass  # late news after failure, stop or readiness
             case _:
@@ -168,6 +184,11 @@ class ServerActor(pykka.ThreadingActor):
         if self._done:
             return
         if not self._ready:
+            if self._respawns < MAX_RESPAWNS and is_transient_start_failure(self._log_tail()):
+                self._respawns += 1
+                logger.debug("opencode failed to start ({}); starting it again", code)
+                self._spawn()
+                return
             self._fail(f"opencode exited with {_describe_exit(code)} before it was ready")
             return
         self._done = True
@@ -209,8 +230,8 @@ class ServerActor(pykka.ThreadingActor):
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(message)
 
-    def _pump_stdout(self) -> None:
-        proc, log = self._proc, self._log
+    def _pump_stdout(self, proc: subprocess.Popen[str]) -> None:
+        log = self._log
         for line in proc.stdout:
             with contextlib.suppress(ValueError):  # the log closes while we drain
                 log.write(line)
@@ -218,9 +239,6 @@ class ServerActor(pykka.ThreadingActor):
             found = parse_listening_line(line)
             if found is not None:
                 self._tell(_Listening(found[0]))
-
-    def _wait_for_exit(self) -> None:
-        self._tell(_Exited(self._proc.wait()))
 
     def _probe_in_thread(self, url: str) -> None:
         _process.start_thread("opencode-probe", lambda: self._tell(self._probe(url)))

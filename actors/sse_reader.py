@@ -30,6 +30,7 @@ import urllib3
 from loguru import logger
 
 from actors._process import start_thread
+from actors._supervised import SupervisedActor
 from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
 from core.sse import SseDecoder
@@ -66,7 +67,7 @@ class _Tick:
     pass
 
 
-class SseReaderActor(pykka.ThreadingActor):
+class SseReaderActor(SupervisedActor):
     """Reads the server's event stream for one directory and fans batches out."""
 
     def __init__(

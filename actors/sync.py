@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pykka
 from loguru import logger
 
+from actors._supervised import SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched
 
 
-class SyncActor(pykka.ThreadingActor):
+class SyncActor(SupervisedActor):
     """Answers sync requests for one root session with snapshots newer than the baseline."""
 
     def __init__(

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pykka
 from loguru import logger
 
+from actors._supervised import SupervisedActor
 from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
@@ -61,7 +61,7 @@ class _Outcome:
     value: Any = None
 
 
-class TerminationActor(pykka.ThreadingActor):
+class TerminationActor(SupervisedActor):
     """Owns the policy of one phase and the IO its decisions need."""
 
     def __init__(

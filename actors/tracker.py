@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pykka
 from loguru import logger
 
+from actors._supervised import SupervisedActor
 from core.sync_gate import GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker
 from messages.pipeline import RequestSync, SnapshotFetched, Tracked
@@ -23,7 +23,7 @@ from messages.stream import EventsReceived, StreamConnected
 Consumer = Callable[[Any], None]
 
 
-class TrackerActor(pykka.ThreadingActor):
+class TrackerActor(SupervisedActor):
     """Tracks one root session and its children; emits `Tracked` batches in stream order."""
 
     def __init__(

@@ -15,9 +15,9 @@ import re
 import time
 from typing import Any, TextIO
 
-import pykka
 from loguru import logger
 
+from actors._supervised import SupervisedActor
 from messages.pipeline import Tracked
 
 RUNNER_VERSION = "0.1.0"
@@ -51,7 +51,7 @@ class TranscriptWriter:
             self._file = None
 
 
-class TranscriptActor(pykka.ThreadingActor):
+class TranscriptActor(SupervisedActor):
     """Writes what the pipeline reports to the transcript, as it arrives."""
 
     def __init__(self, *, writer: TranscriptWriter) -> None:

@@ -42,7 +42,17 @@ def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN
     return text.strip()
 
 
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_TRANSIENT = ("database is locked",)
+
+
 def tail_lines(text: str, count: int) -> tuple[str, ...]:
-    """The last `count` non-blank lines of a log text."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    """The last `count` non-blank lines of a log text, without colour codes."""
+    lines = [_ANSI.sub("", line) for line in text.splitlines()]
+    lines = [line for line in lines if line.strip()]
     return tuple(lines[-count:]) if count > 0 else ()
+
+
+def is_transient_start_failure(log_tail: tuple[str, ...]) -> bool:
+    """True when a server that exited before it was ready may start if tried again."""
+    return any(marker in line for line in log_tail for marker in _TRANSIENT)

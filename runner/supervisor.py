@@ -24,6 +24,7 @@ import pykka
 from loguru import logger
 
 from actors._process import ServerSpec
+from actors._supervised import crash_reason
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.server import ServerActor
@@ -315,7 +316,7 @@ class Supervisor:
             self._note(message, termination)
             crashed = self._crashed()
             if crashed:
-                return _failed(f"the {crashed} stopped unexpectedly (see the debug log)")
+                return _failed(crashed)
         return _failed("the supervisor gave up waiting for a verdict")
 
     def _note(self, message: Any, termination: pykka.ActorRef) -> None:
@@ -339,9 +340,14 @@ class Supervisor:
                 pass
 
     def _crashed(self) -> str | None:
+        """Why an actor of the phase is gone, if one is."""
         for ref in [*self._refs, *(self._pipe.refs if self._pipe else [])]:
             if not ref.is_alive():
-                return ref.actor_class.__name__
+                name = ref.actor_class.__name__
+                reason = crash_reason(ref)
+                if reason is None:
+                    return f"the {name} stopped unexpectedly"
+                return f"the {name} crashed: {reason}"
         return None
 
     # -- the end ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from actors.tracker import TrackerActor
+from messages.pipeline import SnapshotFetched
 from messages.records import PhaseStarted, PromptSent, VerdictReached
 from mock import MockLLM
 from runner.api import run_phases, start_phase
@@ -54,7 +55,9 @@ def test_two_handles_at_once_each_with_events_and_a_result(tmp_path, phase_file)
         second = start_phase(phase_file("two"), env=env)
         events = list(second.events(timeout=120))
         results = [first.result(timeout=120), second.result(timeout=120)]
-    assert [r.verdict for r in results] == ["done", "done"]
+    assert [r.verdict for r in results] == ["done", "done"], [
+        (r.reason, r.server_log_tail) for r in results
+    ]
     assert results[0].server_url != results[1].server_url  # each handle owns its server
     assert isinstance(events[0], PhaseStarted)
     assert isinstance(events[-1], VerdictReached)
@@ -86,12 +89,31 @@ def test_a_crashed_actor_ends_the_phase_as_failed(tmp_path, phase_file):
         tracker.stop()
         result = handle.result(timeout=60)
     assert (result.verdict, result.exit_code) == ("failed", 1)
-    assert result.reason == "the TrackerActor stopped unexpectedly (see the debug log)"
+    assert result.reason == "the TrackerActor stopped unexpectedly"
 
 
 def test_run_phases_shares_one_server(tmp_path, phase_file):
     with MockLLM({"turns": [{"text": "Shared."}]}) as mock:
         env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
         results = run_phases([phase_file("a"), phase_file("b")], parallel=2, env=env)
-    assert [r.verdict for r in results] == ["done", "done"]
+    assert [r.verdict for r in results] == ["done", "done"], [
+        (r.reason, r.server_log_tail) for r in results
+    ]
     assert results[0].server_url == results[1].server_url
+
+
+def test_an_actor_that_raises_ends_the_phase_with_the_error(tmp_path, phase_file):
+    drip = {"text": [f"tick {i} " for i in range(300)], "delay": 0.1}
+    with MockLLM({"turns": [drip]}) as mock:
+        env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
+        handle = start_phase(phase_file("raise"), env=env)
+        mock.journal.wait_for(1, timeout=60)
+        (tracker,) = pykka.ActorRegistry.get_by_class(TrackerActor)
+        (root,) = tracker.proxy().session_ids().get(timeout=5)
+        broken = SnapshotFetched(
+            reason="idle", snapshots=((root, ("not a message",)),), root_idle=True
+        )
+        tracker.tell(broken)
+        result = handle.result(timeout=60)
+    assert (result.verdict, result.exit_code) == ("failed", 1)
+    assert result.reason.startswith("the TrackerActor crashed: SnapshotShapeError: ")

@@ -177,3 +177,32 @@ def test_attach_with_a_wrong_password_fails_at_once(spec_for):
 
 def test_pinned_binary_is_installed_by_setup():
     assert PINNED_BINARY.exists(), "run `make setup`"
+
+
+def test_a_start_that_loses_the_database_race_is_tried_again(spec_for, fake_binary, tmp_path):
+    counter = tmp_path / "starts"
+    env = {
+        "FAKE_OPENCODE_VERSION": "1.18.33",
+        "FAKE_OPENCODE_LOCKED_UNTIL": "2",
+        "FAKE_OPENCODE_COUNTER": str(counter),
+    }
+    inbox = Inbox()
+    start_server(spec_for(binary=fake_binary, env=env), inbox)
+    ready = inbox.expect((ServerReady, ServerFailed), timeout=20)
+    assert isinstance(ready, ServerReady), ready
+    assert counter.read_text() == "xxx"
+
+
+def test_a_start_that_keeps_losing_the_race_fails_with_the_log(spec_for, fake_binary, tmp_path):
+    env = {
+        "FAKE_OPENCODE_VERSION": "1.18.33",
+        "FAKE_OPENCODE_LOCKED_UNTIL": "9",
+        "FAKE_OPENCODE_COUNTER": str(tmp_path / "starts"),
+    }
+    inbox = Inbox()
+    start_server(spec_for(binary=fake_binary, env=env), inbox)
+    failed = inbox.expect((ServerReady, ServerFailed), timeout=20)
+    assert isinstance(failed, ServerFailed)
+    assert failed.reason == "opencode exited with exit code 1 before it was ready"
+    assert "database is locked" in failed.log_tail
+    assert (tmp_path / "starts").read_text() == "xxx"

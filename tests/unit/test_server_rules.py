@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ServerStartError
-from core.server_rules import check_version, parse_listening_line, parse_version, tail_lines
+from core.server_rules import (
+    check_version,
+    is_transient_start_failure,
+    parse_listening_line,
+    parse_version,
+    tail_lines,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -54,3 +60,21 @@ def test_check_version_refuses_older_with_one_line():
 def test_tail_lines_skips_blanks_and_keeps_the_last():
     assert tail_lines("a\n\nb\nc\n  \nd\n", 2) == ("c", "d")
     assert tail_lines("a\n", 0) == ()
+
+
+def test_tail_lines_drops_colour_codes():
+    assert tail_lines("\x1b[91m\x1b[1mError: \x1b[0mUnexpected error\n", 5) == (
+        "Error: Unexpected error",
+    )
+
+
+@pytest.mark.parametrize(
+    ("tail", "transient"),
+    [
+        (("Error: Unexpected error", "database is locked"), True),
+        (("ServeError",), False),
+        ((), False),
+    ],
+)
+def test_is_transient_start_failure(tail, transient):
+    assert is_transient_start_failure(tail) is transient
