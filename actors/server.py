@@ -57,7 +57,7 @@ class _Exited:
 
 
 # opencode servers sharing a fresh data folder race to create its database ("database is
-# locked", exit 1): a start that fails that way is tried again.
+# locked" or a failed migration query, exit 1): a start that fails that way is tried again.
 MAX_RESPAWNS = 2
 
 

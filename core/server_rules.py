@@ -43,7 +43,9 @@ def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN
 
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_TRANSIENT = ("database is locked",)
+# Seen when two servers create the same fresh database at once: a lock, or a migration query
+# that fails because the other server ran it first.
+_TRANSIENT = ("database is locked", "Failed query:")
 
 
 def tail_lines(text: str, count: int) -> tuple[str, ...]:
