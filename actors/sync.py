@@ -19,6 +19,10 @@ from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched
 
+# A resync of a long session fetches only the newest messages when they reach back past the
+# baseline (they usually do: an attempt adds a handful of messages).
+PAGE = 50
+
 
 class SyncActor(SupervisedActor):
     """Answers sync requests for one root session with snapshots newer than the baseline."""
@@ -59,14 +63,25 @@ class SyncActor(SupervisedActor):
         status = self._client.status()
         snapshots = []
         for session_id in request.session_ids:
-            messages = self._client.messages(session_id)
             if session_id == self._root:
-                messages = newer_than(messages, baseline)
+                messages = self._after_baseline(baseline)
+            else:
+                messages = self._client.messages(session_id)
             snapshots.append((session_id, tuple(messages)))
         root_status = status.get(self._root, {}).get("type", "idle")
         return SnapshotFetched(
             reason=request.reason, snapshots=tuple(snapshots), root_idle=root_status == "idle"
         )
+
+    def _after_baseline(self, baseline: str | None) -> list[dict[str, Any]]:
+        """The root's messages after the baseline: the newest page, or all if that is short."""
+        if baseline is not None:
+            page = self._client.messages(self._root, limit=PAGE)
+            complete = len(page) < PAGE
+            reaches_baseline = not newer_than(page[:1], baseline)
+            if complete or reaches_baseline:
+                return newer_than(page, baseline)
+        return newer_than(self._client.messages(self._root), baseline)
 
     @staticmethod
     def _failed(request: RequestSync, error: BaseException | None) -> SnapshotFetched:

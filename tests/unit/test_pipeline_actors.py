@@ -114,8 +114,10 @@ class FakeClient:
             raise self._fail
         return self._status
 
-    def messages(self, session_id):
-        return self._messages.get(session_id, [])
+    def messages(self, session_id, limit=None):
+        self.calls.append(("messages", session_id, limit))
+        messages = self._messages.get(session_id, [])
+        return messages[-limit:] if limit else messages
 
     def reply_permission(self, request_id, reply, *, session_id, message=None):
         self.calls.append(("permission", request_id, reply, session_id, message))
@@ -149,6 +151,26 @@ def test_sync_actor_applies_the_baseline_to_the_root_only():
     assert reply.snapshots == (("ses_c", (msg("msg_2"),)), ("ses_r", (msg("msg_3"),)))
     assert reply.root_idle is False
     assert reply.error is None
+    assert ("messages", "ses_r", 50) in client.calls  # one short page was enough
+
+
+@pytest.mark.parametrize(
+    ("baseline", "calls"),
+    [
+        ("msg_000", [("messages", "ses_r", 50), ("messages", "ses_r", None)]),
+        ("msg_100", [("messages", "ses_r", 50)]),
+    ],
+)
+def test_sync_actor_fetches_everything_only_when_the_page_misses_the_baseline(baseline, calls):
+    history = [msg(f"msg_{i:03d}") for i in range(1, 121)]
+    client = FakeClient(messages={"ses_r": history})
+    replies = queue.Queue()
+    sync = SyncActor.start(client=client, root_session_id="ses_r", reply_to=replies.put)
+    sync.tell(SetBaseline(message_id=baseline))
+    sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
+    ((_, messages),) = replies.get(timeout=5).snapshots
+    assert messages == tuple(m for m in history if m["info"]["id"] > baseline)
+    assert [c for c in client.calls if c[0] == "messages"] == calls
 
 
 def test_sync_actor_reports_failures_instead_of_raising():
