@@ -67,6 +67,11 @@ def _exit_code(state: dict[str, Any]) -> Any:
     return metadata.get("exit") if isinstance(metadata, dict) else None
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`, `1,024 bytes`."""
+    return f"{count:,} {one if count == 1 else many or one + 's'}"
+
+
 def _metadata(state: dict[str, Any]) -> dict[str, Any]:
     metadata = state.get("metadata")
     return metadata if isinstance(metadata, dict) else {}
@@ -78,12 +83,12 @@ def _read(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
         count = display["lineEnd"] - int(display.get("lineStart") or 1) + 1
     else:
         count = len(_READ_LINE.findall(str(state.get("output") or "")))
-    return rel(inputs.get("filePath"), directory), f"{count} lines", []
+    return rel(inputs.get("filePath"), directory), plural(count, "line"), []
 
 
 def _write(inputs: dict[str, Any], _state: dict[str, Any], directory: str | None) -> Described:
     size = len(str(inputs.get("content") or "").encode("utf-8"))
-    return rel(inputs.get("filePath"), directory), f"{size:,} bytes", []
+    return rel(inputs.get("filePath"), directory), plural(size, "byte"), []
 
 
 def _edit(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) -> Described:
@@ -111,7 +116,7 @@ def _grep(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
         found = _FOUND.search(str(state.get("output") or ""))
         count = int(found.group(1)) if found else 0
     where = f" in {rel(inputs['path'], directory)}" if inputs.get("path") else ""
-    return clip(str(inputs.get("pattern") or "")) + where, f"{count} matches", []
+    return clip(str(inputs.get("pattern") or "")) + where, plural(count, "match", "matches"), []
 
 
 def _glob(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) -> Described:
@@ -121,7 +126,7 @@ def _glob(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
         files = [line for line in output.splitlines() if line.strip()]
         count = 0 if output.startswith("No files found") else len(files)
     where = f" in {rel(inputs['path'], directory)}" if inputs.get("path") else ""
-    return clip(str(inputs.get("pattern") or "")) + where, f"{count} files", []
+    return clip(str(inputs.get("pattern") or "")) + where, plural(count, "file"), []
 
 
 def _todowrite(inputs: dict[str, Any], _state: dict[str, Any], _directory: str | None) -> Described:

@@ -326,3 +326,49 @@ def test_resync_records_are_published(run):
     resyncs = records(outcome, Resynced)
     assert [r.reason for r in resyncs] == ["idle"]
     assert resyncs[0].error is None
+
+
+def test_plain_output_of_a_tool_heavy_script_line_by_line(run):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10}
+    todos = [
+        {"content": "step one", "status": "completed", "priority": "high"},
+        {"content": "step two", "status": "in_progress", "priority": "low"},
+    ]
+    calls = [
+        ("read", {"filePath": "README.md"}),
+        ("write", {"filePath": "out.txt", "content": "x\n"}),
+        ("bash", {"command": "echo hi", "description": "say hi"}),
+        ("grep", {"pattern": "fixture"}),
+        ("glob", {"pattern": "*.md"}),
+        ("todowrite", {"todos": todos}),
+    ]
+    turns = [
+        {"tool_calls": [{"name": name, "arguments": arguments}], "usage": usage}
+        for name, arguments in calls
+    ]
+    turns[0]["text"] = "Reading."
+    turns.append({"text": ["All ", "done."], "usage": usage})
+    outcome, out, _, _ = run({"turns": turns}, mode="plain", policy=ALLOW_ALL)
+    assert outcome.idle, outcome.reason
+    step = "── step done: tool-calls · 1,000 in / 10 out · $0.0000"
+    assert out.splitlines() == [
+        "Reading.",
+        "✓ read README.md → 3 lines",
+        step,
+        "✓ write out.txt → 2 bytes",
+        step,
+        "✓ bash echo hi → exit 0",
+        "    hi",
+        step,
+        "✓ grep fixture → 1 match",
+        step,
+        "✓ glob *.md → 1 file",
+        step,
+        "✓ todowrite → 1/2 done",
+        "    [x] step one",
+        "    [~] step two",
+        step,
+        "All done.",
+        "── step done: stop · 1,000 in / 10 out · $0.0000",
+    ]
+    assert "\x1b" not in out

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from actors.renderer import RendererActor
+from core._view_tools import plural
 from core.sse import SseDecoder, parse_event
 from core.tracker import (
     ChildSession,
@@ -847,3 +848,17 @@ def test_person_sees_permission_reject_capture_line_by_line():
         "── step done: stop · 100 in / 20 out · $0.0000",
         *TAIL,
     ]
+
+
+@pytest.mark.parametrize(
+    ("count", "words", "expected"),
+    [
+        (1, ("file",), "1 file"),
+        (2, ("file",), "2 files"),
+        (0, ("match", "matches"), "0 matches"),
+        (1, ("match", "matches"), "1 match"),
+        (1024, ("byte",), "1,024 bytes"),
+    ],
+)
+def test_plural(count, words, expected):
+    assert plural(count, *words) == expected
