@@ -81,18 +81,26 @@ class SharedServer:
         self._lock = threading.Lock()
         self._ref: pykka.ActorRef | None = None
         self._ready: ServerReady | None = None
+        self._failure: ServerFailed | None = None
         self._hubs: dict[str, tuple[StreamHub, pykka.ActorRef]] = {}
         self._watchers: list[Callable[[Any], None]] = []
 
     def ready(self) -> ServerReady:
-        """Start the server once; raise `RunnerError` if it cannot start."""
+        """Start the server once; raise `RunnerError` if it cannot start (every time asked)."""
         with self._lock:
-            if self._ready is None:
+            if self._ready is None and self._failure is None:
                 self._ref = ServerActor.start(spec=self.spec, publish=self._relay)
-                message = self._inbox.get(timeout=self.spec.start_timeout + 10)
+                try:
+                    message = self._inbox.get(timeout=self.spec.start_timeout + 10)
+                except queue.Empty:
+                    message = ServerFailed(reason="the server actor never reported")
                 if isinstance(message, ServerFailed):
-                    raise _StartFailedError(message)
-                self._ready = message
+                    self._failure = message
+                else:
+                    self._ready = message
+            if self._failure is not None:
+                raise _StartFailedError(self._failure)
+            assert self._ready is not None
             return self._ready
 
     def watch(self, consumer: Callable[[Any], None]) -> None:

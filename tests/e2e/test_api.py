@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
+from pathlib import Path
 
 import pykka
 import pytest
@@ -15,7 +18,7 @@ from mock import MockLLM
 from runner.api import run_phases, start_phase
 from runner.phase import load_phase
 from tests.e2e.test_cli import PROVIDER
-from tests.helpers import isolated_env, make_project
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -117,3 +120,22 @@ def test_an_actor_that_raises_ends_the_phase_with_the_error(tmp_path, phase_file
         result = handle.result(timeout=60)
     assert (result.verdict, result.exit_code) == ("failed", 1)
     assert result.reason.startswith("the TrackerActor crashed: SnapshotShapeError: ")
+
+
+def test_a_shared_server_that_cannot_start_fails_every_phase_once(tmp_path, phase_file):
+    wrapper = tmp_path / "fake-opencode"
+    script = PROJECT_ROOT / "tests" / "fixtures" / "fake_opencode.py"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    wrapper.chmod(0o755)
+    phases = [
+        phase_file(name, server={"opencode": str(wrapper)}, timeouts={"start": "1s"})
+        for name in ("a", "b", "c")
+    ]
+    env = {**isolated_env(tmp_path), "FAKE_OPENCODE_SILENT": "1"}
+    results = run_phases(phases, parallel=3, env=env)
+    assert [r.verdict for r in results] == ["failed"] * 3
+    assert {r.reason for r in results} == {"opencode did not become healthy within 1s"}
+    for result in results:
+        assert Path(result.result_path).exists()
+        lines = Path(result.transcript).read_text().splitlines()
+        assert json.loads(lines[-1])["type"] == "runner.verdict_reached"
