@@ -16,12 +16,8 @@ must match at least one such file on its own.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import signal
-import subprocess
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +26,10 @@ from typing import Literal
 
 import yaml
 
+from actors._command import CommandGuard, run_command
+
 HASH_MAX_FILE = 1 << 20  # files at most this big get a content hash at baseline
 HASH_BUDGET = 32 << 20  # total bytes hashed at baseline, so a huge tree stays cheap
-OUTPUT_LIMIT = 64 << 10  # the command's combined output is kept up to its last 64 KiB
-OUTPUT_LINES = 40  # lines of that output quoted in a failure
-DRAIN_GRACE = 5.0  # seconds to finish reading output once the command's group is gone
 
 CheckKind = Literal["artifacts", "frontmatter", "command"]
 FrontMatterRule = tuple[tuple[str, ...], tuple[str, ...]]
@@ -229,50 +224,12 @@ def _check_frontmatter(directory: Path, rules: Iterable[FrontMatterRule]) -> Ite
                 yield CheckFailure(kind="frontmatter", detail=f"{rel}: {problem}")
 
 
-def _pump(fd: int, tail: bytearray) -> None:
-    """Read `fd` to EOF (in a thread), keeping only the last `OUTPUT_LIMIT` bytes in `tail`."""
-    with contextlib.suppress(OSError):
-        while chunk := os.read(fd, 65536):
-            tail += chunk
-            del tail[: max(0, len(tail) - OUTPUT_LIMIT)]
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _run(command: str, directory: Path, timeout: float) -> tuple[int | None, str]:
-    """Run `command` in its own group; `(returncode, output)`, returncode None on timeout."""
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", command],
-        cwd=directory,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    tail = bytearray()
-    reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), tail), daemon=True)
-    reader.start()
-    returncode = None
-    try:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            returncode = proc.wait(timeout=timeout)
-    finally:
-        _kill_group(proc.pid)  # leftovers (background jobs) die with it: no orphans
-        proc.wait()
-    reader.join(DRAIN_GRACE)
-    if not reader.is_alive():  # a process that escaped the group may still hold the pipe
-        proc.stdout.close()
-    text = bytes(tail).decode("utf-8", errors="replace").rstrip("\n")
-    return returncode, "\n".join(text.splitlines()[-OUTPUT_LINES:])
-
-
-def _check_command(directory: Path, command: str, timeout: float) -> Iterator[CheckFailure]:
+def _check_command(
+    directory: Path, command: str, timeout: float, guard: CommandGuard | None
+) -> Iterator[CheckFailure]:
     name = f"done.command '{command}'"
     try:
-        returncode, output = _run(command, directory, timeout)
+        returncode, output = run_command(command, directory, timeout, guard)
     except OSError as exc:
         yield CheckFailure(kind="command", detail=f"{name} could not be started: {exc}")
         return
@@ -288,12 +245,17 @@ def _check_command(directory: Path, command: str, timeout: float) -> Iterator[Ch
     yield CheckFailure(kind="command", detail=detail)
 
 
-def run_checks(directory: Path, criteria: DoneCriteria, baseline: ArtifactBaseline) -> CheckReport:
+def run_checks(
+    directory: Path,
+    criteria: DoneCriteria,
+    baseline: ArtifactBaseline,
+    guard: CommandGuard | None = None,
+) -> CheckReport:
     """Run every check (artifacts, front matter, command, in that order) and report all failures."""
     failures = [
         *_check_artifacts(directory, criteria.artifacts, baseline),
         *_check_frontmatter(directory, criteria.frontmatter),
     ]
     if criteria.command is not None:
-        failures += _check_command(directory, criteria.command, criteria.command_timeout)
+        failures += _check_command(directory, criteria.command, criteria.command_timeout, guard)
     return CheckReport(passed=not failures, failures=tuple(failures))

@@ -20,7 +20,7 @@ from loguru import logger
 
 from actors._supervised import SupervisedActor
 from actors._worker import Worker, start_ticker, tell_quietly
-from actors.checks import ArtifactBaseline, DoneCriteria, repairable, run_checks
+from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
 from core.errors import RequestTimeoutError
 from core.termination import Abort, Conclude, Policy, RunChecks, SendPrompt
@@ -91,6 +91,7 @@ class TerminationActor(SupervisedActor):
         self._tick = tick
         self._worker = Worker("termination")
         self._stopped = threading.Event()
+        self._commands = CommandGuard()
 
     def on_start(self) -> None:
         """Start the ticker that drives timeouts."""
@@ -100,6 +101,7 @@ class TerminationActor(SupervisedActor):
     def on_stop(self) -> None:
         """End the helper threads."""
         self._stopped.set()
+        self._commands.kill()
         self._worker.close()
 
     def on_receive(self, message: Any) -> None:
@@ -206,7 +208,7 @@ class TerminationActor(SupervisedActor):
         return False
 
     def _check(self) -> tuple[tuple[tuple[str, str], ...], bool]:
-        report = run_checks(self._directory, self._criteria, self._artifacts)
+        report = run_checks(self._directory, self._criteria, self._artifacts, self._commands)
         failures = tuple((failure.kind, failure.detail) for failure in report.failures)
         return failures, repairable(report)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import select
+import threading
 from pathlib import Path
 
 import pytest
 
+from actors._command import CommandGuard
 from actors.checks import (
     ArtifactBaseline,
     CheckFailure,
@@ -356,3 +358,41 @@ CMD = CheckFailure(kind="command", detail="c")
 )
 def test_repairable(failures, expected):
     assert repairable(CheckReport(passed=not failures, failures=failures)) is expected
+
+
+class SignallingGuard(CommandGuard):
+    """A guard that tells the test when the command has started."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = threading.Event()
+
+    def add(self, pgid):
+        super().add(pgid)
+        self.started.set()
+
+
+def test_the_guard_kills_a_running_command_when_the_phase_ends(tmp_path):
+    guard = SignallingGuard()
+    criteria = DoneCriteria(command="echo started; sleep 30", command_timeout=60)
+    reports = []
+    worker = threading.Thread(
+        target=lambda: reports.append(run_checks(tmp_path, criteria, ArtifactBaseline(), guard))
+    )
+    worker.start()
+    assert guard.started.wait(10)
+    guard.kill()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    (report,) = reports
+    assert report.failures[0].detail.startswith(
+        "done.command 'echo started; sleep 30' was killed by signal 9"
+    )
+
+
+def test_a_command_started_after_the_phase_ended_is_killed_at_once(tmp_path):
+    guard = CommandGuard()
+    guard.kill()
+    criteria = DoneCriteria(command="sleep 30", command_timeout=60)
+    report = run_checks(tmp_path, criteria, ArtifactBaseline(), guard)
+    assert "was killed by signal 9" in report.failures[0].detail
