@@ -40,6 +40,7 @@ Statuses: consecutive identical statuses of a session are collapsed (`busy` repe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,10 @@ class Tracker:
         self._tree: set[str] = {root_session_id}
         self._open: dict[str, OpenPart] = {}
         self._final: set[str] = set()
-        self._infos: dict[str, dict[str, Any]] = {}  # message id -> latest info (for roles)
+        # Per message only its role and a fingerprint of what the policy reads from its info
+        # (finish, completion, error, usage): whole infos would grow with the session.
+        self._roles: dict[str, str | None] = {}
+        self._marks: dict[str, int] = {}
         self._status: dict[str, dict[str, Any]] = {}
 
     @property
@@ -123,8 +127,7 @@ class Tracker:
 
     def role_of(self, message_id: str) -> str | None:
         """The role ("user" / "assistant") of a message seen so far, else None."""
-        info = self._infos.get(message_id)
-        return None if info is None else info.get("role")
+        return self._roles.get(message_id)
 
     def apply(self, event: dict[str, Any]) -> list[Effect]:
         """Apply one decoded `/event` object; return its effects (often none)."""
@@ -153,13 +156,21 @@ class Tracker:
         effects: list[Effect] = []
         for index, message in enumerate(messages):
             info, parts = _unpack(message, session_id, index)
-            previous = self._infos.get(info["id"])
-            self._infos[info["id"]] = info
+            changed = self._remember(info)
             for part in parts:
                 effects.extend(self._take_part(session_id, part, "snapshot"))
-            if info != previous:
+            if changed:
                 effects.append(MessageUpdated(session_id=session_id, info=info, source="snapshot"))
         return effects
+
+    def _remember(self, info: dict[str, Any]) -> bool:
+        """Keep a message's role and fingerprint; True if the fingerprint changed."""
+        message_id = info["id"]
+        mark = _fingerprint(info)
+        changed = self._marks.get(message_id) != mark
+        self._roles[message_id] = info.get("role")
+        self._marks[message_id] = mark
+        return changed
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class Tracker:
         info = props.get("info")
         if not isinstance(info, dict) or not isinstance(info.get("id"), str):
             return [Unknown(event_type="message.updated", event=event)]
-        self._infos[info["id"]] = info
+        self._remember(info)
         return [MessageUpdated(session_id=sid, info=info)]
 
     def _on_status(self, sid: str, props: dict[str, Any], event: Any) -> list[Effect]:
@@ -280,6 +291,21 @@ _HANDLERS: dict[str, _Handler] = {
     "permission.asked": lambda _t, sid, p, _e: [PermissionAsked(session_id=sid, request=p)],
     "question.asked": lambda _t, sid, p, _e: [QuestionAsked(session_id=sid, request=p)],
 }
+
+
+def _fingerprint(info: dict[str, Any]) -> int:
+    """What changes in a message's info that a consumer acts on, as one small number."""
+    time = info.get("time") if isinstance(info.get("time"), dict) else {}
+    return hash(
+        (
+            info.get("role"),
+            info.get("finish"),
+            time.get("completed"),
+            json.dumps(info.get("error"), sort_keys=True, default=str),
+            json.dumps(info.get("tokens"), sort_keys=True, default=str),
+            str(info.get("cost")),
+        )
+    )
 
 
 def _unpack(message: Any, session_id: str, index: int) -> tuple[dict[str, Any], list[Any]]:

@@ -500,3 +500,33 @@ def test_tracker_session_ids_and_roles() -> None:
 def test_tracker_rejects_malformed_snapshots(snapshot: Any) -> None:
     with pytest.raises(SnapshotShapeError, match="snapshot of ses_root"):
         Tracker(ROOT).apply_snapshot(snapshot, session_id=ROOT)
+
+
+def test_message_infos_are_not_kept_whole():
+    """Memory stays bounded: 2,000 messages with 10 KB infos retain far less than 20 MB."""
+    import gc
+    import tracemalloc
+
+    tracker = Tracker("ses_root")
+    bulky = "x" * 10_000
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    events = [
+        {
+            "type": "message.updated",
+            "properties": {
+                "sessionID": "ses_root",
+                "info": {"id": f"msg_{i:05d}", "role": "assistant", "summary": bulky + str(i)},
+            },
+        }
+        for i in range(2000)
+    ]
+    for event in events:
+        tracker.apply(event)
+    del events
+    gc.collect()
+    retained = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert retained < 1_000_000, retained
+    assert tracker.role_of("msg_01999") == "assistant"
