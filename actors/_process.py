@@ -120,6 +120,29 @@ def terminate_group(proc: subprocess.Popen[str], grace: float) -> int | None:
     return proc.returncode
 
 
+def kill_marked(password: str) -> int:
+    """SIGKILL every process whose environment carries this server's password; the count.
+
+    opencode starts its bash tool's commands detached (a session of their own), so killing
+    its process group misses them, and once it dies they belong to init. The random password
+    it passes on in their environment marks them all, wherever they ended up.
+    """
+    marker = b"\0OPENCODE_SERVER_PASSWORD=" + password.encode() + b"\0"
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                environ = b"\0" + handle.read()
+            if marker in environ:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except OSError:
+            continue  # gone already, or not ours to read
+    return killed
+
+
 def read_log_tail(path: str, count: int = 20, max_bytes: int = 32_768) -> tuple[str, ...]:
     """The last lines of the server log (bounded read; empty if there is no log)."""
     try:

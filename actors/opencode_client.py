@@ -175,6 +175,10 @@ class OpencodeClient:
             raise RequestTimeoutError(f"{method} {path}: no answer from {self.base_url}") from exc
         except requests.ConnectionError as exc:
             raise ServerUnreachableError(f"{method} {path}: cannot reach {self.base_url}") from exc
+        except requests.RequestException as exc:  # a response cut short, a malformed one
+            raise ServerUnreachableError(
+                f"{method} {path}: broken answer from {self.base_url} ({type(exc).__name__})"
+            ) from exc
         return _decode(method, path, response)
 
 

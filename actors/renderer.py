@@ -70,6 +70,7 @@ class RendererActor(SupervisedActor):
         thinking: bool = False,
         verbose: bool = False,
         prefix: str | None = None,
+        redact: tuple[str, ...] = (),
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         super().__init__()
@@ -81,6 +82,8 @@ class RendererActor(SupervisedActor):
         self._clock_ms = clock_ms
         self._view = TerminalView(thinking=thinking, verbose=verbose, prefix=prefix)
         self._console = _rich_console(out) if mode == "rich" else None
+        self._redact = tuple(secret for secret in redact if secret)
+        self._closed = False
 
     def on_receive(self, message: Any) -> None:
         """Render one message; anything unexpected is logged and skipped."""
@@ -105,19 +108,32 @@ class RendererActor(SupervisedActor):
 
     def flush(self) -> None:
         """End an open inline line (before the verdict is printed elsewhere, or at stop)."""
-        if self._mode != "json":
-            self._print(self._view.flush())
+        if self._mode != "json" and not self._closed:
+            try:
+                self._print(self._view.flush())
+            except (OSError, ValueError):
+                self._closed = True
 
     def on_stop(self) -> None:
         """Leave the terminal at the start of a line."""
         self.flush()
 
     def _render(self, message: Any) -> None:
-        """Print a known message in the actor's mode."""
-        if self._mode == "json":
-            self._json(message)
-        else:
-            self._print(self._view.feed(message, self._clock_ms()))
+        """Print a known message in the actor's mode. The display never decides a verdict:
+        a write to a closed stdout ends the rendering, and a message it cannot show is
+        logged and skipped."""
+        if self._closed:
+            return
+        try:
+            if self._mode == "json":
+                self._json(message)
+            else:
+                self._print(self._view.feed(message, self._clock_ms()))
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            self._closed = True
+            logger.warning("renderer: output closed ({}); nothing more is printed", exc)
+        except Exception:
+            logger.exception("renderer: could not show {}", type(message).__name__)
 
     def _json(self, message: Any) -> None:
         """NDJSON lines: run-format objects of a batch, the closing `runner.result`, or none."""
@@ -129,7 +145,8 @@ class RendererActor(SupervisedActor):
         else:
             return
         if objects:
-            self._out.write("".join(dumps(obj) + "\n" for obj in objects))
+            text = "".join(dumps(obj) + "\n" for obj in objects)
+            self._out.write(_redacted(text, self._redact))
             self._out.flush()
 
     def _run_objects(self, message: Tracked) -> list[dict[str, Any]]:
@@ -146,11 +163,21 @@ class RendererActor(SupervisedActor):
         """Print view output: styled through rich, or bare text in plain mode."""
         if not outs:
             return
+        if self._redact:
+            outs = [type(out)(_redacted(out.text, self._redact), out.style) for out in outs]
         if self._console is None:
             self._out.write("".join(_plain(out) for out in outs))
         else:
             _print_rich(self._console, outs)
         self._out.flush()
+
+
+def _redacted(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret (the server password, were a tool to print it) masked."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _clean(text: str) -> str:

@@ -194,6 +194,7 @@ class ServerActor(pykka.ThreadingActor):
         self._done = True
         self._quit.set()
         _process.terminate_group(self._proc, grace=0.5)  # sweep children it left behind
+        _process.kill_marked(self._password)
         reason = f"opencode server died ({_describe_exit(code)})"
         self._publish(ServerExited(exit_code=code, reason=reason, log_tail=self._log_tail()))
 
@@ -203,10 +204,13 @@ class ServerActor(pykka.ThreadingActor):
         proc, self._proc = self._proc, None
         code = None
         if proc is not None:
-            if self._ready and proc.poll() is None:
-                self._abort_busy_sessions()
-            code = _process.terminate_group(proc, self._spec.stop_grace)
-            logger.debug("opencode pid {} stopped with {}", proc.pid, code)
+            try:
+                if self._ready and proc.poll() is None:
+                    self._abort_busy_sessions()
+            finally:
+                code = _process.terminate_group(proc, self._spec.stop_grace)
+                strays = _process.kill_marked(self._password)
+            logger.debug("opencode pid {} stopped with {} ({} strays)", proc.pid, code, strays)
         if self._log is not None:
             self._log.close()
         return code
@@ -214,9 +218,10 @@ class ServerActor(pykka.ThreadingActor):
     def _abort_busy_sessions(self) -> None:
         client = OpencodeClient(self._url or "", password=self._password, timeout=2.0)
         try:
-            for session_id in client.status():
+            status = client.status()
+            for session_id in status if isinstance(status, dict) else ():
                 client.abort(session_id)
-        except RunnerError as exc:
+        except Exception as exc:  # best effort: the process group is stopped regardless
             logger.debug("could not abort busy sessions before stopping: {}", exc)
         finally:
             client.close()

@@ -26,8 +26,9 @@ RUNNER_VERSION = "0.1.0"
 class TranscriptWriter:
     """Appends JSON lines to one file, flushing each."""
 
-    def __init__(self, path: str, header: dict[str, Any]) -> None:
+    def __init__(self, path: str, header: dict[str, Any], *, redact: tuple[str, ...] = ()) -> None:
         self.path = path
+        self._redact = tuple(secret for secret in redact if secret)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._file: TextIO | None = open(path, "w", encoding="utf-8")  # noqa: SIM115
         self.write({"type": "runner.header", "runner_version": RUNNER_VERSION, **header})
@@ -36,7 +37,11 @@ class TranscriptWriter:
         """One JSON object, one line, flushed."""
         if self._file is None:
             return
-        self._file.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        for secret in self._redact:  # were a tool to print the server's password
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+        self._file.write(text + "\n")
         self._file.flush()
 
     def record(self, message: Any) -> None:

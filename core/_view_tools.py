@@ -72,6 +72,11 @@ def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count:,} {one if count == 1 else many or one + 's'}"
 
 
+def _items(value: Any) -> list[Any]:
+    """A list from the model's tool input, whatever it actually sent."""
+    return value if isinstance(value, list) else []
+
+
 def _metadata(state: dict[str, Any]) -> dict[str, Any]:
     metadata = state.get("metadata")
     return metadata if isinstance(metadata, dict) else {}
@@ -130,7 +135,7 @@ def _glob(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
 
 
 def _todowrite(inputs: dict[str, Any], _state: dict[str, Any], _directory: str | None) -> Described:
-    todos = [t for t in inputs.get("todos") or [] if isinstance(t, dict)]
+    todos = [t for t in _items(inputs.get("todos")) if isinstance(t, dict)]
     done = sum(1 for t in todos if t.get("status") == "completed")
     lines = [f"{_TODO_MARKS.get(t.get('status'), '[?]')} {t.get('content', '')}" for t in todos]
     return "", f"{done}/{len(todos)} done", lines
@@ -148,7 +153,7 @@ def _webfetch(inputs: dict[str, Any], state: dict[str, Any], _directory: str | N
 
 
 def _question(inputs: dict[str, Any], _state: dict[str, Any], _directory: str | None) -> Described:
-    asked = [q for q in inputs.get("questions") or [] if isinstance(q, dict)]
+    asked = [q for q in _items(inputs.get("questions")) if isinstance(q, dict)]
     questions = [str(q.get("question", "")) for q in asked]
     return clip(" / ".join(questions)), "answered", []
 

@@ -9,6 +9,7 @@ process; `run_phases(specs, parallel=N)` runs them on one shared server and one 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
 import threading
@@ -17,11 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
+from loguru import logger
+
 from runner.phase import PhaseSpec, load_phase
 from runner.result import PhaseResult
 from runner.supervisor import RunOptions, SharedServer, Supervisor, server_spec
 
 _END = object()
+CANCEL_GRACE = 30.0  # seconds a cancelled phase gets to abort, stop and write its files
 
 
 class _Discard(io.TextIOBase):
@@ -73,6 +77,17 @@ class PhaseHandle:
     def _run(self) -> None:
         try:
             self._result = self._supervisor.run()
+        except Exception as exc:  # run() reports the phase's failures itself: this is a bug
+            logger.exception("phase {} failed unexpectedly", self.name)
+            spec = self._supervisor.spec
+            self._result = PhaseResult(
+                phase=spec.name,
+                verdict="failed",
+                reason=f"internal error: {exc}",
+                exit_code=1,
+                transcript=str(spec.output.transcript),
+                result_path=str(spec.output.result),
+            )
         finally:
             self._events.put(_END)
             self._done.set()
@@ -100,7 +115,10 @@ def start_phase(
     def observe(message: Any) -> None:
         events.put(message)
         if on_event is not None:
-            on_event(message)
+            try:
+                on_event(message)
+            except Exception:  # the embedder's callback must not break the phase
+                logger.exception("on_event callback failed")
 
     options = RunOptions(
         mode=mode,
@@ -114,8 +132,15 @@ def start_phase(
 
 
 def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:
-    """Run a phase to its verdict."""
-    return start_phase(phase, **options).result()
+    """Run a phase to its verdict; Ctrl-C (or any exception) while waiting cancels it first."""
+    handle = start_phase(phase, **options)
+    try:
+        return handle.result()
+    except BaseException:
+        handle.cancel("interrupted while waiting for the result")
+        with contextlib.suppress(TimeoutError):
+            handle.result(timeout=CANCEL_GRACE)
+        raise
 
 
 class Batch:
@@ -165,6 +190,10 @@ def run_phases(
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            return list(pool.map(one, specs))
+            try:
+                return list(pool.map(one, specs))
+            except BaseException:
+                batch.cancel("interrupted while waiting for the results")
+                raise
     finally:
         shared.stop()

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+import pykka
 from loguru import logger
 
 from core.errors import PhaseFileError
@@ -136,14 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose, specs)
     batch = Batch()
     signalled = _install_signal_handlers(batch)
-    results = run_phases(
-        specs,
-        parallel=args.parallel,
-        batch=batch,
-        mode=output_mode(args, sys.stdout),
-        out=sys.stdout,
-        verbose=args.verbose,
-    )
+    try:
+        results = run_phases(
+            specs,
+            parallel=args.parallel,
+            batch=batch,
+            mode=output_mode(args, sys.stdout),
+            out=sys.stdout,
+            verbose=args.verbose,
+        )
+    finally:
+        # Safety net: no actor thread may keep the process alive once the phases are over.
+        stopped = pykka.ActorRegistry.get_all()
+        if stopped:
+            logger.warning("stopping {} actor(s) left running", len(stopped))
+            pykka.ActorRegistry.stop_all()
     return exit_code(results, signalled[0] if signalled else None)
 
 
@@ -156,6 +164,8 @@ def _install_signal_handlers(batch: Batch) -> list[int]:
     def on_signal(number: int, _frame: object) -> None:
         if not received:
             received.append(number)
+        # A repeated signal changes nothing: the cleanup it would cut short is bounded, and
+        # dying now would leave opencode (in its own process group) behind.
         batch.cancel(f"interrupted by {signal.Signals(number).name}")
 
     signal.signal(signal.SIGINT, on_signal)

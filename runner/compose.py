@@ -81,6 +81,7 @@ class PipelineSpec:
     observe: Callable[[Any], None]
     hub: StreamHub
     extra_consumers: Sequence[Callable[[Any], None]] = ()
+    redact: tuple[str, ...] = ()
 
 
 def _nowhere(message: Any) -> None:
@@ -136,6 +137,7 @@ class Pipeline:
                 thinking=view.thinking,
                 verbose=view.verbose,
                 prefix=view.prefix,
+                redact=spec.redact,
             )
         )
         self.publish = fan_out(

@@ -177,6 +177,7 @@ class Supervisor:
         self._pipe: Pipeline | None = None
         self._writer: TranscriptWriter | None = None
         self._stats = _Stats()
+        self._secrets: tuple[str, ...] = ()
 
     def cancel(self, reason: str = "interrupted") -> None:
         """Ask the phase to end: the session is aborted, verdict `interrupted`."""
@@ -223,6 +224,7 @@ class Supervisor:
 
     def _drive(self, client: OpencodeClient, ready: ServerReady, session_id: str) -> VerdictReached:
         spec = self.spec
+        self._secrets = (ready.password,) if ready.password else ()
         self._writer = TranscriptWriter(
             str(spec.output.transcript),
             {
@@ -232,6 +234,7 @@ class Supervisor:
                 "label": spec.label,
                 "directory": str(spec.directory),
             },
+            redact=self._secrets,
         )
         relay = _Relay()
         termination = self._start_termination(client, session_id, relay)
@@ -253,6 +256,7 @@ class Supervisor:
                 transcript=self._writer,
                 observe=fan_out(*observers),
                 hub=self._server.hub(client),
+                redact=self._secrets,
             )
         )
         relay.target = self._pipe.publish
@@ -399,26 +403,47 @@ class Supervisor:
         return result
 
     def _write_files(self, result: PhaseResult) -> None:
-        writer = self._writer or TranscriptWriter(
-            str(self.spec.output.transcript), {"phase": self.spec.name, "session_id": None}
-        )
+        """Transcript verdict, result JSON, verdict block, last event: each step on its own,
+        so one failing (a full disk, a closed stdout) never keeps the others from happening."""
         full = VerdictReached(
             verdict=result.verdict,
             reason=result.reason,
             exit_code=result.exit_code,
             summary=result.to_dict(),
         )
-        writer.record(full)
-        writer.close()
-        write_result(result)
-        if self.options.out is not None:
-            from actors.renderer import RendererActor
+        for step in (self._write_transcript, self._show_verdict, self._tell_embedder):
+            try:
+                step(full)
+            except Exception:
+                logger.exception("could not finish the phase's {}", step.__name__)
+        try:
+            write_result(result)
+        except OSError as exc:
+            logger.error("could not write the result {}: {}", result.result_path, exc)
 
-            renderer = RendererActor.start(
-                mode=self.options.mode, out=self.options.out, prefix=self.options.prefix
-            )
-            renderer.ask(full)
+    def _write_transcript(self, full: VerdictReached) -> None:
+        writer = self._writer or TranscriptWriter(
+            str(self.spec.output.transcript), {"phase": self.spec.name, "session_id": None}
+        )
+        try:
+            writer.record(full)
+        finally:
+            writer.close()
+
+    def _show_verdict(self, full: VerdictReached) -> None:
+        if self.options.out is None:
+            return
+        from actors.renderer import RendererActor
+
+        renderer = RendererActor.start(
+            mode=self.options.mode, out=self.options.out, prefix=self.options.prefix
+        )
+        try:
+            renderer.ask(full, timeout=10)
+        finally:
             renderer.stop()
+
+    def _tell_embedder(self, full: VerdictReached) -> None:
         if self.options.on_event is not None:
             self.options.on_event(full)
 

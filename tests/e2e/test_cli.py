@@ -313,3 +313,32 @@ def test_three_phases_in_parallel_share_one_server(cli):
     assert len({r["server_url"] for r in run.results}) == 1
     assert len(servers["pids"]) == 1
     assert len({r["session_id"] for r in run.results}) == 3
+
+
+def test_commands_the_agent_detached_do_not_outlive_the_run(cli):
+    token = str(40000 + os.getpid() % 20000)
+    detach = {"command": f"nohup sleep {token} >/dev/null 2>&1 &", "description": "detach"}
+    script = {"turns": [{"tool_calls": [{"name": "bash", "arguments": detach}]}, {"text": "ok"}]}
+    run = cli(script, permissions={"default": "allow"})
+    assert_consistent(run, "done", 0)
+    tool = [
+        e
+        for e in run.transcript
+        if e.get("type") == "message.part.updated" and e["properties"]["part"].get("tool") == "bash"
+    ]
+    assert tool[-1]["properties"]["part"]["state"]["status"] == "completed"
+    assert sleepers(token) == []
+
+
+def sleepers(token):
+    """Live `sleep <token>` processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"sleep", token.encode()] and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
