@@ -25,7 +25,7 @@ from actors.opencode_client import OpencodeClient
 from core.errors import RequestTimeoutError
 from core.termination import Abort, Conclude, Policy, RunChecks, SendPrompt
 from messages.pipeline import SetBaseline, Tracked
-from messages.records import AttemptStarted, Notice, PermissionAnswered, PromptSent, VerdictReached
+from messages.records import AttemptStarted, Notice, PromptSent, VerdictReached
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,8 +110,6 @@ class TerminationActor(SupervisedActor):
         match message:
             case Tracked(effects=effects):
                 self._perform(self._policy.observe(effects, now))
-            case PermissionAnswered():
-                self._policy.note_permission({"reply": message.reply, **_permission(message)})
             case Begin():
                 self._perform(self._policy.start(now))
             case EndPhase(verdict=verdict, reason=reason):
@@ -224,12 +222,3 @@ class TerminationActor(SupervisedActor):
             exit_code=conclusion.exit_code,
             summary=summary,
         )
-
-
-def _permission(message: PermissionAnswered) -> dict[str, Any]:
-    return {
-        "permission": message.permission,
-        "patterns": list(message.patterns),
-        "session_id": message.session_id,
-        "request_id": message.request_id,
-    }

@@ -8,8 +8,8 @@ performs. States:
       DONE (verdict) | PROMPTING (resume / repair)
   any live state --timeout, stall, retries over budget, interrupt--> ABORTING --idle/grace--> DONE
 
-An idle ends an attempt only after the attempt showed life (a busy or retry status, or an
-assistant message newer than its baseline): opencode repeats idles after errors and aborts,
+An idle ends an attempt only after the attempt showed life (an assistant message newer than
+its baseline, or a session error): opencode repeats idles after errors and aborts,
 and those stale repeats must not end the next attempt. At the attempt's end the finish
 reason of the latest assistant message is classified (`ok`, `cut`, `failure`), the `done`
 checks run, and the verdict table of SPEC §5 applies: ok + checks pass is `done`; cut + checks
@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core._termination_text import describe_duration, repair_prompt, resume_prompt
-from core.tracker import MessageUpdated, PartFinalized, SessionError, SessionIdle, StatusChanged
+from core.permissions import PermissionPolicy, decide, describe
+from core.tracker import (
+    MessageUpdated,
+    PartFinalized,
+    PermissionAsked,
+    SessionError,
+    SessionIdle,
+    StatusChanged,
+)
 
 FinishClass = Literal["ok", "cut", "failure"]
 OK_FINISHES = frozenset({"stop", "end_turn"})
@@ -39,6 +47,9 @@ EXIT_CODES = {
     "interrupted": 130,
 }
 ABORT_GRACE = 10.0
+# opencode records these finishes as message errors; they are the `failure` class, not a
+# provider failure: the checks run and a resume follows.
+FAILURE_ERRORS = {"MessageOutputLengthError": "length", "ContentFilterError": "content-filter"}
 
 
 def classify(finish: str | None) -> FinishClass:
@@ -131,8 +142,17 @@ class Attempt:
 class Policy:
     """One phase's termination state machine (see the module docstring)."""
 
-    def __init__(self, limits: Limits, *, prompt: str, session_id: str, now: float) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        prompt: str,
+        session_id: str,
+        now: float,
+        permissions: PermissionPolicy | None = None,
+    ) -> None:
         self.limits = limits
+        self.permissions = permissions or PermissionPolicy()
         self.prompt = prompt
         self.session_id = session_id
         self.started_at = now
@@ -183,6 +203,19 @@ class Policy:
         if record.get("reply") == "reject":
             self.rejected_permissions.append(record)
 
+    def _on_permission(self, effect: PermissionAsked) -> None:
+        """Decide as the responder will, at once: the rejection counts before the idle does."""
+        decision = decide(self.permissions, effect.request)
+        name, patterns = describe(effect.request)
+        record = {
+            "reply": decision.reply,
+            "permission": name,
+            "patterns": list(patterns),
+            "session_id": effect.session_id,
+            "request_id": effect.request.get("id"),
+        }
+        self.note_permission(record)
+
     def tick(self, now: float) -> list[Any]:
         """Time passed: phase timeout, stall, abort grace."""
         if self.state == "DONE":
@@ -226,13 +259,14 @@ class Policy:
     # -- transitions -----------------------------------------------------------------------------
 
     def _observe_one(self, effect: Any, now: float) -> list[Any]:
+        if isinstance(effect, PermissionAsked):  # anywhere in the tree, subagents included
+            self._on_permission(effect)
+            return []
         if getattr(effect, "session_id", None) != self.session_id:
             return []
         match effect:
-            case StatusChanged(status=status) if status.get("type") in ("busy", "retry"):
-                self._alive = True
-                if status.get("type") == "retry":
-                    return self._on_retry(status, now)
+            case StatusChanged(status=status) if status.get("type") == "retry":
+                return self._on_retry(status, now)
             case MessageUpdated(info=info) if self._is_new_assistant(info):
                 self._alive = True
                 self._latest = info
@@ -267,7 +301,11 @@ class Policy:
         attempt.ended_at = now
         attempt.finish = (self._latest or {}).get("finish")
         error = self._error or (self._latest or {}).get("error")
-        if error and error.get("name") != "MessageAbortedError":
+        name = error.get("name") if error else None
+        if name in FAILURE_ERRORS:  # the model ran out of room or was filtered: resume
+            attempt.finish = attempt.finish or FAILURE_ERRORS[name]
+            attempt.error = _describe_error(error)
+        elif error and name != "MessageAbortedError":
             attempt.error = _describe_error(error)
             return self._conclude("failed", f"provider error: {attempt.error}", now)
         self._class = classify(attempt.finish)

@@ -289,7 +289,13 @@ class Supervisor:
             stall_timeout=spec.timeouts.stall,
         )
         ref = TerminationActor.start(
-            policy=Policy(limits, prompt=spec.prompt, session_id=session_id, now=time.monotonic()),
+            policy=Policy(
+                limits,
+                prompt=spec.prompt,
+                session_id=session_id,
+                now=time.monotonic(),
+                permissions=_policy(spec),
+            ),
             client=client,
             options=PromptOptions(model=spec.model, agent=spec.agent, variant=spec.variant),
             criteria=criteria,

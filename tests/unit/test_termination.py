@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.permissions import PermissionPolicy
 from core.termination import (
     Abort,
     Conclude,
@@ -13,7 +14,14 @@ from core.termination import (
     SendPrompt,
     classify,
 )
-from core.tracker import MessageUpdated, PartFinalized, SessionError, SessionIdle, StatusChanged
+from core.tracker import (
+    MessageUpdated,
+    PartFinalized,
+    PermissionAsked,
+    SessionError,
+    SessionIdle,
+    StatusChanged,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -253,3 +261,53 @@ def test_an_error_without_busy_still_ends_the_attempt():
     error = {"name": "UnknownError", "data": {"message": "Model not found: test/nope."}}
     (verdict,) = policy.observe((SessionError(session_id=ROOT, error=error), IDLE), 1.0)
     assert verdict.reason == "provider error: UnknownError: Model not found: test/nope."
+
+
+def test_a_busy_status_alone_does_not_let_a_stale_idle_end_the_attempt():
+    policy = started()
+    assert policy.observe((busy(), IDLE), 1.0) == []
+    assert policy.state == "RUNNING"
+
+
+def test_a_length_error_is_a_failure_finish_that_resumes():
+    policy = started()
+    error = {"name": "MessageOutputLengthError", "data": {}}
+    effects = policy.observe((assistant("msg_001", None, error=error), IDLE), 1.0)
+    assert effects == [RunChecks()]
+    (resume,) = policy.checks_done((), repairable=False, now=2.0)
+    assert resume.kind == "resume"
+    assert "finish reason 'length'" in resume.text
+
+
+def test_a_permission_rejected_in_a_subagent_counts_before_any_answer():
+    policy = started()
+    ask = PermissionAsked(
+        session_id="ses_child",
+        request={"id": "per_1", "permission": "bash", "patterns": ["rm -rf x"]},
+    )
+    policy.observe((ask,), 0.5)
+    assert policy.rejected_permissions == [
+        {
+            "reply": "reject",
+            "permission": "bash",
+            "patterns": ["rm -rf x"],
+            "session_id": "ses_child",
+            "request_id": "per_1",
+        }
+    ]
+    turn(policy, "msg_001", "tool-calls")
+    (follow,) = policy.checks_done((), repairable=False, now=2.0)
+    assert follow.kind == "resume"
+
+
+def test_an_allowed_permission_is_not_a_rejection():
+    policy = Policy(
+        Limits(),
+        prompt="p",
+        session_id=ROOT,
+        now=0.0,
+        permissions=PermissionPolicy(default="allow"),
+    )
+    ask = PermissionAsked(session_id=ROOT, request={"id": "per_1", "permission": "edit"})
+    policy.observe((ask,), 0.5)
+    assert policy.rejected_permissions == []
