@@ -42,7 +42,7 @@ class ReconnectPolicy:
     """How hard the reader tries to get the stream back."""
 
     attempts: int = 30
-    outage: float = 60.0  # give up when the stream stays down this long
+    outage: float = 60.0  # give up when nothing has arrived for this long
     initial: float = 0.25
     maximum: float = 8.0
     healthy_after: float = 30.0
@@ -143,13 +143,18 @@ class SseReaderActor(SupervisedActor):
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(_retry_this),
             wait=tenacity.wait_random_exponential(multiplier=policy.initial, max=policy.maximum),
-            stop=tenacity.stop_after_attempt(policy.attempts)
-            | tenacity.stop_after_delay(policy.outage),
+            stop=self._budget_spent,
             sleep=self._stopping.wait,
             before_sleep=lambda state: self._dropped(
                 _reason(state.outcome.exception()), state.upcoming_sleep
             ),
         )
+
+    def _budget_spent(self, state: tenacity.RetryCallState) -> bool:
+        """Too many failed tries, or nothing received for `outage` seconds (time the stream
+        was up does not count against it)."""
+        silent = self._clock() - self._last_bytes
+        return state.attempt_number >= self._policy.attempts or silent >= self._policy.outage
 
     def _read_once(self) -> None:
         if self._stopping.is_set():

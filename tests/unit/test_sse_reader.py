@@ -210,3 +210,35 @@ def test_an_unhealthy_connection_spends_the_budget(serve):
     failed = next_of(published, StreamFailed)
     assert "not recovered after retries" in failed.reason
     reader.stop()
+
+
+def test_outage_counts_silence_not_the_time_the_stream_was_up(serve):
+    clock = FakeClock()
+    scripts = [(200, frame(CONNECTED), "eof")] * 6 + [(200, frame(CONNECTED), "hold")]
+    server = serve(scripts)
+
+    def time_passes(batch):
+        clock.now += 5  # each short-lived stream was up 5 s: never healthy, never silent
+
+    reader, published, _ = start_reader(
+        server, clock=clock, on_batch=time_passes, attempts=10, healthy_after=30, outage=8
+    )
+    for connection in range(1, 8):
+        assert next_of(published, StreamConnected).connection == connection
+    reader.stop()
+
+
+def test_outage_ends_the_retries_once_nothing_arrives_for_long(serve):
+    clock = FakeClock()
+    server = serve([(200, frame(CONNECTED), "eof")] + [(500, b"", "eof")] * 20)
+
+    def time_passes(batch):
+        clock.now += 100  # the stream then stays silent past the outage budget
+
+    reader, published, _ = start_reader(
+        server, clock=clock, on_batch=time_passes, attempts=50, healthy_after=1000, outage=60
+    )
+    failed = next_of(published, StreamFailed)
+    assert "not recovered after retries" in failed.reason
+    assert server.scripts.qsize() > 15  # it stopped for silence, not for the attempt count
+    reader.stop()
