@@ -90,6 +90,7 @@ class TerminationActor(SupervisedActor):
         self._clock = clock
         self._tick = tick
         self._worker = Worker("termination")
+        self._aborter = Worker("termination-abort")  # never queued behind a long check
         self._stopped = threading.Event()
         self._commands = CommandGuard()
 
@@ -103,6 +104,12 @@ class TerminationActor(SupervisedActor):
         self._stopped.set()
         self._commands.kill()
         self._worker.close()
+        self._aborter.close()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """A crash must not leave a `done.command` running either."""
+        self.on_stop()
+        super().on_failure(exception_type, exception_value, traceback)
 
     def on_receive(self, message: Any) -> None:
         """Feed the policy; perform what it decides."""
@@ -144,7 +151,12 @@ class TerminationActor(SupervisedActor):
                     self._submit(self._check, "checked")
                 case Abort(reason=reason):
                     self._publish(Notice(level="warning", text=f"aborting the session: {reason}"))
-                    self._submit(lambda: self._client.abort(self._policy.session_id), "aborted")
+                    self._commands.kill()  # a check still running is moot now
+                    self._submit(
+                        lambda: self._client.abort(self._policy.session_id),
+                        "aborted",
+                        worker=self._aborter,
+                    )
                 case Conclude():
                     self._publish(self._verdict(effect))
 
@@ -167,14 +179,14 @@ class TerminationActor(SupervisedActor):
             case "aborted_failed":
                 logger.warning("abort failed: {}", outcome.value)
 
-    def _submit(self, call: Callable[[], Any], kind: str) -> None:
+    def _submit(self, call: Callable[[], Any], kind: str, worker: Worker | None = None) -> None:
         def done(result: Any, error: BaseException | None) -> None:
             if error is None:
                 tell_quietly(self.actor_ref, _Outcome(kind, result))
             else:
                 tell_quietly(self.actor_ref, _Outcome(f"{kind}_failed", error))
 
-        self._worker.submit(call, done)
+        (worker or self._worker).submit(call, done)
 
     # -- on the worker thread --------------------------------------------------------------------
 
@@ -210,15 +222,18 @@ class TerminationActor(SupervisedActor):
         failures = tuple((failure.kind, failure.detail) for failure in report.failures)
         return failures, repairable(report)
 
-    def _verdict(self, conclusion: Conclude) -> VerdictReached:
+    def summary(self) -> dict[str, Any]:
+        """The attempts so far and the rejected permissions (for the result, whatever ends it)."""
         policy = self._policy
-        summary = {
+        return {
             "attempts": [attempt.as_dict() for attempt in policy.attempts],
             "rejected_permissions": list(policy.rejected_permissions),
         }
+
+    def _verdict(self, conclusion: Conclude) -> VerdictReached:
         return VerdictReached(
             verdict=conclusion.verdict,
             reason=conclusion.reason,
             exit_code=conclusion.exit_code,
-            summary=summary,
+            summary=self.summary(),
         )

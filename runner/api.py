@@ -168,6 +168,11 @@ class Batch:
             handle.cancel(reason)
 
 
+def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
+    """What makes two phases need different servers: binary, configuration, attachment."""
+    return (spec.server.opencode, spec.config_content, spec.server.attach)
+
+
 def run_phases(
     phases: Sequence[PhaseSpec | str | Path],
     *,
@@ -175,16 +180,20 @@ def run_phases(
     batch: Batch | None = None,
     **options: Any,
 ) -> list[PhaseResult]:
-    """Run phases, `parallel` at a time, sharing one server (the first phase's settings)."""
+    """Run phases, `parallel` at a time; phases asking for the same server share one."""
     specs = [_spec_of(phase) for phase in phases]
     if not specs:
         return []
-    shared = SharedServer(server_spec(specs[0], options.get("env") or {}))
+    servers: dict[tuple[Any, ...], SharedServer] = {}
+    for spec in specs:  # phases share a server when they ask for the same one
+        key = server_key(spec)
+        if key not in servers:
+            servers[key] = SharedServer(server_spec(spec, options.get("env") or {}))
     batch = batch or Batch()
 
     def one(spec: PhaseSpec) -> PhaseResult:
         prefix = spec.name if parallel > 1 else None
-        handle = start_phase(spec, server=shared, prefix=prefix, **options)
+        handle = start_phase(spec, server=servers[server_key(spec)], prefix=prefix, **options)
         batch.add(handle)
         return handle.result()
 
@@ -196,4 +205,5 @@ def run_phases(
                 batch.cancel("interrupted while waiting for the results")
                 raise
     finally:
-        shared.stop()
+        for shared in servers.values():
+            shared.stop()

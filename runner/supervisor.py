@@ -100,7 +100,6 @@ class SharedServer:
                     self._ready = message
             if self._failure is not None:
                 raise _StartFailedError(self._failure)
-            assert self._ready is not None
             return self._ready
 
     def watch(self, consumer: Callable[[Any], None]) -> None:
@@ -130,6 +129,8 @@ class SharedServer:
         if isinstance(message, ServerReady | ServerFailed) and self._ready is None:
             self._inbox.put(message)
             return
+        if isinstance(message, ServerExited):  # phases that start later must not use it
+            self._failure = ServerFailed(reason=message.reason, log_tail=message.log_tail)
         for consumer in list(self._watchers):
             consumer(message)
 
@@ -199,6 +200,8 @@ class Supervisor:
             )
             session_id = self._create_session(client)
             verdict = self._drive(client, ready, session_id)
+            if verdict.exit_code != 0:
+                _abort_quietly(client, session_id)
         except _StartFailedError as exc:
             self._stats.log_tail = exc.log_tail
             verdict = _failed(str(exc))
@@ -334,8 +337,8 @@ class Supervisor:
             self._note(message, termination)
             crashed = self._crashed()
             if crashed:
-                return _failed(crashed)
-        return _failed("the supervisor gave up waiting for a verdict")
+                return _failed(crashed, _summary_of(termination))
+        return _failed("the supervisor gave up waiting for a verdict", _summary_of(termination))
 
     def _note(self, message: Any, termination: pykka.ActorRef) -> None:
         match message:
@@ -399,9 +402,7 @@ class Supervisor:
             server_url=url,
             transcript=str(spec.output.transcript),
             result_path=str(spec.output.result),
-            server_log=None
-            if spec.server.attach
-            else sibling(spec.output.transcript, ".server.log"),
+            server_log=None if spec.server.attach else self._server.spec.log_path,
             server_log_tail=self._stats.log_tail,
             totals=totals_of(attempts),
         )
@@ -480,8 +481,25 @@ def _policy(spec: PhaseSpec) -> PermissionPolicy:
     )
 
 
-def _failed(reason: str) -> VerdictReached:
-    return VerdictReached(verdict="failed", reason=reason, exit_code=1)
+def _failed(reason: str, summary: dict[str, Any] | None = None) -> VerdictReached:
+    return VerdictReached(verdict="failed", reason=reason, exit_code=1, summary=summary or {})
+
+
+def _abort_quietly(client: OpencodeClient, session_id: str) -> None:
+    """A phase that ended badly leaves nothing running in the session, whoever owns the server
+    (attached, or shared with phases that go on)."""
+    try:
+        client.abort(session_id)
+    except RunnerError as exc:
+        logger.debug("could not abort session {}: {}", session_id, exc)
+
+
+def _summary_of(termination: pykka.ActorRef) -> dict[str, Any]:
+    """The termination actor's attempts so far, if it can still answer."""
+    try:
+        return termination.proxy().summary().get(timeout=2)
+    except Exception:
+        return {}
 
 
 def _with_tail(reason: str, tail: tuple[str, ...]) -> str:

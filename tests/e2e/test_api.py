@@ -139,3 +139,15 @@ def test_a_shared_server_that_cannot_start_fails_every_phase_once(tmp_path, phas
         assert Path(result.result_path).exists()
         lines = Path(result.transcript).read_text().splitlines()
         assert json.loads(lines[-1])["type"] == "runner.verdict_reached"
+
+
+def test_phases_asking_for_different_servers_get_different_servers(tmp_path, phase_file):
+    other = {**PROVIDER, "small_model": "test/mock-model-2"}
+    with MockLLM({"turns": [{"text": "Hi."}]}) as mock:
+        env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
+        phases = [phase_file("a"), phase_file("b", opencode_config=other), phase_file("c")]
+        results = run_phases(phases, parallel=3, env=env)
+    assert [r.verdict for r in results] == ["done"] * 3
+    urls = [r.server_url for r in results]
+    assert urls[0] == urls[2] != urls[1]
+    assert all(Path(r.server_log).exists() for r in results)
