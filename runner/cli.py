@@ -91,7 +91,29 @@ def load_all(args: argparse.Namespace) -> list[PhaseSpec]:
         attach=args.attach,
         transcript=args.transcript,
     )
-    return [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
+    specs = [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
+    for spec in specs:
+        _prepare_outputs(spec, flag="--transcript" if args.transcript else None)
+    return specs
+
+
+def _prepare_outputs(spec: PhaseSpec, *, flag: str | None) -> None:
+    """The output folders exist and can be written, before anything starts."""
+    for key, path in (
+        ("output.transcript", spec.output.transcript),
+        ("output.result", spec.output.result),
+    ):
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(folder, os.W_OK)
+        except OSError as exc:
+            writable, why = False, exc.strerror
+        else:
+            why = "not writable"
+        if not writable:
+            where = flag if flag and key == "output.transcript" else f"{spec.source}: {key}"
+            raise PhaseFileError(f"{where}: cannot write to {folder} ({why})")
 
 
 def output_mode(args: argparse.Namespace, stream: TextIO) -> str:

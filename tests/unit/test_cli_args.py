@@ -106,3 +106,18 @@ def test_missing_phase_file_as_a_subprocess(tmp_path):
     assert proc.returncode == 64
     assert proc.stderr.strip().startswith(f"runner: {missing}: cannot read file")
     assert proc.stdout == ""
+
+
+def test_unwritable_transcript_flag_exits_64(capsys, tmp_path):
+    code, err = run_cli(capsys, tmp_path, GOOD, "--transcript", "/proc/nope/{name}.jsonl")
+    assert code == 64
+    assert err.startswith("runner: --transcript: cannot write to /proc/nope (")
+
+
+def test_unwritable_output_in_the_file_exits_64_naming_the_key(capsys, tmp_path):
+    text = GOOD + "output:\n  result: /proc/nope/{name}.json\n"
+    code, err = run_cli(capsys, tmp_path, text)
+    assert code == 64
+    assert err.startswith(
+        f"runner: {tmp_path / 'p.yaml'}: output.result: cannot write to /proc/nope"
+    )
