@@ -22,7 +22,8 @@ from loguru import logger
 
 from runner.phase import PhaseSpec, load_phase
 from runner.result import PhaseResult
-from runner.supervisor import RunOptions, SharedServer, Supervisor, server_spec
+from runner.shared_server import SharedServer, server_spec
+from runner.supervisor import RunOptions, Supervisor
 
 _END = object()
 CANCEL_GRACE = 30.0  # seconds a cancelled phase gets to abort, stop and write its files

@@ -22,7 +22,7 @@ from core.errors import PhaseFileError
 from runner.api import Batch, run_phases
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.result import PhaseResult
-from runner.supervisor import sibling
+from runner.shared_server import sibling
 
 EXIT_USAGE = 64
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}

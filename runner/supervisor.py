@@ -12,7 +12,6 @@ verdict record and the result JSON, and leaves no process behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -23,31 +22,29 @@ from typing import Any, TextIO
 import pykka
 from loguru import logger
 
-from actors._process import ServerSpec
 from actors._supervised import crash_reason
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
-from actors.server import ServerActor
 from actors.termination import Begin, EndPhase, PromptOptions, TerminationActor
 from actors.transcript import TranscriptWriter
 from core.errors import RunnerError
 from core.permissions import PermissionPolicy
 from core.termination import EXIT_CODES, Limits, Policy
 from messages.records import Notice, PhaseStarted, Resynced, VerdictReached
-from messages.server import ServerExited, ServerFailed, ServerReady
+from messages.server import ServerExited, ServerReady
 from messages.stream import StreamConnected, StreamDropped, StreamFailed
+from runner._outputs import write_outputs
 from runner.compose import (
     DENY_BLOCKING_TOOLS,
     Pipeline,
     PipelineSpec,
     ViewOptions,
     fan_out,
-    start_reader,
     teller,
 )
-from runner.hub import StreamHub
 from runner.phase import PhaseSpec
-from runner.result import PhaseResult, totals_of, write_result
+from runner.result import PhaseResult, totals_of
+from runner.shared_server import SharedServer, StartFailedError, server_spec
 
 POLL = 0.25
 
@@ -70,95 +67,6 @@ class _Stats:
     resyncs: int = 0
     connected: bool = False
     log_tail: tuple[str, ...] = ()
-
-
-class SharedServer:
-    """One opencode server (and one event reader per directory) for several phases."""
-
-    def __init__(self, spec: ServerSpec) -> None:
-        self.spec = spec
-        self._inbox: queue.Queue[Any] = queue.Queue()
-        self._lock = threading.Lock()
-        self._ref: pykka.ActorRef | None = None
-        self._ready: ServerReady | None = None
-        self._failure: ServerFailed | None = None
-        self._hubs: dict[str, tuple[StreamHub, pykka.ActorRef]] = {}
-        self._watchers: list[Callable[[Any], None]] = []
-
-    def ready(self) -> ServerReady:
-        """Start the server once; raise `RunnerError` if it cannot start (every time asked)."""
-        with self._lock:
-            if self._ready is None and self._failure is None:
-                self._ref = ServerActor.start(spec=self.spec, publish=self._relay)
-                try:
-                    message = self._inbox.get(timeout=self.spec.start_timeout + 10)
-                except queue.Empty:
-                    message = ServerFailed(reason="the server actor never reported")
-                if isinstance(message, ServerFailed):
-                    self._failure = message
-                else:
-                    self._ready = message
-            if self._failure is not None:
-                raise _StartFailedError(self._failure)
-            return self._ready
-
-    def watch(self, consumer: Callable[[Any], None]) -> None:
-        """Also hand later server news (a death) to `consumer`."""
-        self._watchers.append(consumer)
-
-    def hub(self, client: OpencodeClient) -> StreamHub:
-        """The stream hub of the client's directory, with its reader started on first use."""
-        with self._lock:
-            key = client.directory or ""
-            if key not in self._hubs:
-                hub = StreamHub()
-                self._hubs[key] = (hub, start_reader(client, hub))
-            return self._hubs[key][0]
-
-    def stop(self) -> None:
-        """Stop readers, then the server (it aborts busy sessions first)."""
-        for _, reader in self._hubs.values():
-            with contextlib.suppress(Exception):
-                reader.stop(timeout=10)
-        self._hubs.clear()
-        if self._ref is not None:
-            with contextlib.suppress(Exception):
-                self._ref.stop(timeout=30)
-
-    def _relay(self, message: Any) -> None:
-        if isinstance(message, ServerReady | ServerFailed) and self._ready is None:
-            self._inbox.put(message)
-            return
-        if isinstance(message, ServerExited):  # phases that start later must not use it
-            self._failure = ServerFailed(reason=message.reason, log_tail=message.log_tail)
-        for consumer in list(self._watchers):
-            consumer(message)
-
-
-class _StartFailedError(RunnerError):
-    def __init__(self, message: ServerFailed) -> None:
-        super().__init__(message.reason)
-        self.log_tail = message.log_tail
-
-
-def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:
-    """A file beside the transcript: `runs/x.jsonl` -> `runs/x.server.log`."""
-    path = str(transcript)
-    return (path[: -len(".jsonl")] if path.endswith(".jsonl") else path) + suffix
-
-
-def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
-    """The server a phase asks for."""
-    return ServerSpec(
-        directory=str(spec.directory),
-        log_path=sibling(spec.output.transcript, ".server.log"),
-        binary=spec.server.opencode,
-        env=dict(env),
-        config_content=spec.config_content,
-        start_timeout=spec.timeouts.start,
-        attach_url=spec.server.attach,
-        attach_password=os.environ.get("OPENCODE_SERVER_PASSWORD"),
-    )
 
 
 class Supervisor:
@@ -202,7 +110,7 @@ class Supervisor:
             verdict = self._drive(client, ready, session_id)
             if verdict.exit_code != 0:
                 _abort_quietly(client, session_id)
-        except _StartFailedError as exc:
+        except StartFailedError as exc:
             self._stats.log_tail = exc.log_tail
             verdict = _failed(str(exc))
         except RunnerError as exc:
@@ -406,53 +314,15 @@ class Supervisor:
             server_log_tail=self._stats.log_tail,
             totals=totals_of(attempts),
         )
-        self._write_files(result)
+        write_outputs(
+            result,
+            transcript=self._writer
+            or TranscriptWriter(
+                str(spec.output.transcript), {"phase": spec.name, "session_id": None}
+            ),
+            options=self.options,
+        )
         return result
-
-    def _write_files(self, result: PhaseResult) -> None:
-        """Transcript verdict, result JSON, verdict block, last event: each step on its own,
-        so one failing (a full disk, a closed stdout) never keeps the others from happening."""
-        full = VerdictReached(
-            verdict=result.verdict,
-            reason=result.reason,
-            exit_code=result.exit_code,
-            summary=result.to_dict(),
-        )
-        for step in (self._write_transcript, self._show_verdict, self._tell_embedder):
-            try:
-                step(full)
-            except Exception:
-                logger.exception("could not finish the phase's {}", step.__name__)
-        try:
-            write_result(result)
-        except OSError as exc:
-            logger.error("could not write the result {}: {}", result.result_path, exc)
-
-    def _write_transcript(self, full: VerdictReached) -> None:
-        writer = self._writer or TranscriptWriter(
-            str(self.spec.output.transcript), {"phase": self.spec.name, "session_id": None}
-        )
-        try:
-            writer.record(full)
-        finally:
-            writer.close()
-
-    def _show_verdict(self, full: VerdictReached) -> None:
-        if self.options.out is None:
-            return
-        from actors.renderer import RendererActor
-
-        renderer = RendererActor.start(
-            mode=self.options.mode, out=self.options.out, prefix=self.options.prefix
-        )
-        try:
-            renderer.ask(full, timeout=10)
-        finally:
-            renderer.stop()
-
-    def _tell_embedder(self, full: VerdictReached) -> None:
-        if self.options.on_event is not None:
-            self.options.on_event(full)
 
 
 class _Relay:

@@ -1,0 +1,110 @@
+"""Values of the termination policy: finish classes, limits, the effects it returns, attempts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishClass = Literal["ok", "cut", "failure"]
+OK_FINISHES = frozenset({"stop", "end_turn"})
+FAILURE_FINISHES = frozenset({"length", "max_tokens", "content-filter", "content_filter", "error"})
+EXIT_CODES = {
+    "done": 0,
+    "done_gracefully": 0,
+    "failed": 1,
+    "incomplete": 2,
+    "timed_out": 2,
+    "stalled": 2,
+    "interrupted": 130,
+}
+ABORT_GRACE = 10.0
+# opencode records these finishes as message errors; they are the `failure` class, not a
+# provider failure: the checks run and a resume follows.
+FAILURE_ERRORS = {"MessageOutputLengthError": "length", "ContentFilterError": "content-filter"}
+
+
+def classify(finish: str | None) -> FinishClass:
+    """`stop`/`end_turn` ok; `length`/`content-filter`/`error` failure; the rest cut off."""
+    if finish in OK_FINISHES:
+        return "ok"
+    if finish in FAILURE_FINISHES:
+        return "failure"
+    return "cut"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Budgets and timeouts of one phase (seconds)."""
+
+    resumes: int = 3
+    repairs: int = 2
+    provider_retries: int = 8
+    phase_timeout: float = 3600.0
+    stall_timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendPrompt:
+    """Send attempt `number`'s prompt once the session is idle."""
+
+    number: int
+    kind: str
+    text: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunChecks:
+    """Run the phase's `done` checks."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Abort:
+    """Abort the session; the verdict follows when it is idle (or after a grace period)."""
+
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conclude:
+    """The phase is over."""
+
+    verdict: str
+    reason: str
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this verdict."""
+        return EXIT_CODES[self.verdict]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What one prompt and its turn(s) produced."""
+
+    number: int
+    kind: str
+    started_at: float
+    ended_at: float | None = None
+    finish: str | None = None
+    steps: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+    retries: int = 0
+    error: str | None = None
+    baseline: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The attempt as the result JSON shows it."""
+        return {
+            "number": self.number,
+            "kind": self.kind,
+            "finish": self.finish,
+            "steps": self.steps,
+            "tokens": dict(self.tokens),
+            "cost": round(self.cost, 6),
+            "retries": self.retries,
+            "error": self.error,
+            "duration": round((self.ended_at or self.started_at) - self.started_at, 3),
+        }
