@@ -20,12 +20,14 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from messages.records import VerdictReached
 from runner.phase import PhaseSpec, load_phase
 from runner.result import PhaseResult
 from runner.shared_server import SharedServer, server_spec
 from runner.supervisor import RunOptions, Supervisor
 
 _END = object()
+EVENT_BUFFER = 100_000  # messages kept for `events()`; past that (nobody reading) new ones drop
 CANCEL_GRACE = 30.0  # seconds a cancelled phase gets to abort, stop and write its files
 
 
@@ -39,9 +41,12 @@ class _Discard(io.TextIOBase):
 class PhaseHandle:
     """A running phase: its events, its result, and a way to cancel it."""
 
-    def __init__(self, supervisor: Supervisor, events: queue.Queue[Any]) -> None:
+    def __init__(
+        self, supervisor: Supervisor, events: queue.Queue[Any], dropped: list[int]
+    ) -> None:
         self._supervisor = supervisor
         self._events = events
+        self._dropped = dropped
         self._done = threading.Event()
         self._result: PhaseResult | None = None
         self._thread = threading.Thread(
@@ -71,9 +76,15 @@ class PhaseHandle:
         self._supervisor.cancel(reason)
 
     def events(self, timeout: float | None = None) -> Iterator[Any]:
-        """Every message the phase publishes, in order, ending with the final `VerdictReached`."""
+        """Every message the phase publishes, in order, ending with the final `VerdictReached`
+        (`dropped_events` says how many did not fit the buffer while nobody was reading)."""
         while (item := self._events.get(timeout=timeout)) is not _END:
             yield item
+
+    @property
+    def dropped_events(self) -> int:
+        """Messages `events()` will not yield because its buffer was full."""
+        return self._dropped[0]
 
     def _run(self) -> None:
         try:
@@ -90,8 +101,20 @@ class PhaseHandle:
                 result_path=str(spec.output.result),
             )
         finally:
-            self._events.put(_END)
+            _put_last(self._events, _END)
             self._done.set()
+
+
+def _put_last(events: queue.Queue[Any], item: Any) -> None:
+    """The closing items always fit: the oldest buffered message makes room for them."""
+    while True:
+        try:
+            events.put_nowait(item)
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):
+                events.get_nowait()
+        else:
+            return
 
 
 def _spec_of(phase: PhaseSpec | str | Path) -> PhaseSpec:
@@ -111,10 +134,17 @@ def start_phase(
 ) -> PhaseHandle:
     """Start a phase in the background; `PhaseFileError` if the file is wrong."""
     spec = _spec_of(phase)
-    events: queue.Queue[Any] = queue.Queue()
+    events: queue.Queue[Any] = queue.Queue(maxsize=EVENT_BUFFER)
+    dropped = [0]
 
     def observe(message: Any) -> None:
-        events.put(message)
+        if isinstance(message, VerdictReached):
+            _put_last(events, message)
+        else:
+            try:
+                events.put_nowait(message)
+            except queue.Full:
+                dropped[0] += 1
         if on_event is not None:
             try:
                 on_event(message)
@@ -129,7 +159,7 @@ def start_phase(
         env=dict(env or {}),
         on_event=observe,
     )
-    return PhaseHandle(Supervisor(spec, options, server=server), events)
+    return PhaseHandle(Supervisor(spec, options, server=server), events, dropped)
 
 
 def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:

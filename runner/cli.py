@@ -131,10 +131,10 @@ def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
     for package in ("actors", "runner", "core"):
         logger.enable(package)
     if verbose:
-        logger.add(sys.stderr, level="DEBUG")
+        logger.add(sys.stderr, level="DEBUG", diagnose=False)
     debug_log = Path(sibling(specs[0].output.transcript, ".debug.log"))
     debug_log.parent.mkdir(parents=True, exist_ok=True)
-    logger.add(debug_log, level="DEBUG", enqueue=False)
+    logger.add(debug_log, level="DEBUG", diagnose=False)  # no variable values: no secrets
 
 
 def exit_code(results: list[PhaseResult], signalled: int | None) -> int:
