@@ -121,15 +121,3 @@ def test_unwritable_output_in_the_file_exits_64_naming_the_key(capsys, tmp_path)
     assert err.startswith(
         f"runner: {tmp_path / 'p.yaml'}: output.result: cannot write to /proc/nope"
     )
-
-
-def test_the_event_buffer_keeps_the_closing_items_when_full():
-    import queue as queues
-
-    from runner.api import _put_last
-
-    events = queues.Queue(maxsize=2)
-    events.put("a")
-    events.put("b")
-    _put_last(events, "verdict")
-    assert [events.get_nowait(), events.get_nowait()] == ["b", "verdict"]
