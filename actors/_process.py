@@ -78,6 +78,7 @@ def spawn(binary: str, spec: ServerSpec, password: str, log_file) -> subprocess.
             text=True,
             bufsize=1,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (it only makes one system call)
         )
     except FileNotFoundError as exc:
         raise ServerStartError(
@@ -87,6 +88,27 @@ def spawn(binary: str, spec: ServerSpec, password: str, log_file) -> subprocess.
         raise ServerStartError(f"opencode binary is not executable: {binary}") from exc
     except NotADirectoryError as exc:
         raise ServerStartError(f"directory does not exist: {spec.directory}") from exc
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once before any fork (Linux only)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: if the runner itself is killed (SIGKILL leaves it no time to
+    clean up), the kernel kills the server too instead of leaving it to run on its own."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -342,3 +343,35 @@ def sleepers(token):
             if argv[:2] == [b"sleep", token.encode()] and alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
+
+
+def test_a_runner_killed_outright_takes_its_server_with_it(cli):
+    seen = {}
+
+    def kill_runner(proc, mock):
+        mock.journal.wait_for(1, timeout=60)
+        (server,) = opencode_children(proc.pid)
+        seen["server"] = server
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup possible: the kernel must do it
+        proc.wait(timeout=10)
+        seen["gone"] = wait_gone(server, timeout=10)
+        if not seen["gone"]:
+            os.kill(server, signal.SIGKILL)  # do not leak it, whatever the verdict
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    run = cli({"turns": [drip]}, during=kill_runner)
+    assert run.code == -signal.SIGKILL
+    assert seen["gone"], f"opencode {seen['server']} outlived its runner"
+
+
+def wait_gone(pid, timeout):
+    """True once `pid` has exited (pidfd: no polling of /proc)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready) or not alive(pid)
+    finally:
+        os.close(fd)
