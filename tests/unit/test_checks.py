@@ -323,7 +323,7 @@ def test_all_checks_run_and_report_in_order(tmp_path):
 
 
 def test_criteria_from_phase_checks():
-    from runner._phase_spec import DoneChecks, FrontMatterCheck
+    from runner.phase._spec import DoneChecks, FrontMatterCheck
 
     done = DoneChecks(
         artifacts=("a/*.md",),

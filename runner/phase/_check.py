@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from runner._phase_spec import TIME_FORMAT
+from runner.phase._spec import TIME_FORMAT
 
 T = TypeVar("T")
 

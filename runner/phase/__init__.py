@@ -1,7 +1,7 @@
 """Phase files (SPEC §2): YAML in, a validated, frozen `PhaseSpec` out.
 
 Theory of operation. `load_phase` reads the file (YAML with duplicate keys refused) and hands
-the data to `parse_phase`, which checks it key by key (`_phase_build`, `_phase_check`), fills
+the data to `parse_phase`, which checks it key by key (`_build`, `_check`), fills
 in every default, resolves relative paths against the phase file's folder, substitutes
 `${NAME}` variables in the prompt and renders the output paths, then applies the command-line
 `Overrides`. Every problem, whatever its depth, ends as one `PhaseFileError` line:
@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import yaml
 
 from core.errors import PhaseFileError
-from runner._phase_build import Context, build, output_path
-from runner._phase_check import (
+from runner.phase._build import Context, build, output_path
+from runner.phase._check import (
     Invalid,
     expected,
     flag,
@@ -32,8 +32,8 @@ from runner._phase_check import (
     render_output_path,
     text,
 )
-from runner._phase_prompt import var_name
-from runner._phase_spec import (
+from runner.phase._prompt import var_name
+from runner.phase._spec import (
     Budgets,
     DoneChecks,
     FrontMatterCheck,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner._phase_check import (
+from runner.phase._check import (
     VAR_NAME,
     Invalid,
     at,

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner._phase_check import (
+from runner.phase._check import (
     Invalid,
     at,
     choice,
@@ -30,8 +30,8 @@ from runner._phase_check import (
     show,
     text,
 )
-from runner._phase_prompt import prompt_of, variables_of
-from runner._phase_spec import (
+from runner.phase._prompt import prompt_of, variables_of
+from runner.phase._spec import (
     DEFAULT_RESULT,
     DEFAULT_TRANSCRIPT,
     Budgets,
