@@ -15,7 +15,7 @@ from typing import Any, Literal, TextIO
 
 from loguru import logger
 
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from core.ndjson import dumps, result_line, run_json
 from core.view import Line, Out, TerminalView, Write
 from messages.pipeline import Tracked
@@ -72,8 +72,9 @@ class RendererActor(SupervisedActor):
         prefix: str | None = None,
         redact: tuple[str, ...] = (),
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        report: Report | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(report=report)
         if mode not in MODES:
             raise ValueError(f"renderer mode must be one of {MODES}, got {mode!r}")
         self._mode = mode
@@ -117,6 +118,7 @@ class RendererActor(SupervisedActor):
     def on_stop(self) -> None:
         """Leave the terminal at the start of a line."""
         self.flush()
+        super().on_stop()
 
     def _render(self, message: Any) -> None:
         """Print a known message in the actor's mode. The display never decides a verdict:

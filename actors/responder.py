@@ -13,7 +13,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
 from core.permissions import PermissionPolicy, decide, describe
@@ -31,8 +31,9 @@ class ResponderActor(SupervisedActor):
         client: OpencodeClient,
         policy: PermissionPolicy,
         publish: Callable[[Any], None],
+        report: Report | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(report=report)
         self._client = client
         self._policy = policy
         self._publish = publish
@@ -53,6 +54,7 @@ class ResponderActor(SupervisedActor):
     def on_stop(self) -> None:
         """End the worker thread."""
         self._worker.close()
+        super().on_stop()
 
     def _first_time(self, request_id: str) -> bool:
         if not request_id or request_id in self._answered:

@@ -30,7 +30,7 @@ import urllib3
 from loguru import logger
 
 from actors._process import start_thread
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
 from core.sse import SseDecoder
@@ -79,8 +79,9 @@ class SseReaderActor(SupervisedActor):
         policy: ReconnectPolicy = ReconnectPolicy(),
         clock: Callable[[], float] = time.monotonic,
         tick: float | None = 1.0,
+        report: Report | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(report=report)
         self._client = client
         self._subscribers = tuple(subscribers)
         self._publish = publish
@@ -111,6 +112,7 @@ class SseReaderActor(SupervisedActor):
         """End the reader thread at once by shutting its socket."""
         self._stopping.set()
         self._shut("stopping")
+        super().on_stop()
 
     def check_watchdog(self) -> bool:
         """Shut a connection that sent no bytes for three heartbeats; True if it did."""

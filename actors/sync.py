@@ -13,7 +13,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError
@@ -33,8 +33,9 @@ class SyncActor(SupervisedActor):
         client: OpencodeClient,
         root_session_id: str,
         reply_to: Callable[[SnapshotFetched], None],
+        report: Report | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(report=report)
         self._client = client
         self._root = root_session_id
         self._reply_to = reply_to
@@ -58,6 +59,7 @@ class SyncActor(SupervisedActor):
     def on_stop(self) -> None:
         """End the worker thread."""
         self._worker.close()
+        super().on_stop()
 
     def _fetch(self, request: RequestSync, baseline: str | None) -> SnapshotFetched:
         status = self._client.status()

@@ -18,7 +18,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
@@ -77,8 +77,9 @@ class TerminationActor(SupervisedActor):
         publish: Callable[[Any], None],
         clock: Callable[[], float] = time.monotonic,
         tick: float | None = 0.5,
+        report: Report | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(report=report)
         self._policy = policy
         self._client = client
         self._options = options
@@ -101,15 +102,19 @@ class TerminationActor(SupervisedActor):
 
     def on_stop(self) -> None:
         """End the helper threads."""
+        self._release()
+        super().on_stop()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """A crash must not leave a `done.command` running either."""
+        self._release()
+        super().on_failure(exception_type, exception_value, traceback)
+
+    def _release(self) -> None:
         self._stopped.set()
         self._commands.kill()
         self._worker.close()
         self._aborter.close()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """A crash must not leave a `done.command` running either."""
-        self.on_stop()
-        super().on_failure(exception_type, exception_value, traceback)
 
     def on_receive(self, message: Any) -> None:
         """Feed the policy; perform what it decides."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from core.sync_gate import GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker
 from messages.pipeline import RequestSync, SnapshotFetched, Tracked
@@ -32,8 +32,9 @@ class TrackerActor(SupervisedActor):
         root_session_id: str,
         downstream: Sequence[Consumer],
         request_sync: Consumer,
+        report: Report | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(report=report)
         self._root = root_session_id
         self._tracker = Tracker(root_session_id)
         self._gate = SyncGate(root_session_id)

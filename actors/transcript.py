@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from actors._supervised import SupervisedActor
+from actors._supervised import Report, SupervisedActor
 from messages.pipeline import Tracked
 
 RUNNER_VERSION = "0.1.0"
@@ -59,8 +59,8 @@ class TranscriptWriter:
 class TranscriptActor(SupervisedActor):
     """Writes what the pipeline reports to the transcript, as it arrives."""
 
-    def __init__(self, *, writer: TranscriptWriter) -> None:
-        super().__init__()
+    def __init__(self, *, writer: TranscriptWriter, report: Report | None = None) -> None:
+        super().__init__(report=report)
         self._writer = writer
 
     def on_receive(self, message: Any) -> None:
@@ -76,6 +76,7 @@ class TranscriptActor(SupervisedActor):
 
     def on_stop(self) -> None:
         """Leave the file open: its owner writes the verdict last, then closes it."""
+        super().on_stop()
 
 
 def record_type(message: Any) -> str:

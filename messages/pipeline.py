@@ -11,11 +11,13 @@ SyncReason = Literal["idle", "reconnect", "final"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tracked:
     """What the tracker made of one batch or one snapshot: effects in order, plus the raw
-    events of the session tree (for the transcript)."""
+    events of the session tree (for the transcript). `size` is the bytes of the batch it came
+    from: what it weighs in a bounded inbox."""
 
     root_session_id: str
     effects: tuple[Any, ...]
     raw: tuple[dict[str, Any], ...] = ()
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,10 +8,17 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventsReceived:
-    """The decoded events of one read of the stream, in order (a batch, for the hot path)."""
+    """The decoded events of one read of the stream, in order (a batch, for the hot path).
+    `size` is the bytes read: what the batch weighs in a bounded inbox."""
 
     events: tuple[dict[str, Any], ...]
     connection: int
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventsLost:
+    """The consumer's inbox was full and dropped batches: what they carried must be resynced."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

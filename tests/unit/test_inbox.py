@@ -1,0 +1,146 @@
+"""The bounded inbox: weighed messages drop or wait at the bound; control always passes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pykka
+import pytest
+
+from actors._inbox import Inbox
+from actors._supervised import SupervisedActor
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@dataclass(frozen=True)
+class Batch:
+    size: int
+
+
+@dataclass(frozen=True)
+class Control:
+    pass
+
+
+class Lost:
+    pass
+
+
+class Letter:
+    def __init__(self, message):
+        self.message = message
+        self.reply_to = None
+
+
+def drain(inbox):
+    out = []
+    while not inbox.empty():
+        out.append(inbox.get().message)
+    return out
+
+
+def test_unlimited_inbox_takes_everything():
+    inbox = Inbox()
+    for _ in range(100):
+        inbox.put(Letter(Batch(1 << 20)))
+    assert len(drain(inbox)) == 100
+
+
+def test_droppable_batches_drop_past_the_bound_and_the_marker_comes_once():
+    inbox = Inbox()
+    lost = Lost()
+    inbox.limit(100, droppable=(Batch,), lost_marker=lost)
+    for _ in range(5):
+        inbox.put(Letter(Batch(40)))
+    assert drain(inbox) == [Batch(40), Batch(40), lost]
+    assert inbox.take_dropped() == 3
+    assert inbox.take_dropped() == 0
+
+
+def test_the_marker_is_rearmed_once_the_consumer_looked():
+    inbox = Inbox()
+    lost = Lost()
+    inbox.limit(10, droppable=(Batch,), lost_marker=lost)
+    inbox.put(Letter(Batch(10)))
+    inbox.put(Letter(Batch(10)))
+    assert drain(inbox) == [Batch(10), lost]
+    assert inbox.take_dropped() == 1
+    inbox.put(Letter(Batch(10)))
+    inbox.put(Letter(Batch(10)))
+    assert drain(inbox) == [Batch(10), lost]
+
+
+def test_one_oversized_batch_passes_an_empty_inbox():
+    inbox = Inbox()
+    inbox.limit(10, droppable=(Batch,))
+    inbox.put(Letter(Batch(1000)))
+    assert drain(inbox) == [Batch(1000)]
+
+
+def test_control_messages_pass_a_full_inbox():
+    inbox = Inbox()
+    inbox.limit(10)
+    inbox.put(Letter(Batch(10)))
+    inbox.put(Letter(Control()))
+    assert drain(inbox) == [Batch(10), Control()]
+
+
+def test_a_blocking_edge_waits_for_room():
+    inbox = Inbox()
+    inbox.limit(10)
+    inbox.put(Letter(Batch(10)))
+    put = threading.Event()
+
+    def producer():
+        inbox.put(Letter(Batch(5)))
+        put.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    assert not put.wait(0.2)  # bounded wait: the producer is still blocked
+    assert inbox.get().message == Batch(10)
+    assert put.wait(5)
+    assert drain(inbox) == [Batch(5)]
+
+
+def test_closing_releases_a_blocked_producer():
+    inbox = Inbox()
+    inbox.limit(10)
+    inbox.put(Letter(Batch(10)))
+    put = threading.Event()
+    threading.Thread(target=lambda: (inbox.put(Letter(Batch(5))), put.set()), daemon=True).start()
+    assert not put.wait(0.2)
+    inbox.close()
+    assert put.wait(5)
+
+
+class Stuck(SupervisedActor):
+    def __init__(self, gate, **kwargs):
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def on_receive(self, message):
+        self.gate.wait(5)
+        raise RuntimeError("gave up")
+
+
+def test_a_dead_consumer_releases_its_blocked_producers():
+    gate = threading.Event()
+    ref = Stuck.start(gate)
+    ref.actor_inbox.limit(10)
+    ref.tell(Batch(10))  # taken off the inbox: the actor is stuck handling it
+    ref.tell(Batch(10))
+    put = threading.Event()
+
+    def producer():
+        try:
+            ref.tell(Batch(10))
+        except pykka.ActorDeadError:
+            pass
+        put.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    assert not put.wait(0.2)
+    gate.set()  # the handler raises: the actor dies
+    assert put.wait(5)
