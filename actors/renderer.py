@@ -1,9 +1,9 @@
 """RendererActor: what a person (or a program, with `--json`) reads of a phase.
 
-The pure `TerminalView` decides what to show; this actor only prints: through a rich Console
-in `rich` mode, as bare text (no escape codes at all) in `plain` mode, and as NDJSON lines in
-`json` mode (`core.ndjson`: `opencode run --format json` shapes plus one `runner.result`).
-Every message is handled at once and `out` flushed: no sleeping, no blocking besides the write.
+The pure `TerminalView` decides what to show (`SHOW` routes messages to it); this actor prints:
+through a rich Console in `rich` mode, as bare text (no escape codes) in `plain` mode, and as
+NDJSON lines in `json` mode (`core.ndjson`: `opencode run --format json` shapes plus one
+`runner.result`). Every message is handled at once and `out` flushed: no sleeping, no blocking.
 """
 
 from __future__ import annotations
@@ -59,6 +59,22 @@ _CONTROL = re.compile(
 )
 
 
+# Message type -> the view's method (the view cannot import `messages`); `Tracked` -> `effects`.
+SHOW: dict[type, Callable[[TerminalView, Any], list[Out]]] = {
+    PhaseStarted: TerminalView.banner,
+    AttemptStarted: TerminalView.attempt,
+    PromptSent: TerminalView.prompt_sent,
+    Resynced: TerminalView.resynced,
+    PermissionAnswered: TerminalView.permission,
+    QuestionRejected: TerminalView.question,
+    Notice: TerminalView.notice,
+    StreamConnected: TerminalView.connected,
+    StreamDropped: TerminalView.dropped,
+    StreamFailed: TerminalView.stream_failed,
+    VerdictReached: TerminalView.verdict,
+}
+
+
 class RendererActor(SupervisedActor):
     """Prints tracked effects and runner records to `out` in one of three modes."""
 
@@ -88,24 +104,10 @@ class RendererActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> None:
         """Render one message; anything unexpected is logged and skipped."""
-        match message:
-            case (
-                Tracked()
-                | VerdictReached()
-                | PhaseStarted()
-                | AttemptStarted()
-                | PromptSent()
-                | Resynced()
-                | PermissionAnswered()
-                | QuestionRejected()
-                | Notice()
-                | StreamConnected()
-                | StreamDropped()
-                | StreamFailed()
-            ):
-                self._render(message)
-            case _:
-                logger.warning("renderer: unexpected message {!r}", message)
+        if not isinstance(message, Tracked) and type(message) not in SHOW:
+            logger.warning("renderer: unexpected message {!r}", message)
+        elif not self._closed:
+            self._render(message)
 
     def flush(self) -> None:
         """End an open inline line (before the verdict is printed elsewhere, or at stop)."""
@@ -121,16 +123,14 @@ class RendererActor(SupervisedActor):
         super().on_stop()
 
     def _render(self, message: Any) -> None:
-        """Print a known message in the actor's mode. The display never decides a verdict:
-        a write to a closed stdout ends the rendering, and a message it cannot show is
-        logged and skipped."""
-        if self._closed:
-            return
+        """Print a known message; failing output never stops the actor (nor decides a verdict)."""
         try:
             if self._mode == "json":
                 self._json(message)
+            elif isinstance(message, Tracked):
+                self._print(self._view.effects(message.effects, self._clock_ms()))
             else:
-                self._print(self._view.feed(message, self._clock_ms()))
+                self._print(SHOW[type(message)](self._view, message))
         except (BrokenPipeError, ValueError, OSError) as exc:
             self._closed = True
             logger.warning("renderer: output closed ({}); nothing more is printed", exc)
@@ -139,27 +139,21 @@ class RendererActor(SupervisedActor):
 
     def _json(self, message: Any) -> None:
         """NDJSON lines: run-format objects of a batch, the closing `runner.result`, or none."""
+        objects: list[dict[str, Any]] = []
         if isinstance(message, VerdictReached):
             head = {"verdict": message.verdict, "reason": message.reason}
             objects = [result_line({**head, "exit_code": message.exit_code, **message.summary})]
         elif isinstance(message, Tracked):
-            objects = self._run_objects(message)
-        else:
-            return
+            now_ms, root = self._clock_ms(), message.root_session_id
+            found = (
+                run_json(e, now_ms=now_ms, thinking=self._thinking, root_session_id=root)
+                for e in message.effects
+            )
+            objects = [obj for obj in found if obj is not None]
         if objects:
             text = "".join(dumps(obj) + "\n" for obj in objects)
             self._out.write(_redacted(text, self._redact))
             self._out.flush()
-
-    def _run_objects(self, message: Tracked) -> list[dict[str, Any]]:
-        """The `opencode run --format json` objects of one tracked batch."""
-        now_ms = self._clock_ms()
-        root = message.root_session_id
-        found = (
-            run_json(e, now_ms=now_ms, thinking=self._thinking, root_session_id=root)
-            for e in message.effects
-        )
-        return [obj for obj in found if obj is not None]
 
     def _print(self, outs: list[Out]) -> None:
         """Print view output: styled through rich, or bare text in plain mode."""
@@ -177,8 +171,7 @@ class RendererActor(SupervisedActor):
 def _redacted(text: str, secrets: tuple[str, ...]) -> str:
     """`text` with every secret (the server password, were a tool to print it) masked."""
     for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
+        text = text.replace(secret, "[redacted]")
     return text
 
 

@@ -61,6 +61,25 @@ def question(item: Any) -> list[Styled]:
     return [(text, "warning")]
 
 
+def notice(item: Any) -> list[Styled]:
+    """Notice: warnings and errors marked as such, anything else as plain text."""
+    if item.level == "warning":
+        return [(f"⚠ {item.text}", "warning")]
+    if item.level == "error":
+        return [(f"error: {item.text}", "error")]
+    return [(item.text, "text")]
+
+
+def dropped(item: Any) -> list[Styled]:
+    """StreamDropped: why, and how long until the reader retries."""
+    return [(f"· stream dropped ({item.reason}); retry in {item.retry_in:g}s", "dim")]
+
+
+def stream_failed(item: Any) -> list[Styled]:
+    """StreamFailed: the stream is gone for good."""
+    return [(f"error: event stream failed: {item.reason}", "error")]
+
+
 def session_error(error: dict[str, Any]) -> list[Styled]:
     """A `session.error`: `error: APIError (HTTP 500): message`, or `error: aborted`."""
     name = str(error.get("name") or "error")

@@ -2,10 +2,12 @@
 
 Theory of operation
 -------------------
-`TerminalView.feed(item, now_ms)` returns `Out` values: `Write` (inline text, no newline: the
-streamed deltas) and `Line` (a whole line). Styles are names; the renderer maps them to colours
-and plain output ignores them. Items are dispatched on their class name, because the records
-live in `messages`, which this pure layer does not import.
+Every public method of `TerminalView` returns `Out` values: `Write` (inline text, no newline:
+the streamed deltas) and `Line` (a whole line). Styles are names; the renderer maps them to
+colours and plain output ignores them. Tracker effects go to `effect`/`effects`, which dispatch
+on their type (`_EFFECTS`). Runner records and stream messages live in `messages`, which this
+pure layer does not import: each has a method of its own (`banner`, `notice`, `verdict`, ...)
+that reads it by attribute, and the renderer actor maps message types to those methods.
 
 Streaming. At most one text or reasoning part streams inline at a time: the first part to get
 a delta while none streams owns the line, deltas of other parts wait for their final text.
@@ -19,12 +21,22 @@ spaces per level) and every part in prefix mode (parallel phases) are printed on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from core import _view_records as records
-from core._tracker_effects import PartDelta, PartFinalized
+from core._tracker_effects import (
+    ChildSession,
+    PartDelta,
+    PartFinalized,
+    Passthrough,
+    PermissionAsked,
+    QuestionAsked,
+    SessionError,
+    StatusChanged,
+    Unknown,
+)
 from core._view_tools import compact, tool_lines
 
 __all__ = ["Line", "Out", "TerminalView", "Write"]
@@ -81,13 +93,14 @@ class TerminalView:
         self._col0 = True  # no inline line is open
         self._directory: str | None = None
 
-    def feed(self, item: Any, now_ms: int) -> list[Out]:
-        """The output for one effect, record, stream message or `Tracked` batch."""
-        name = type(item).__name__
-        if name == "Tracked":
-            return [out for effect in item.effects for out in self.feed(effect, now_ms)]
-        handler = _HANDLERS.get(name)
-        return handler(self, item, now_ms) if handler else []
+    def effect(self, effect: Any, now_ms: int) -> list[Out]:
+        """The output for one tracker effect (nothing for types the view does not show)."""
+        handler = _EFFECTS.get(type(effect))
+        return handler(self, effect, now_ms) if handler else []
+
+    def effects(self, effects: Iterable[Any], now_ms: int) -> list[Out]:
+        """The output for a batch of tracker effects, in order."""
+        return [out for effect in effects for out in self.effect(effect, now_ms)]
 
     def flush(self) -> list[Out]:
         """End an open inline line, if any."""
@@ -182,99 +195,102 @@ class TerminalView:
 
     # -- session events --------------------------------------------------------------------------
 
-    def _on_child(self, effect: Any, _now_ms: int) -> list[Out]:
+    def _on_child(self, effect: ChildSession, _now_ms: int) -> list[Out]:
         """A subagent's session joined the tree: indent its parts one level deeper."""
         self._depth[effect.session_id] = self._depth.get(effect.parent_id, 0) + 1
         title = effect.info.get("title") or effect.session_id
         return self._lines([(f"↳ subagent started: {title}", "step")], effect.session_id)
 
-    def _on_status(self, effect: Any, now_ms: int) -> list[Out]:
+    def _on_status(self, effect: StatusChanged, now_ms: int) -> list[Out]:
         """Only provider retries are shown; busy and idle are not news."""
         if effect.status.get("type") != "retry":
             return []
         return self._lines(records.retry(effect.status, now_ms), effect.session_id)
 
-    def _on_error(self, effect: Any, _now_ms: int) -> list[Out]:
+    def _on_error(self, effect: SessionError, _now_ms: int) -> list[Out]:
         """A session error, as an error line."""
         return self._lines(records.session_error(effect.error), effect.session_id)
 
-    def _on_unknown(self, effect: Any, _now_ms: int) -> list[Out]:
+    def _on_unknown(self, effect: Unknown, _now_ms: int) -> list[Out]:
         """An event the tracker does not know: one dim line (payload when verbose)."""
         return self._dim(f"· unknown event {effect.event_type or '(no type)'}", effect.event)
 
-    def _on_passthrough(self, effect: Any, _now_ms: int) -> list[Out]:
+    def _on_passthrough(self, effect: Passthrough, _now_ms: int) -> list[Out]:
         """Known events without a view of their own: a dim line in verbose mode only."""
         if not self.verbose or effect.event_type == "todo.updated":
             return []
         return self._dim(f"· {effect.event_type}")
 
-    def _on_asked(self, effect: Any, _now_ms: int) -> list[Out]:
+    def _on_asked(self, effect: PermissionAsked | QuestionAsked, _now_ms: int) -> list[Out]:
         """Permission and question requests: their answers are shown; the ask only if verbose."""
         if not self.verbose:
             return []
-        kind = "permission" if type(effect).__name__ == "PermissionAsked" else "question"
+        kind = "permission" if isinstance(effect, PermissionAsked) else "question"
         return self._dim(f"· {kind} asked", effect.request)
 
-    # -- runner records and stream messages ------------------------------------------------------
+    # -- runner records and stream messages (read by attribute: `messages` is out of reach) ------
 
-    def _on_phase(self, item: Any, _now_ms: int) -> list[Out]:
-        """The banner; also remembers the directory, to shorten paths in tool lines."""
+    def banner(self, item: Any) -> list[Out]:
+        """PhaseStarted: the banner; the directory is kept to shorten paths in tool lines."""
         self._directory = item.directory
         return self._lines(records.banner(item))
 
-    def _on_resynced(self, item: Any, _now_ms: int) -> list[Out]:
-        """A resync: dim when it recovered parts, a warning when it failed."""
+    def attempt(self, item: Any) -> list[Out]:
+        """AttemptStarted: the attempt line and its clipped prompt."""
+        return self._lines(records.attempt(item))
+
+    def prompt_sent(self, item: Any) -> list[Out]:
+        """PromptSent: the prompt was accepted, only worth a line in verbose mode."""
+        return self._dim(f"· prompt {item.number} sent") if self.verbose else []
+
+    def resynced(self, item: Any) -> list[Out]:
+        """Resynced: dim when it recovered parts, a warning when it failed."""
         if item.error:
             return self._lines([(f"⚠ resync after {item.reason} failed: {item.error}", "warning")])
         if item.recovered > 0 or self.verbose:
             return self._dim(f"· resync after {item.reason}: recovered {item.recovered} parts")
         return []
 
-    def _on_notice(self, item: Any, _now_ms: int) -> list[Out]:
-        """A runner notice, styled by level."""
-        styled = {
-            "warning": (f"⚠ {item.text}", "warning"),
-            "error": (f"error: {item.text}", "error"),
-        }
-        return self._lines([styled.get(item.level, (item.text, "text"))])
+    def permission(self, item: Any) -> list[Out]:
+        """PermissionAnswered: a warning, indented like the asking session."""
+        return self._lines(records.permission(item), item.session_id)
 
-    def _on_connected(self, item: Any, _now_ms: int) -> list[Out]:
-        """A reconnect is worth a dim line; the first connection only in verbose mode."""
+    def question(self, item: Any) -> list[Out]:
+        """QuestionRejected: a warning, indented like the asking session."""
+        return self._lines(records.question(item), item.session_id)
+
+    def notice(self, item: Any) -> list[Out]:
+        """Notice: a runner notice, styled by level."""
+        return self._lines(records.notice(item))
+
+    def connected(self, item: Any) -> list[Out]:
+        """StreamConnected: a reconnect is worth a dim line, the first one only if verbose."""
         if item.is_reconnect:
             return self._dim(f"· stream reconnected (connection {item.connection})")
         return self._dim("· stream connected") if self.verbose else []
 
-    def _on_prompt_sent(self, item: Any, _now_ms: int) -> list[Out]:
-        """The prompt was accepted: only worth a line in verbose mode."""
-        return self._dim(f"· prompt {item.number} sent") if self.verbose else []
+    def dropped(self, item: Any) -> list[Out]:
+        """StreamDropped: a dim line with the reason and the wait before the retry."""
+        return self._lines(records.dropped(item))
+
+    def stream_failed(self, item: Any) -> list[Out]:
+        """StreamFailed: an error line; the verdict follows."""
+        return self._lines(records.stream_failed(item))
+
+    def verdict(self, item: Any) -> list[Out]:
+        """VerdictReached: the verdict block."""
+        return self._lines(records.verdict(item))
 
 
-def _static(render: Callable[[Any], list[tuple[str, str]]]) -> Callable[..., list[Out]]:
-    """A handler printing `render(item)`, indented like the item's session."""
-    return lambda view, item, _now_ms: view._lines(render(item), getattr(item, "session_id", None))
-
-
-_HANDLERS: dict[str, Callable[[TerminalView, Any, int], list[Out]]] = {
-    "PartDelta": TerminalView._on_delta,
-    "PartFinalized": TerminalView._on_part,
-    "ChildSession": TerminalView._on_child,
-    "StatusChanged": TerminalView._on_status,
-    "SessionError": TerminalView._on_error,
-    "Unknown": TerminalView._on_unknown,
-    "Passthrough": TerminalView._on_passthrough,
-    "PermissionAsked": TerminalView._on_asked,
-    "QuestionAsked": TerminalView._on_asked,
-    "PhaseStarted": TerminalView._on_phase,
-    "Resynced": TerminalView._on_resynced,
-    "Notice": TerminalView._on_notice,
-    "StreamConnected": TerminalView._on_connected,
-    "PromptSent": TerminalView._on_prompt_sent,
-    "AttemptStarted": _static(records.attempt),
-    "PermissionAnswered": _static(records.permission),
-    "QuestionRejected": _static(records.question),
-    "VerdictReached": _static(records.verdict),
-    "StreamDropped": _static(
-        lambda item: [(f"· stream dropped ({item.reason}); retry in {item.retry_in:g}s", "dim")]
-    ),
-    "StreamFailed": _static(lambda item: [(f"error: event stream failed: {item.reason}", "error")]),
+# Effect type -> handler. Types not listed (MessageUpdated, SessionIdle) are not news.
+_EFFECTS: dict[type, Callable[[TerminalView, Any, int], list[Out]]] = {
+    PartDelta: TerminalView._on_delta,
+    PartFinalized: TerminalView._on_part,
+    ChildSession: TerminalView._on_child,
+    StatusChanged: TerminalView._on_status,
+    SessionError: TerminalView._on_error,
+    Unknown: TerminalView._on_unknown,
+    Passthrough: TerminalView._on_passthrough,
+    PermissionAsked: TerminalView._on_asked,
+    QuestionAsked: TerminalView._on_asked,
 }

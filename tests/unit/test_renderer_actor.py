@@ -5,16 +5,19 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from loguru import logger
 
-from actors.renderer import RendererActor
+from actors.renderer import SHOW, RendererActor
 from core.tracker import PartDelta, PartFinalized, StatusChanged, Tracker
+from core.view import TerminalView
 from messages.pipeline import Tracked
 from messages.records import Notice, PhaseStarted, VerdictReached
 from messages.stream import StreamDropped
+from runner.compose import RENDERER, ROUTES
 from tests.unit.test_view import capture_events, render_capture
 
 pytestmark = pytest.mark.timeout(30)
@@ -236,6 +239,35 @@ def test_renderer_unexpected_message_is_logged_not_fatal():
     assert out.getvalue() == "still here\n"
     assert len(seen) == 2
     assert "unexpected message {'surprise': True}" in seen[0]
+
+
+def test_renderer_shows_every_message_type_the_wiring_sends_it():
+    routed = {kind for kind, targets in ROUTES.items() if RENDERER in targets}
+    assert routed - {Tracked} == set(SHOW)
+    for method in SHOW.values():
+        assert getattr(TerminalView, method.__name__) is method
+        assert not method.__name__.startswith("_")
+
+
+def test_renderer_skips_a_look_alike_of_a_known_message():
+    @dataclass(frozen=True)
+    class Notice:  # same name and fields as the record, another type
+        level: str = "info"
+        text: str = "impostor"
+
+    seen: list[str] = []
+    sink = logger.add(lambda m: seen.append(m.record["message"]), level="WARNING")
+    logger.enable("actors")
+    try:
+        actor, out = start("plain")
+        actor.tell(Notice())
+        settle(actor)
+    finally:
+        logger.disable("actors")
+        logger.remove(sink)
+    assert out.getvalue() == ""
+    assert len(seen) == 1
+    assert "unexpected message" in seen[0]
 
 
 def test_renderer_rejects_unknown_mode():

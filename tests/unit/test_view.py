@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from actors.renderer import RendererActor
+from actors.renderer import SHOW, RendererActor
 from core._view_tools import plural
 from core.sse import SseDecoder, parse_event
 from core.tracker import (
@@ -18,6 +19,7 @@ from core.tracker import (
     PartFinalized,
     Passthrough,
     PermissionAsked,
+    QuestionAsked,
     SessionError,
     SessionIdle,
     StatusChanged,
@@ -59,9 +61,15 @@ PHASE = PhaseStarted(
 )
 
 
+def show(view: TerminalView, item: Any, now_ms: int = NOW) -> list[Any]:
+    """What `view` outputs for a message (routed as the renderer does) or a tracker effect."""
+    method = SHOW.get(type(item))
+    return method(view, item) if method else view.effect(item, now_ms)
+
+
 def feed_all(view: TerminalView, items: list[Any], now_ms: int = NOW) -> list[Any]:
     """Everything `view` outputs for `items`, in order."""
-    return [out for item in items for out in view.feed(item, now_ms)]
+    return [out for item in items for out in show(view, item, now_ms)]
 
 
 def delta(text: str, part_id: str = "prt_1", kind: str | None = "text", sid: str = ROOT) -> Any:
@@ -340,7 +348,7 @@ ITEM_CASES = [
     ("item", "expected"), [c[1:] for c in ITEM_CASES], ids=[c[0] for c in ITEM_CASES]
 )
 def test_view_item_renders_exact_lines(item, expected):
-    assert TerminalView().feed(item, NOW) == expected
+    assert show(TerminalView(), item) == expected
 
 
 VERBOSE_CASES = [
@@ -372,6 +380,11 @@ VERBOSE_CASES = [
         [Line('· permission asked {"permission":"bash"}', "dim")],
     ),
     (
+        "question_asked",
+        QuestionAsked(session_id=ROOT, request={"questions": []}),
+        [Line('· question asked {"questions":[]}', "dim")],
+    ),
+    (
         "unknown_part",
         final({"type": "hologram"}),
         [
@@ -389,7 +402,7 @@ VERBOSE_CASES = [
     ("item", "expected"), [c[1:] for c in VERBOSE_CASES], ids=[c[0] for c in VERBOSE_CASES]
 )
 def test_view_verbose_adds_dim_lines(item, expected):
-    assert TerminalView(verbose=True).feed(item, NOW) == expected
+    assert show(TerminalView(verbose=True), item) == expected
 
 
 # -- tools -------------------------------------------------------------------------------------
@@ -544,8 +557,8 @@ TOOL_CASES = [
 )
 def test_view_tool_renders_one_line_and_details(item, expected):
     view = TerminalView()
-    view.feed(PHASE, NOW)  # the banner's directory shortens paths
-    assert view.feed(item, NOW) == expected
+    view.banner(PHASE)  # the banner's directory shortens paths
+    assert view.effect(item, NOW) == expected
 
 
 # -- streaming -----------------------------------------------------------------------------------
@@ -554,7 +567,7 @@ def test_view_tool_renders_one_line_and_details(item, expected):
 def test_view_streamed_prefix_writes_remainder_and_ends_line():
     view = TerminalView()
     outs = [
-        view.feed(x, NOW) for x in (delta("Hello"), delta(" world"), text_final("Hello world!"))
+        view.effect(x, NOW) for x in (delta("Hello"), delta(" world"), text_final("Hello world!"))
     ]
     assert outs == [
         [Write("Hello", "text")],
@@ -576,7 +589,7 @@ def test_view_streamed_text_ending_in_newline_adds_no_blank_line():
 
 def test_view_nothing_streamed_prints_final_text_as_lines():
     view = TerminalView()
-    assert view.feed(text_final("one\ntwo\n\nthree\n"), NOW) == [
+    assert view.effect(text_final("one\ntwo\n\nthree\n"), NOW) == [
         Line("one"),
         Line("two"),
         Line(""),
@@ -619,13 +632,13 @@ def test_view_second_part_waits_for_its_final_while_first_streams():
 
 
 def test_view_empty_final_text_prints_nothing():
-    assert TerminalView().feed(text_final("  \n"), NOW) == []
+    assert TerminalView().effect(text_final("  \n"), NOW) == []
 
 
 def test_view_delta_of_untyped_part_is_not_streamed():
     view = TerminalView()
-    assert view.feed(delta("x", kind=None), NOW) == []
-    assert view.feed(text_final("xyz"), NOW) == [Line("xyz")]
+    assert view.effect(delta("x", kind=None), NOW) == []
+    assert view.effect(text_final("xyz"), NOW) == [Line("xyz")]
 
 
 def test_view_reasoning_hidden_without_thinking():
@@ -647,7 +660,7 @@ def test_view_reasoning_streams_with_label_when_thinking():
 
 def test_view_reasoning_not_streamed_is_one_labelled_line():
     view = TerminalView(thinking=True)
-    assert view.feed(text_final("a\nb", kind="reasoning"), NOW) == [
+    assert view.effect(text_final("a\nb", kind="reasoning"), NOW) == [
         Line("thinking: a", "reasoning"),
         Line("b", "reasoning"),
     ]
@@ -655,14 +668,28 @@ def test_view_reasoning_not_streamed_is_one_labelled_line():
 
 def test_view_flush_ends_open_line_once():
     view = TerminalView()
-    view.feed(delta("partial"), NOW)
+    view.effect(delta("partial"), NOW)
     assert view.flush() == [Write("\n", "text")]
     assert view.flush() == []
 
 
+def test_view_dispatches_effects_on_their_type_not_their_name():
+    @dataclass(frozen=True)
+    class PartDelta:  # a look-alike of the tracker's effect, from somewhere else
+        session_id: str = ROOT
+        message_id: str = "msg_1"
+        part_id: str = "prt_1"
+        part_type: str = "text"
+        delta: str = "Hi"
+
+    view = TerminalView()
+    assert view.effect(PartDelta(), NOW) == []
+    assert view.effect(delta("Hi"), NOW) == [Write("Hi")]
+
+
 def test_view_tracked_batch_is_unpacked_in_order():
     batch = Tracked(root_session_id=ROOT, effects=(delta("Hi"), text_final("Hi!")))
-    assert TerminalView().feed(batch, NOW) == [Write("Hi"), Write("!"), Write("\n")]
+    assert TerminalView().effects(batch.effects, NOW) == [Write("Hi"), Write("!"), Write("\n")]
 
 
 # -- child sessions and prefix mode --------------------------------------------------------------
@@ -740,7 +767,7 @@ def test_view_verdict_block_with_summary_figures():
             "result": "runs/readme.result.json",
         },
     )
-    assert TerminalView().feed(verdict, NOW) == [
+    assert TerminalView().verdict(verdict) == [
         Line("━━ verdict: done (exit 0)", "verdict.ok"),
         Line("   finished with stop; checks passed"),
         Line("   2 attempts · 2,000 in / 150 out · $0.0125 · 12.3s", "dim"),
@@ -751,7 +778,7 @@ def test_view_verdict_block_with_summary_figures():
 
 def test_view_verdict_block_bad_without_summary_in_prefix_mode():
     verdict = VerdictReached(verdict="stalled", reason="no progress for 10m", exit_code=2)
-    assert TerminalView(prefix="b").feed(verdict, NOW) == [
+    assert TerminalView(prefix="b").verdict(verdict) == [
         Line("[b] ━━ verdict: stalled (exit 2)", "verdict.bad"),
         Line("[b]    no progress for 10m"),
     ]
@@ -759,8 +786,8 @@ def test_view_verdict_block_bad_without_summary_in_prefix_mode():
 
 def test_view_verdict_ends_an_open_line_first():
     view = TerminalView()
-    view.feed(delta("cut"), NOW)
-    outs = view.feed(VerdictReached(verdict="failed", reason="x", exit_code=1), NOW)
+    view.effect(delta("cut"), NOW)
+    outs = view.verdict(VerdictReached(verdict="failed", reason="x", exit_code=1))
     assert outs[0] == Write("\n", "text")
     assert outs[1] == Line("━━ verdict: failed (exit 1)", "verdict.bad")
 
