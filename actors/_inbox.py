@@ -50,6 +50,7 @@ class Inbox:
         self._lost_marker: Any = None
         self._marker_queued = False
         self._dropped = 0
+        self.dropped_total = 0
         self._closed = False
         self._stopped: threading.Event | None = None
         self.name = "actor"
@@ -124,6 +125,7 @@ class Inbox:
 
     def _drop(self) -> None:
         self._dropped += 1
+        self.dropped_total += 1
         if self._lost_marker is not None and not self._marker_queued:
             self._marker_queued = True
             self._items.append((_Letter(self._lost_marker), 0))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
@@ -68,3 +69,31 @@ def start_ticker(
     thread = threading.Thread(target=tick, name=f"ticker-{type(message).__name__}", daemon=True)
     thread.start()
     return thread
+
+
+def stop_actors(refs: Iterable[pykka.ActorRef], timeout: float) -> None:
+    """Stop actors one by one (in the order given), each within `timeout`; never raises.
+
+    Producers blocked on a full inbox are released first, so no stop waits behind them."""
+    refs = list(refs)
+    for ref in refs:
+        ref.actor_inbox.close()
+    for ref in refs:
+        stop_actor(ref, timeout)
+
+
+def stop_actor(ref: pykka.ActorRef, timeout: float) -> bool:
+    """Stop one actor within `timeout`, logging the outcome; True if it stopped."""
+    name = ref.actor_class.__name__
+    started = time.monotonic()
+    try:
+        stopped = ref.stop(timeout=timeout)
+    except pykka.Timeout:
+        logger.warning("{} did not stop within {:g}s", name, timeout)
+        return False
+    except Exception:
+        logger.exception("{} failed while stopping", name)
+        return False
+    elapsed = time.monotonic() - started
+    logger.debug("{} {} ({:.3f}s)", name, "stopped" if stopped else "was already gone", elapsed)
+    return True

@@ -1,25 +1,34 @@
 """ResponderActor: answers every permission request and question of the session tree.
 
 A headless run has nobody to ask: permissions get the phase policy's answer (reject with a
-feedback message by default, so the agent carries on), questions are dismissed. Each answer
-is published as a record (a visible warning, a transcript line, an entry in the result).
-Replies go out on the actor's worker thread; each request is answered once.
+feedback message by default, so the agent carries on), questions are dismissed. This actor is
+the one place a permission is decided. The decision is published at once, before the reply is
+sent: the termination policy counts a rejection from that record, and since the session can
+only go idle after the server has our reply, the record always reaches it before that idle.
+Replies go out on the actor's worker thread, each request once, retried with tenacity on
+transient errors (server unreachable, timeout, 5xx); a reply that still fails is published
+again with its error (a visible error line, a transcript record).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+import tenacity
 from loguru import logger
 
 from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
+from core.errors import RequestTimeoutError, ServerUnreachableError, UpstreamHTTPError
 from core.permissions import PermissionPolicy, decide, describe
 from core.tracker import PermissionAsked, QuestionAsked
 from messages.pipeline import Tracked
 from messages.records import PermissionAnswered, QuestionRejected
+
+REPLY_ATTEMPTS = 4
 
 
 class ResponderActor(SupervisedActor):
@@ -31,12 +40,14 @@ class ResponderActor(SupervisedActor):
         client: OpencodeClient,
         policy: PermissionPolicy,
         publish: Callable[[Any], None],
+        retry_wait: tenacity.wait.wait_base | None = None,
         report: Report | None = None,
     ) -> None:
         super().__init__(report=report)
         self._client = client
         self._policy = policy
         self._publish = publish
+        self._wait = retry_wait or tenacity.wait_exponential(multiplier=0.25, max=2.0)
         self._answered: set[str] = set()
         self._worker = Worker("responder")
 
@@ -68,27 +79,26 @@ class ResponderActor(SupervisedActor):
             return
         decision = decide(self._policy, effect.request)
         name, patterns = describe(effect.request)
-        session_id = effect.session_id
+        answer = PermissionAnswered(
+            session_id=effect.session_id,
+            request_id=request_id,
+            permission=name,
+            patterns=patterns,
+            reply=decision.reply,
+            message=decision.message,
+        )
+        self._publish(answer)  # before the reply: see the module docstring
 
         def reply() -> Any:
             return self._client.reply_permission(
-                request_id, decision.reply, session_id=session_id, message=decision.message
+                request_id, decision.reply, session_id=effect.session_id, message=decision.message
             )
 
         def done(_: Any, error: BaseException | None) -> None:
-            self._publish(
-                PermissionAnswered(
-                    session_id=session_id,
-                    request_id=request_id,
-                    permission=name,
-                    patterns=patterns,
-                    reply=decision.reply,
-                    message=decision.message,
-                    error=None if error is None else str(error),
-                )
-            )
+            if error is not None:
+                self._publish(_with_error(answer, error))
 
-        self._worker.submit(reply, done)
+        self._worker.submit(self._retrying(reply), done)
 
     def _question(self, effect: QuestionAsked) -> None:
         request_id = str(effect.request.get("id", ""))
@@ -109,5 +119,28 @@ class ResponderActor(SupervisedActor):
                 )
             )
 
-        self._worker.submit(lambda: self._client.reject_question(request_id), done)
+        self._worker.submit(self._retrying(lambda: self._client.reject_question(request_id)), done)
         logger.debug("rejecting question {}", request_id)
+
+    def _retrying(self, call: Callable[[], Any]) -> Callable[[], Any]:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_transient),
+            stop=tenacity.stop_after_attempt(REPLY_ATTEMPTS),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=lambda state: logger.debug(
+                "reply failed ({}); trying again", state.outcome.exception()
+            ),
+        )
+        return lambda: retrying(call)
+
+
+def _transient(error: BaseException) -> bool:
+    """Worth another try: the server did not answer, or failed on its side."""
+    if isinstance(error, ServerUnreachableError | RequestTimeoutError):
+        return True
+    return isinstance(error, UpstreamHTTPError) and (error.status >= 500 or error.status == 429)
+
+
+def _with_error(answer: PermissionAnswered, error: BaseException) -> PermissionAnswered:
+    return replace(answer, error=str(error))

@@ -59,6 +59,7 @@ class _Exited:
 # opencode servers sharing a fresh data folder race to create its database ("database is
 # locked" or a failed migration query, exit 1): a start that fails that way is tried again.
 MAX_RESPAWNS = 2
+HURRIED_GRACE = 0.5
 
 
 class ServerActor(pykka.ThreadingActor):
@@ -85,6 +86,8 @@ class ServerActor(pykka.ThreadingActor):
         self._quit = threading.Event()
         self._timer: threading.Timer | None = None
         self._respawns = 0
+        self._grace = spec.stop_grace
+        self._abort_on_stop = True
 
     def on_start(self) -> None:
         """Spawn the server (or probe the attached one); failures become `ServerFailed`."""
@@ -138,6 +141,12 @@ class ServerActor(pykka.ThreadingActor):
                 pass  # late news after failure, stop or readiness
             case _:
                 logger.warning("ServerActor ignored unexpected message {!r}", message)
+
+    def hurry(self) -> None:
+        """The next stop is an interrupt's: no abort sweep, half a second of grace (opencode
+        ignores SIGTERM while it installs its configuration's dependencies)."""
+        self._grace = min(self._grace, HURRIED_GRACE)
+        self._abort_on_stop = False
 
     def on_stop(self) -> None:
         """Abort busy sessions, stop the process group, report `ServerStopped`."""
@@ -205,10 +214,10 @@ class ServerActor(pykka.ThreadingActor):
         code = None
         if proc is not None:
             try:
-                if self._ready and proc.poll() is None:
+                if self._ready and self._abort_on_stop and proc.poll() is None:
                     self._abort_busy_sessions()
             finally:
-                code = _process.terminate_group(proc, self._spec.stop_grace)
+                code = _process.terminate_group(proc, self._grace)
                 strays = _process.kill_marked(self._password)
             logger.debug("opencode pid {} stopped with {} ({} strays)", proc.pid, code, strays)
         if self._log is not None:

@@ -2,7 +2,7 @@
 
 On `RequestSync` it reads `GET /session/status` and `GET /session/{id}/message` for each
 session of the tree (the root's messages only after the attempt's baseline, so a resumed
-attempt never replays history) and replies with one `SnapshotFetched`. Failures are
+attempt never replays history) and publishes one `SnapshotFetched` (for the tracker). Failures are
 reported in the reply, never raised: the tracker must release a held idle either way.
 """
 
@@ -32,13 +32,13 @@ class SyncActor(SupervisedActor):
         *,
         client: OpencodeClient,
         root_session_id: str,
-        reply_to: Callable[[SnapshotFetched], None],
+        publish: Callable[[Any], None],
         report: Report | None = None,
     ) -> None:
         super().__init__(report=report)
         self._client = client
         self._root = root_session_id
-        self._reply_to = reply_to
+        self._publish = publish
         self._baseline: str | None = None
         self._worker = Worker("sync")
 
@@ -51,7 +51,7 @@ class SyncActor(SupervisedActor):
                 baseline = self._baseline
                 self._worker.submit(
                     lambda: self._fetch(message, baseline),
-                    lambda result, error: self._reply_to(result or self._failed(message, error)),
+                    lambda result, error: self._publish(result or self._failed(message, error)),
                 )
             case _:
                 logger.warning("SyncActor ignored unexpected message {!r}", message)

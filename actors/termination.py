@@ -1,10 +1,10 @@
 """TerminationActor: drives a phase's prompts and decides when it is over.
 
-A thin shell around the pure `Policy`: it feeds the policy tracked effects, permission
-answers and clock ticks, and performs the effects it returns on a worker thread: sending a
-prompt (baseline first, so resyncs and the policy ignore history; a timed-out POST is checked
-against the snapshot before anything is sent again), running the `done` checks, aborting the
-session. The verdict is published as `VerdictReached` with the attempts for the result.
+A thin shell around the pure `Policy`: it feeds it tracked effects, permission answers and
+`Tick`s (every 0.25 s, so an interrupt's 0.5 s grace ends on time; tests pass `tick=None` and
+tell them), and performs its effects on worker threads: a prompt (baseline first; a timed-out
+POST is checked against the snapshot before it is sent again), the `done` checks, the abort.
+Its decision goes out as `Concluded`, which the supervisor makes the phase's verdict.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,10 @@ from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
 from core.errors import RequestTimeoutError
-from core.termination import Abort, Conclude, Policy, RunChecks, SendPrompt
+from core.termination import Abort, Conclude, Policy, RunChecks, SendPrompt, prompt_arrived
+from messages.control import Begin, Concluded, EndPhase, Tick
 from messages.pipeline import SetBaseline, Tracked
-from messages.records import AttemptStarted, Notice, PromptSent, VerdictReached
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Begin:
-    """The stream is connected: send the first prompt."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndPhase:
-    """Something outside the session ended the phase (server died, stream lost, interrupt)."""
-
-    verdict: str
-    reason: str
+from messages.records import AttemptStarted, Notice, PermissionAnswered, PromptSent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,11 +36,6 @@ class PromptOptions:
     model: str | None = None
     agent: str | None = None
     variant: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Tick:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +59,7 @@ class TerminationActor(SupervisedActor):
         sync: Callable[[Any], None],
         publish: Callable[[Any], None],
         clock: Callable[[], float] = time.monotonic,
-        tick: float | None = 0.5,
+        tick: float | None = 0.25,
         report: Report | None = None,
     ) -> None:
         super().__init__(report=report)
@@ -98,7 +81,7 @@ class TerminationActor(SupervisedActor):
     def on_start(self) -> None:
         """Start the ticker that drives timeouts."""
         if self._tick is not None:
-            start_ticker(self.actor_ref, _Tick(), self._tick, self._stopped)
+            start_ticker(self.actor_ref, Tick(), self._tick, self._stopped)
 
     def on_stop(self) -> None:
         """End the helper threads."""
@@ -126,30 +109,29 @@ class TerminationActor(SupervisedActor):
                 self._perform(self._policy.start(now))
             case EndPhase(verdict=verdict, reason=reason):
                 self._perform(self._policy.external_failure(verdict, reason, now))
-            case _Tick():
+            case Tick():
                 self._perform(self._policy.tick(now))
+            case PermissionAnswered() as answer:
+                # Told by the responder before it sends the reply the session waits for, so before
+                # any idle that follows (it must still pass reader, tracker, sync): it counts first.
+                self._policy.permission_answered(
+                    request_id=answer.request_id,
+                    reply=answer.reply,
+                    permission=answer.permission,
+                    patterns=answer.patterns,
+                    session_id=answer.session_id,
+                )
             case _Outcome():
                 self._on_outcome(message, now)
             case _:
                 pass  # the pipeline's other records concern the renderer and the transcript
 
-    def policy_state(self) -> str:
-        """The policy's state (for tests and the supervisor)."""
-        return self._policy.state
-
-    # -- performing effects ----------------------------------------------------------------------
-
     def _perform(self, effects: list[Any]) -> None:
         for effect in effects:
             match effect:
-                case SendPrompt():
+                case SendPrompt(number=number, kind=kind, text=text, reason=reason):
                     self._publish(
-                        AttemptStarted(
-                            number=effect.number,
-                            kind=effect.kind,
-                            prompt=effect.text,
-                            reason=effect.reason,
-                        )
+                        AttemptStarted(number=number, kind=kind, prompt=text, reason=reason)
                     )
                     self._submit(lambda e=effect: self._send(e), "sent")
                 case RunChecks():
@@ -157,22 +139,20 @@ class TerminationActor(SupervisedActor):
                 case Abort(reason=reason):
                     self._publish(Notice(level="warning", text=f"aborting the session: {reason}"))
                     self._commands.kill()  # a check still running is moot now
-                    self._submit(
-                        lambda: self._client.abort(self._policy.session_id),
-                        "aborted",
-                        worker=self._aborter,
+                    self._submit(self._abort_session, "aborted", self._aborter)
+                case Conclude(verdict=verdict, reason=reason, exit_code=code):
+                    summary = self.summary()
+                    self._publish(
+                        Concluded(verdict=verdict, reason=reason, exit_code=code, summary=summary)
                     )
-                case Conclude():
-                    self._publish(self._verdict(effect))
 
     def _on_outcome(self, outcome: _Outcome, now: float) -> None:
         match outcome.kind:
             case "baseline":
                 self._perform(self._policy.baseline_taken(outcome.value, now))
             case "sent":
-                number = len(self._policy.attempts)
-                baseline = self._policy.attempts[-1].baseline if number else None
-                self._publish(PromptSent(number=number, baseline=baseline))
+                attempt = self._policy.attempts[-1]
+                self._publish(PromptSent(number=attempt.number, baseline=attempt.baseline))
             case "sent_failed":
                 self._perform(self._policy.prompt_failed(str(outcome.value), now))
             case "checked":
@@ -186,10 +166,8 @@ class TerminationActor(SupervisedActor):
 
     def _submit(self, call: Callable[[], Any], kind: str, worker: Worker | None = None) -> None:
         def done(result: Any, error: BaseException | None) -> None:
-            if error is None:
-                tell_quietly(self.actor_ref, _Outcome(kind, result))
-            else:
-                tell_quietly(self.actor_ref, _Outcome(f"{kind}_failed", error))
+            outcome = _Outcome(kind, result) if error is None else _Outcome(f"{kind}_failed", error)
+            tell_quietly(self.actor_ref, outcome)
 
         (worker or self._worker).submit(call, done)
 
@@ -201,26 +179,16 @@ class TerminationActor(SupervisedActor):
         baseline = latest[-1]["info"]["id"] if latest else None
         self._sync(SetBaseline(message_id=baseline))
         tell_quietly(self.actor_ref, _Outcome("baseline", baseline))
-        options = {
-            "model": self._options.model,
-            "agent": self._options.agent,
-            "variant": self._options.variant,
-        }
+        options = asdict(self._options)  # model, agent, variant
         try:
             self._client.prompt_async(session_id, effect.text, **options)
         except RequestTimeoutError:
-            if not self._prompt_arrived(effect.text, baseline):
+            recent = self._client.messages(session_id, limit=5)
+            if not prompt_arrived(recent, effect.text, baseline):
                 self._client.prompt_async(session_id, effect.text, **options)
 
-    def _prompt_arrived(self, text: str, baseline: str | None) -> bool:
-        """After a timed-out POST: did the server create our user message anyway?"""
-        for message in self._client.messages(self._policy.session_id, limit=5):
-            info = message.get("info", {})
-            newer = baseline is None or str(info.get("id", "")) > baseline
-            texts = [p.get("text") for p in message.get("parts", ()) if p.get("type") == "text"]
-            if newer and info.get("role") == "user" and text in texts:
-                return True
-        return False
+    def _abort_session(self) -> bool:
+        return self._client.abort(self._policy.session_id)
 
     def _check(self) -> tuple[tuple[tuple[str, str], ...], bool]:
         report = run_checks(self._directory, self._criteria, self._artifacts, self._commands)
@@ -229,16 +197,4 @@ class TerminationActor(SupervisedActor):
 
     def summary(self) -> dict[str, Any]:
         """The attempts so far and the rejected permissions (for the result, whatever ends it)."""
-        policy = self._policy
-        return {
-            "attempts": [attempt.as_dict() for attempt in policy.attempts],
-            "rejected_permissions": list(policy.rejected_permissions),
-        }
-
-    def _verdict(self, conclusion: Conclude) -> VerdictReached:
-        return VerdictReached(
-            verdict=conclusion.verdict,
-            reason=conclusion.reason,
-            exit_code=conclusion.exit_code,
-            summary=self.summary(),
-        )
+        return self._policy.summary()

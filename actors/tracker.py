@@ -1,57 +1,67 @@
-"""TrackerActor: turns batches of raw events into tracked effects for one phase's session tree.
+"""TrackerActor: turns the stream into tracked effects for one phase's session tree.
 
 Thin shell around the pure `Tracker` (part versions, finalisation, session tree) and
-`SyncGate` (idle held until its resync). It forwards one `Tracked` per batch to every
-downstream consumer (renderer, transcript, termination, permission responder) and asks the
-sync actor for snapshots on reconnects and idles.
+`SyncGate` (idle held until its resync). It is the phase's only producer of the stream: it
+publishes one `Tracked` per batch and passes the stream's news on in order with them. It asks
+for a resync on a reconnect, when its inbox dropped batches (`EventsLost`: the runner fell
+behind), and one last time when the stream failed for good; after that final resync it ends
+the phase (`EndPhase`), so nothing the server still holds is lost from the verdict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
 
 from actors._supervised import Report, SupervisedActor
-from core.sync_gate import GateOutput, SyncGate
+from core.sync_gate import FINAL, GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker
+from messages.control import EndPhase
 from messages.pipeline import RequestSync, SnapshotFetched, Tracked
-from messages.records import Resynced
-from messages.stream import EventsReceived, StreamConnected
-
-Consumer = Callable[[Any], None]
+from messages.records import Notice, Resynced
+from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
 
 class TrackerActor(SupervisedActor):
-    """Tracks one root session and its children; emits `Tracked` batches in stream order."""
+    """Tracks one root session and its children; publishes `Tracked` batches in stream order."""
 
     def __init__(
         self,
         *,
         root_session_id: str,
-        downstream: Sequence[Consumer],
-        request_sync: Consumer,
+        publish: Callable[[Any], None],
         report: Report | None = None,
     ) -> None:
         super().__init__(report=report)
         self._root = root_session_id
         self._tracker = Tracker(root_session_id)
         self._gate = SyncGate(root_session_id)
-        self._downstream = tuple(downstream)
-        self._request_sync = request_sync
+        self._publish = publish
+        self._failed: StreamFailed | None = None
 
     def on_receive(self, message: Any) -> None:
-        """Batches from the reader, reconnects, and snapshots from the sync actor."""
+        """Batches and news from the stream, and snapshots from the sync actor."""
         match message:
-            case EventsReceived(events=events):
-                self._on_events(events)
-            case StreamConnected() if message.is_reconnect:
-                self._act(self._gate.on_reconnect(), raw=())
+            case EventsReceived():
+                self._on_events(message)
+            case EventsLost():
+                self._on_lost()
             case StreamConnected():
-                pass
+                self._publish(message)
+                if message.is_reconnect:
+                    self._act(self._gate.on_reconnect())
+            case StreamDropped():
+                self._publish(message)
+            case StreamFailed() if self._failed is None:
+                self._failed = message
+                self._publish(message)
+                self._act(self._gate.on_stream_failed())
             case SnapshotFetched():
                 self._on_snapshot(message)
+            case StreamFailed():
+                pass
             case _:
                 logger.warning("TrackerActor ignored unexpected message {!r}", message)
 
@@ -59,16 +69,23 @@ class TrackerActor(SupervisedActor):
         """The session tree (for `ask` by the supervisor and tests)."""
         return self._tracker.session_ids
 
-    def _on_events(self, events: tuple[dict[str, Any], ...]) -> None:
+    def _on_events(self, batch: EventsReceived) -> None:
         effects: list[Any] = []
         raw: list[dict[str, Any]] = []
-        for event in events:
+        for event in batch.events:
             produced = self._tracker.apply(event)
             if produced or _session_of(event) in self._tracker.session_ids:
                 raw.append(event)
                 effects.extend(produced)
         if raw:
-            self._act(self._gate.on_effects(effects), raw=tuple(raw))
+            self._act(self._gate.on_effects(effects), raw=tuple(raw), size=batch.size)
+
+    def _on_lost(self) -> None:
+        dropped = self.actor_inbox.take_dropped()
+        logger.warning("tracker fell behind: {} batch(es) dropped; resyncing", dropped)
+        text = f"the runner fell behind the stream ({dropped} batch(es) skipped); resyncing"
+        self._publish(Notice(level="warning", text=text))
+        self._act(self._gate.on_lost())
 
     def _on_snapshot(self, message: SnapshotFetched) -> None:
         effects: list[Any] = []
@@ -81,18 +98,20 @@ class TrackerActor(SupervisedActor):
             message.reason, effects, root_idle=message.root_idle, new_messages=new_messages
         )
         self._publish(Resynced(reason=message.reason, recovered=recovered, error=message.error))
-        self._act(out, raw=())
+        self._act(out)
+        if message.reason == FINAL and self._failed is not None:
+            reason = self._failed.reason
+            if not reason.startswith("event stream"):
+                reason = f"event stream lost: {reason}"
+            self._publish(EndPhase(verdict="failed", reason=reason))
 
-    def _act(self, out: GateOutput, *, raw: tuple[dict[str, Any], ...]) -> None:
+    def _act(self, out: GateOutput, *, raw: tuple[dict[str, Any], ...] = (), size: int = 0) -> None:
         if out.forward or raw:
-            self._publish(Tracked(root_session_id=self._root, effects=tuple(out.forward), raw=raw))
+            effects = tuple(out.forward)
+            self._publish(Tracked(root_session_id=self._root, effects=effects, raw=raw, size=size))
         if out.request_sync is not None:
             sessions = tuple(sorted(self._tracker.session_ids))
-            self._request_sync(RequestSync(session_ids=sessions, reason=out.request_sync))
-
-    def _publish(self, message: Any) -> None:
-        for consumer in self._downstream:
-            consumer(message)
+            self._publish(RequestSync(session_ids=sessions, reason=out.request_sync))
 
 
 def _session_of(event: dict[str, Any]) -> str | None:

@@ -4,6 +4,7 @@ The first line is a header (runner and opencode versions, phase, session id); th
 per raw SSE event of the session tree, as received, and one `runner.<record>` line per
 lifecycle record (attempt started, prompt sent, reconnect, resync, permission answered,
 verdict). Every line is flushed as it is written, so a killed runner leaves a readable file.
+The `TranscriptActor` alone owns the file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from loguru import logger
 
 from actors._supervised import Report, SupervisedActor
 from messages.pipeline import Tracked
+from messages.records import PhaseStarted
 
 RUNNER_VERSION = "0.1.0"
 
@@ -26,12 +28,11 @@ RUNNER_VERSION = "0.1.0"
 class TranscriptWriter:
     """Appends JSON lines to one file, flushing each."""
 
-    def __init__(self, path: str, header: dict[str, Any], *, redact: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: str, *, redact: tuple[str, ...] = ()) -> None:
         self.path = path
         self._redact = tuple(secret for secret in redact if secret)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._file: TextIO | None = open(path, "w", encoding="utf-8")  # noqa: SIM115
-        self.write({"type": "runner.header", "runner_version": RUNNER_VERSION, **header})
 
     def write(self, line: dict[str, Any]) -> None:
         """One JSON object, one line, flushed."""
@@ -43,6 +44,10 @@ class TranscriptWriter:
                 text = text.replace(secret, "[redacted]")
         self._file.write(text + "\n")
         self._file.flush()
+
+    def header(self, fields: dict[str, Any]) -> None:
+        """The first line."""
+        self.write({"type": "runner.header", "runner_version": RUNNER_VERSION, **fields})
 
     def record(self, message: Any) -> None:
         """A runner message as a `runner.<snake_name>` line."""
@@ -57,14 +62,37 @@ class TranscriptWriter:
 
 
 class TranscriptActor(SupervisedActor):
-    """Writes what the pipeline reports to the transcript, as it arrives."""
+    """Owns the transcript file: opens it at start, writes what the phase reports as it
+    arrives, closes it at stop. The header is written with the first message, completed by the
+    banner (`PhaseStarted`: session and server version) when the phase got that far."""
 
-    def __init__(self, *, writer: TranscriptWriter, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        path: str,
+        header: dict[str, Any],
+        redact: tuple[str, ...] = (),
+        report: Report | None = None,
+    ) -> None:
         super().__init__(report=report)
-        self._writer = writer
+        self._path = path
+        self._header: dict[str, Any] | None = {"session_id": None, **header}
+        self._redact = redact
+        self._writer: TranscriptWriter | None = None
+
+    def on_start(self) -> None:
+        """Open (and truncate) the file."""
+        try:
+            self._writer = TranscriptWriter(self._path, redact=self._redact)
+        except OSError as exc:
+            logger.error("cannot write the transcript {}: {}", self._path, exc.strerror)
 
     def on_receive(self, message: Any) -> None:
         """Raw events of `Tracked` batches verbatim; any other dataclass as a record."""
+        if self._writer is None:
+            return
+        if self._header is not None:
+            self._write_header(message)
         match message:
             case Tracked(raw=raw):
                 for event in raw:
@@ -75,8 +103,28 @@ class TranscriptActor(SupervisedActor):
                 logger.warning("TranscriptActor ignored unexpected message {!r}", message)
 
     def on_stop(self) -> None:
-        """Leave the file open: its owner writes the verdict last, then closes it."""
+        """Close the file: nothing is written after the actor."""
+        if self._writer is not None:
+            self._writer.close()
         super().on_stop()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """Close the file even when a write raised."""
+        if self._writer is not None:
+            self._writer.close()
+        super().on_failure(exception_type, exception_value, traceback)
+
+    def _write_header(self, first: Any) -> None:
+        header, self._header = self._header or {}, None
+        if isinstance(first, PhaseStarted):
+            header.update(
+                session_id=first.session_id,
+                opencode_version=first.server_version,
+                label=first.label,
+                directory=first.directory,
+            )
+        assert self._writer is not None
+        self._writer.header(header)
 
 
 def record_type(message: Any) -> str:

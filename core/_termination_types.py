@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core._termination_text import describe_error
+
 FinishClass = Literal["ok", "cut", "failure"]
 OK_FINISHES = frozenset({"stop", "end_turn"})
 FAILURE_FINISHES = frozenset({"length", "max_tokens", "content-filter", "content_filter", "error"})
@@ -18,6 +20,8 @@ EXIT_CODES = {
     "interrupted": 130,
 }
 ABORT_GRACE = 10.0
+# Ctrl-C must end the phase within about a second whatever opencode does with the abort.
+INTERRUPT_GRACE = 0.5
 # opencode records these finishes as message errors; they are the `failure` class, not a
 # provider failure: the checks run and a resume follows.
 FAILURE_ERRORS = {"MessageOutputLengthError": "length", "ContentFilterError": "content-filter"}
@@ -94,6 +98,41 @@ class Attempt:
     retries: int = 0
     error: str | None = None
     baseline: str | None = None
+    # What the turn showed so far: only an attempt that showed life is ended by an idle.
+    alive: bool = False
+    latest: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None
+
+    def newer(self, message_id: Any) -> bool:
+        """Is the message newer than the attempt's baseline (not history)?"""
+        return self.baseline is None or str(message_id or "") > self.baseline
+
+    def end(self, now: float) -> bool:
+        """Close the attempt on its last message; True when a provider error failed it."""
+        latest = self.latest or {}
+        self.ended_at = now
+        self.finish = latest.get("finish")
+        error = self.last_error or latest.get("error")
+        name = error.get("name") if error else None
+        if name in FAILURE_ERRORS:  # the model ran out of room or was filtered: resume
+            self.finish = self.finish or FAILURE_ERRORS[name]
+            self.error = describe_error(error)
+        elif error and name != "MessageAbortedError":  # an abort of ours is no provider error
+            self.error = describe_error(error)
+            return True
+        return False
+
+    def count_step(self, part: dict[str, Any]) -> None:
+        """Add a finished step's tokens and cost."""
+        self.steps += 1
+        self.cost += float(part.get("cost") or 0)
+        tokens = part.get("tokens") or {}
+        for key in ("input", "output", "reasoning"):
+            self.tokens[key] = self.tokens.get(key, 0) + int(tokens.get(key) or 0)
+        cache = tokens.get("cache") or {}
+        for key in ("read", "write"):
+            name = f"cache_{key}"
+            self.tokens[name] = self.tokens.get(name, 0) + int(cache.get(key) or 0)
 
     def as_dict(self) -> dict[str, Any]:
         """The attempt as the result JSON shows it."""

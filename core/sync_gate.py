@@ -8,7 +8,9 @@ dropped (opencode sends idle two or three times). When the snapshot of that sync
 merged, its effects are forwarded, then the held idle. A reconnect requests a "reconnect"
 sync; if its snapshot shows the root idle with new messages, the idle itself may have been
 lost in the drop, so one is synthesised. A failed sync still releases the idle: a phase must
-never hang on a resync.
+never hang on a resync. Events dropped because the runner fell behind ("lost") are resynced
+like a reconnect. When the stream is gone for good a "final" sync merges what it can and releases
+a held idle: nothing comes after it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from core.tracker import SessionIdle
 
 IDLE = "idle"
 RECONNECT = "reconnect"
+LOST = "lost"
+FINAL = "final"
+_LOSSY = (RECONNECT, LOST, FINAL)  # syncs after which an idle may have been lost
 
 
 @dataclass(slots=True)
@@ -60,15 +65,23 @@ class SyncGate:
         """A reconnect lost events: ask for a sync."""
         return GateOutput(request_sync=RECONNECT)
 
+    def on_lost(self) -> GateOutput:
+        """Batches were dropped while the runner was behind: ask for a sync."""
+        return GateOutput(request_sync=LOST)
+
+    def on_stream_failed(self) -> GateOutput:
+        """The stream is gone for good: one last sync."""
+        return GateOutput(request_sync=FINAL)
+
     def on_snapshot(
         self, reason: str, effects: list[Any], *, root_idle: bool, new_messages: bool
     ) -> GateOutput:
         """Forward the snapshot's effects, then release (or synthesise) the idle."""
         out = GateOutput(forward=list(effects))
-        if reason == IDLE and self._held is not None and self._idle_sync_pending:
+        if reason in (IDLE, FINAL) and self._held is not None:
             out.forward.append(self._held)
             self._held = None
             self._idle_sync_pending = False
-        elif reason == RECONNECT and self._held is None and root_idle and new_messages:
+        elif reason in _LOSSY and self._held is None and root_idle and new_messages:
             out.forward.append(SessionIdle(session_id=self.root_session_id))
         return out

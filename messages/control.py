@@ -21,6 +21,11 @@ class EndPhase:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """Time passed: the termination actor reads its clock and checks timeouts and graces."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Concluded:
     """The termination policy's decision; the supervisor turns it into the phase's verdict."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-SyncReason = Literal["idle", "reconnect", "final"]
+SyncReason = Literal["idle", "reconnect", "lost", "final"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -71,6 +71,12 @@ class Exchange:
             _shut(self.upstream)
 
 
+def _reset(sock: socket.socket) -> None:
+    """Linger 0: closing the socket sends RST, the client sees a reset."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
@@ -97,8 +103,7 @@ class ProxyServer(ThreadingHTTPServer):
         """Refuse inside a `refuse_for` window: reset the connection without a response."""
         if self.proxy._admit():
             return True
-        with contextlib.suppress(OSError):  # linger 0: close sends RST, the client sees a reset
-            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        _reset(request)
         return False
 
 
@@ -114,8 +119,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def forward(self) -> None:
         """Handle any method: forward, relay, and always close the connection afterwards."""
         self.close_connection = True
-        exchange = Exchange(self.connection)
         proxy = self.server.proxy
+        if self.path.startswith("/event") and not proxy._admit_stream():
+            _reset(self.connection)
+            return
+        exchange = Exchange(self.connection)
         proxy._register(exchange)
         try:
             self._exchange(exchange)

@@ -13,9 +13,13 @@ condition variable, what to do:
 - `cut_after(n)`: one order, shared by the open streams and the next ones; the first stream to
   relay `n` more complete frames sends exactly those, then both its sockets are shut. The
   client sees `n` whole events, then the body ends without the final chunk (EOF mid-body).
+- `cut_every(n)`: from now on every stream (open and new) is cut after relaying `n` complete
+  frames of its own, until `cut_every(None)`: a stream that keeps flapping.
 - `drop_streams()`: shut every open stream's sockets now (same client view as a cut).
 - `refuse_for(seconds)`: until `clock()` passes the deadline, accepted connections are reset
   (RST, no response): the client sees a connection error, never an HTTP status.
+  `refuse_streams_for(seconds)` does the same to event stream requests only (the request is
+  read, then the connection reset), so plain requests (prompts, resyncs) still get through.
 
 Plain requests are never faulted. Counters are kept under the same condition, so tests wait
 on them (`wait_for_streams`, `wait_for_events`, `wait_for_refusals`) instead of sleeping.
@@ -35,6 +39,7 @@ from mock._proxy_http import Exchange, ProxyServer
 
 __all__ = ["FaultProxy"]
 
+_EVERY = -1  # the `cut_order` of a stream that follows `cut_every`
 _POLL_INTERVAL = 0.05  # how often the accept loop checks for shutdown: bounds stop() latency
 
 
@@ -62,8 +67,10 @@ class FaultProxy:
         self._stopping = False
         self._stalled = False
         self._cut_n: int | None = None
+        self._cut_every: int | None = None
         self._cut_order = 0
         self._refuse_until = float("-inf")
+        self._refuse_streams_until = float("-inf")
         self._events = 0
         self._streams_opened = 0
         self._refused = 0
@@ -126,6 +133,13 @@ class FaultProxy:
             self._cut_n = n_events
             self._cut_order += 1
 
+    def cut_every(self, n_events: int | None) -> None:
+        """Cut every stream after `n_events` frames of its own, until called with None."""
+        if n_events is not None and n_events < 1:
+            raise ValueError(f"cut_every needs n_events >= 1, got {n_events}")
+        with self._cond:
+            self._cut_every = n_events
+
     def stall(self) -> None:
         """Hold every event stream, open and new, silent until `release()`."""
         with self._cond:
@@ -141,6 +155,11 @@ class FaultProxy:
         """Reset new connections without a response until `seconds` pass on the clock."""
         with self._cond:
             self._refuse_until = self._clock() + seconds
+
+    def refuse_streams_for(self, seconds: float) -> None:
+        """Reset event stream requests (only) until `seconds` pass on the clock."""
+        with self._cond:
+            self._refuse_streams_until = self._clock() + seconds
 
     def drop_streams(self) -> int:
         """Close every open event stream now; returns how many were closed."""
@@ -207,6 +226,14 @@ class FaultProxy:
                 return False
             return True
 
+    def _admit_stream(self) -> bool:
+        with self._cond:
+            if self._clock() < self._refuse_streams_until:
+                self._refused += 1
+                self._cond.notify_all()
+                return False
+            return True
+
     def _register(self, exchange: Exchange) -> None:
         with self._cond:
             self._exchanges.add(exchange)
@@ -236,6 +263,13 @@ class FaultProxy:
     def _cut_plan(self, exchange: Exchange, frames: int) -> int | None:
         """How many of `frames` to send before cutting, or None to send them all."""
         with self._cond:
+            if self._cut_every is not None:
+                if exchange.cut_order != _EVERY:
+                    exchange.cut_order, exchange.cut_left = _EVERY, self._cut_every
+                if frames < exchange.cut_left:
+                    exchange.cut_left -= frames
+                    return None
+                return exchange.cut_left
             if self._cut_n is None:
                 return None
             if exchange.cut_order != self._cut_order:

@@ -5,13 +5,14 @@
 
 `run_phase(spec)` is `start_phase(spec).result()`. Several handles may run at once in one
 process; `run_phases(specs, parallel=N)` runs them on one shared server and one event stream.
+`on_event` is called on an observer actor's own thread, never on the stream's: a slow callback
+delays only itself (it misses stream batches past its bound; records always reach it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +21,12 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from messages.records import VerdictReached
+from runner._events import EventBuffer
 from runner.phase import PhaseSpec, load_phase
 from runner.result import PhaseResult
 from runner.shared_server import SharedServer, server_spec
 from runner.supervisor import RunOptions, Supervisor
 
-_END = object()
-EVENT_BUFFER = 100_000  # messages kept for `events()`; past that (nobody reading) new ones drop
 CANCEL_GRACE = 30.0  # seconds a cancelled phase gets to abort, stop and write its files
 
 
@@ -41,12 +40,9 @@ class _Discard(io.TextIOBase):
 class PhaseHandle:
     """A running phase: its events, its result, and a way to cancel it."""
 
-    def __init__(
-        self, supervisor: Supervisor, events: queue.Queue[Any], dropped: list[int]
-    ) -> None:
+    def __init__(self, supervisor: Supervisor, events: EventBuffer) -> None:
         self._supervisor = supervisor
         self._events = events
-        self._dropped = dropped
         self._done = threading.Event()
         self._result: PhaseResult | None = None
         self._thread = threading.Thread(
@@ -76,15 +72,17 @@ class PhaseHandle:
         self._supervisor.cancel(reason)
 
     def events(self, timeout: float | None = None) -> Iterator[Any]:
-        """Every message the phase publishes, in order, ending with the final `VerdictReached`
-        (`dropped_events` says how many did not fit the buffer while nobody was reading)."""
-        while (item := self._events.get(timeout=timeout)) is not _END:
-            yield item
+        """The messages the phase publishes from now on, in order, ending with the final
+        `VerdictReached`. Nothing is kept before the first call; past the buffer's bound
+        (bytes) new messages are dropped while nobody reads (`dropped_events` counts them).
+        `TimeoutError` if `timeout` seconds pass without a message."""
+        self._events.open()
+        return self._events.read(timeout)
 
     @property
     def dropped_events(self) -> int:
         """Messages `events()` will not yield because its buffer was full."""
-        return self._dropped[0]
+        return self._events.dropped
 
     def _run(self) -> None:
         try:
@@ -101,20 +99,8 @@ class PhaseHandle:
                 result_path=str(spec.output.result),
             )
         finally:
-            _put_last(self._events, _END)
+            self._events.end()
             self._done.set()
-
-
-def _put_last(events: queue.Queue[Any], item: Any) -> None:
-    """The closing items always fit: the oldest buffered message makes room for them."""
-    while True:
-        try:
-            events.put_nowait(item)
-        except queue.Full:
-            with contextlib.suppress(queue.Empty):
-                events.get_nowait()
-        else:
-            return
 
 
 def _spec_of(phase: PhaseSpec | str | Path) -> PhaseSpec:
@@ -134,32 +120,17 @@ def start_phase(
 ) -> PhaseHandle:
     """Start a phase in the background; `PhaseFileError` if the file is wrong."""
     spec = _spec_of(phase)
-    events: queue.Queue[Any] = queue.Queue(maxsize=EVENT_BUFFER)
-    dropped = [0]
-
-    def observe(message: Any) -> None:
-        if isinstance(message, VerdictReached):
-            _put_last(events, message)
-        else:
-            try:
-                events.put_nowait(message)
-            except queue.Full:
-                dropped[0] += 1
-        if on_event is not None:
-            try:
-                on_event(message)
-            except Exception:  # the embedder's callback must not break the phase
-                logger.exception("on_event callback failed")
-
+    events = EventBuffer()
     options = RunOptions(
         mode=mode,
         out=out if out is not None else _Discard(),
         verbose=verbose,
         prefix=prefix,
         env=dict(env or {}),
-        on_event=observe,
+        on_event=on_event,
+        events=events.put,
     )
-    return PhaseHandle(Supervisor(spec, options, server=server), events, dropped)
+    return PhaseHandle(Supervisor(spec, options, server=server), events)
 
 
 def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:
@@ -237,4 +208,4 @@ def run_phases(
                 raise
     finally:
         for shared in servers.values():
-            shared.stop()
+            shared.stop(quick=batch.cancelled is not None)

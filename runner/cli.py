@@ -1,7 +1,8 @@
 """`python -m runner PHASE.yaml [more.yaml ...] [flags]`: run phases, print, exit honestly.
 
 Exit codes (SPEC §3): 0 done, 1 failed, 2 incomplete (budgets, checks, stall, timeout),
-64 bad arguments or phase file, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+64 bad arguments or phase file, 130 interrupted (SIGINT), 143 terminated (SIGTERM),
+129 hung up (SIGHUP: the terminal went away).
 Every phase file is validated before anything starts.
 """
 
@@ -18,6 +19,7 @@ from typing import NoReturn, TextIO
 import pykka
 from loguru import logger
 
+from actors._worker import stop_actors
 from core.errors import PhaseFileError
 from runner.api import Batch, run_phases
 from runner.phase import Overrides, PhaseSpec, load_phase
@@ -25,7 +27,8 @@ from runner.result import PhaseResult
 from runner.shared_server import sibling
 
 EXIT_USAGE = 64
-SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+SAFETY_NET_TIMEOUT = 5.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,16 +172,21 @@ def main(argv: list[str] | None = None) -> int:
             verbose=args.verbose,
         )
     finally:
-        # Safety net: no actor thread may keep the process alive once the phases are over.
-        stopped = pykka.ActorRegistry.get_all()
-        if stopped:
-            logger.warning("stopping {} actor(s) left running", len(stopped))
-            pykka.ActorRegistry.stop_all()
+        _stop_leftovers()
     return exit_code(results, signalled[0] if signalled else None)
 
 
+def _stop_leftovers() -> None:
+    """Safety net: no actor thread may keep the process alive once the phases are over."""
+    left = pykka.ActorRegistry.get_all()
+    if left:
+        logger.warning("stopping {} actor(s) left running", len(left))
+        stop_actors(left, SAFETY_NET_TIMEOUT)
+
+
 def _install_signal_handlers(batch: Batch) -> list[int]:
-    """SIGINT and SIGTERM cancel every phase (abort, stop the server, write the files)."""
+    """SIGINT, SIGTERM and SIGHUP cancel every phase (abort, stop the server, write the
+    files)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         return received
@@ -190,6 +198,6 @@ def _install_signal_handlers(batch: Batch) -> list[int]:
         # dying now would leave opencode (in its own process group) behind.
         batch.cancel(f"interrupted by {signal.Signals(number).name}")
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for number in SIGNAL_EXIT:
+        signal.signal(number, on_signal)
     return received

@@ -1,21 +1,21 @@
-"""StreamHub: one SSE reader, many phases. Fans batches and stream news out to subscribers.
+"""StreamHub: one SSE reader, many phases. Hands the stream to every phase's tracker.
 
 With `--parallel`, every phase on the shared server watches the same `/event` stream: the
-reader hands each batch to the hub once, and the hub hands it to every phase's tracker (each
-tracker keeps only its own session tree). A phase that subscribes while the stream is up is
-told at once, so it can send its prompt without waiting for a reconnect.
+reader hands each batch and each piece of stream news (connected, dropped, failed) to the hub
+once, on the reader's thread, and the hub `tell`s it to every subscribed tracker (each keeps
+only its own session tree and passes the news on, in order with its batches). The trackers'
+inboxes drop batches rather than block, so the reader never waits for a phase. A phase that
+subscribes while the stream is up is told at once, so it can send its prompt without waiting
+for a reconnect. A hub whose stream failed is not reused: the next phase starts a fresh one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import pykka
-
-from messages.stream import EventsReceived, StreamConnected, StreamDropped, StreamFailed
+from messages.stream import StreamConnected, StreamDropped, StreamFailed
 
 Consumer = Callable[[Any], None]
 
@@ -25,44 +25,40 @@ class StreamHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: tuple[tuple[Consumer, Consumer], ...] = ()
+        self._subscribers: tuple[Consumer, ...] = ()
         self._connected: StreamConnected | None = None
-        self._failed: StreamFailed | None = None
+        self._failed = False
 
-    def subscribe(self, *, events: Consumer, news: Consumer) -> Callable[[], None]:
-        """Add a phase; returns the function that removes it."""
-        pair = (events, news)
+    @property
+    def failed(self) -> bool:
+        """True once the reader gave up: this hub must not be handed to a new phase."""
+        return self._failed
+
+    def subscribe(self, tracker: Consumer) -> Callable[[], None]:
+        """Add a phase's tracker; returns the function that removes it."""
         with self._lock:
-            self._subscribers = (*self._subscribers, pair)
-            connected, failed = self._connected, self._failed
-        if failed is not None:
-            _quietly(news, failed)
-        elif connected is not None:
-            _quietly(news, connected)
-        return lambda: self._remove(pair)
+            self._subscribers = (*self._subscribers, tracker)
+            connected = self._connected
+        if connected is not None:
+            tracker(connected)
+        return lambda: self._remove(tracker)
 
-    def on_events(self, batch: EventsReceived) -> None:
+    def on_events(self, batch: Any) -> None:
         """The reader's batch, to every tracker."""
-        for events, _ in self._subscribers:
-            _quietly(events, batch)
+        for tracker in self._subscribers:
+            tracker(batch)
 
     def on_news(self, message: Any) -> None:
-        """Connected, dropped or failed: to every phase (and remembered for late joiners)."""
+        """Connected, dropped or failed: to every tracker (the connection is remembered)."""
         with self._lock:
             if isinstance(message, StreamConnected):
                 self._connected = message
-            elif isinstance(message, StreamDropped):
+            elif isinstance(message, StreamDropped | StreamFailed):
                 self._connected = None
-            elif isinstance(message, StreamFailed):
-                self._failed = message
-        for _, news in self._subscribers:
-            _quietly(news, message)
+                self._failed = self._failed or isinstance(message, StreamFailed)
+        for tracker in self._subscribers:
+            tracker(message)
 
-    def _remove(self, pair: tuple[Consumer, Consumer]) -> None:
+    def _remove(self, tracker: Consumer) -> None:
         with self._lock:
-            self._subscribers = tuple(p for p in self._subscribers if p is not pair)
-
-
-def _quietly(consumer: Consumer, message: Any) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):
-        consumer(message)
+            self._subscribers = tuple(t for t in self._subscribers if t is not tracker)

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.termination import EXIT_CODES
+
 VERDICTS = (
     "done",
     "done_gracefully",
@@ -17,6 +19,24 @@ VERDICTS = (
     "stalled",
     "interrupted",
 )
+
+
+@dataclass(slots=True, kw_only=True)
+class RunFacts:
+    """What the supervisor learnt on the way, besides the verdict."""
+
+    phase: str
+    transcript: str | None
+    result_path: str | None
+    server_log: str | None = None
+    started_at: float = 0.0
+    duration: float = 0.0
+    session_id: str | None = None
+    server_version: str | None = None
+    server_url: str | None = None
+    server_log_tail: tuple[str, ...] = ()
+    reconnects: int = 0
+    resyncs: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +66,31 @@ class PhaseResult:
     def ok(self) -> bool:
         """True for `done` and `done_gracefully`."""
         return self.exit_code == 0
+
+    @classmethod
+    def from_verdict(cls, concluded: Any, facts: RunFacts) -> PhaseResult:
+        """The result of a phase that ended with `concluded` (a `Concluded`)."""
+        attempts = tuple(concluded.summary.get("attempts", ()))
+        return cls(
+            phase=facts.phase,
+            verdict=concluded.verdict,
+            reason=concluded.reason,
+            exit_code=EXIT_CODES.get(concluded.verdict, concluded.exit_code),
+            session_id=facts.session_id,
+            attempts=attempts,
+            rejected_permissions=tuple(concluded.summary.get("rejected_permissions", ())),
+            reconnects=facts.reconnects,
+            resyncs=facts.resyncs,
+            started_at=facts.started_at,
+            duration=round(facts.duration, 3),
+            server_version=facts.server_version,
+            server_url=facts.server_url,
+            transcript=facts.transcript,
+            result_path=facts.result_path,
+            server_log=facts.server_log,
+            server_log_tail=facts.server_log_tail,
+            totals=totals_of(attempts),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The result JSON document."""

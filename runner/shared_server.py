@@ -1,29 +1,36 @@
 """SharedServer: one opencode server, and one event reader per directory, for several phases.
 
 A phase runs on a `SharedServer` of its own, or on one it shares with the other phases of a
-`run_phases` call that ask for the same server. The server starts once; a failure to start,
-or its death, is remembered, so every phase (started now or later) fails with that reason.
+`run_phases` call that ask for the same server. The server starts once; a phase waits for it
+without holding a lock, so each waiting phase can be cancelled on its own. A failure to start,
+or the server's death, is remembered, so every phase (started now or later) fails with that
+reason. A reader whose stream failed is replaced for the next phase that asks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
+from loguru import logger
 
 from actors._process import ServerSpec
+from actors._worker import stop_actor
 from actors.opencode_client import OpencodeClient
 from actors.server import ServerActor
+from actors.sse_reader import ReconnectPolicy, SseReaderActor
 from core.errors import RunnerError
 from messages.server import ServerExited, ServerFailed, ServerReady
-from runner.compose import start_reader
 from runner.hub import StreamHub
 from runner.phase import PhaseSpec
+
+_SLICE = 0.1  # how often a waiting phase looks at its cancel flag
+STOP_TIMEOUT = 30.0
 
 
 class SharedServer:
@@ -31,68 +38,108 @@ class SharedServer:
 
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
-        self._inbox: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
+        self._settled = threading.Event()
         self._ref: pykka.ActorRef | None = None
         self._ready: ServerReady | None = None
         self._failure: ServerFailed | None = None
         self._hubs: dict[str, tuple[StreamHub, pykka.ActorRef]] = {}
         self._watchers: list[Callable[[Any], None]] = []
 
-    def ready(self) -> ServerReady:
-        """Start the server once; raise `RunnerError` if it cannot start (every time asked)."""
+    def ready(self, cancelled: threading.Event | None = None) -> ServerReady:
+        """Start the server once and wait for it; `StartFailedError` if it cannot start (every
+        time asked), `StartCancelledError` if `cancelled` is set first."""
         with self._lock:
-            if self._ready is None and self._failure is None:
+            if self._ref is None:
                 self._ref = ServerActor.start(spec=self.spec, publish=self._relay)
-                try:
-                    message = self._inbox.get(timeout=self.spec.start_timeout + 10)
-                except queue.Empty:
-                    message = ServerFailed(reason="the server actor never reported")
-                if isinstance(message, ServerFailed):
-                    self._failure = message
-                else:
-                    self._ready = message
-            if self._failure is not None:
-                raise StartFailedError(self._failure)
-            return self._ready
+        deadline = time.monotonic() + self.spec.start_timeout + 10
+        while not self._settled.wait(_SLICE):
+            if cancelled is not None and cancelled.is_set():
+                raise StartCancelledError("cancelled while the server was starting")
+            if time.monotonic() >= deadline:
+                self._settle(ServerFailed(reason="the server actor never reported"))
+        if self._failure is not None:
+            raise StartFailedError(self._failure)
+        assert self._ready is not None
+        return self._ready
 
-    def watch(self, consumer: Callable[[Any], None]) -> None:
-        """Also hand later server news (a death) to `consumer`."""
-        self._watchers.append(consumer)
-
-    def hub(self, client: OpencodeClient) -> StreamHub:
-        """The stream hub of the client's directory, with its reader started on first use."""
+    def watch(self, consumer: Callable[[Any], None]) -> Callable[[], None]:
+        """Also hand later server news (a death) to `consumer`; returns the undo."""
         with self._lock:
-            key = client.directory or ""
-            if key not in self._hubs:
-                hub = StreamHub()
-                self._hubs[key] = (hub, start_reader(client, hub))
-            return self._hubs[key][0]
+            self._watchers.append(consumer)
+        return lambda: self._unwatch(consumer)
 
-    def stop(self) -> None:
-        """Stop readers, then the server (it aborts busy sessions first)."""
-        for _, reader in self._hubs.values():
-            with contextlib.suppress(Exception):
-                reader.stop(timeout=10)
-        self._hubs.clear()
-        if self._ref is not None:
-            with contextlib.suppress(Exception):
-                self._ref.stop(timeout=30)
+    def hub(self, client: OpencodeClient, policy: ReconnectPolicy, secrets: tuple[str, ...]):
+        """The stream hub of the client's directory, its reader started on first use (or
+        again, when the last one's stream failed)."""
+        key = client.directory or ""
+        with self._lock:
+            found = self._hubs.get(key)
+            if found is not None and found[0].failed:
+                logger.debug("the event stream of {} failed; starting a new reader", key)
+                stop_actor(found[1], 10)
+                found = None
+            if found is None:
+                hub = StreamHub()
+                reader = SseReaderActor.start(
+                    client=client,
+                    subscribers=(hub.on_events,),
+                    publish=hub.on_news,
+                    policy=policy,
+                    secrets=secrets,
+                )
+                found = self._hubs[key] = (hub, reader)
+            return found[0]
+
+    def stop(self, *, quick: bool = False) -> None:
+        """Stop readers, then the server (`quick`: an interrupt, half a second of grace)."""
+        with self._lock:
+            hubs, self._hubs = list(self._hubs.values()), {}
+            ref = self._ref
+        for _, reader in hubs:
+            stop_actor(reader, 10)
+        if ref is not None:
+            if quick:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.proxy().hurry().get(timeout=1)
+            stop_actor(ref, STOP_TIMEOUT)
 
     def _relay(self, message: Any) -> None:
-        if isinstance(message, ServerReady | ServerFailed) and self._ready is None:
-            self._inbox.put(message)
+        if isinstance(message, ServerReady | ServerFailed) and not self._settled.is_set():
+            self._settle(message)
             return
-        if isinstance(message, ServerExited):  # phases that start later must not use it
+        if isinstance(message, ServerExited | ServerFailed):  # later phases must not use it
             self._failure = ServerFailed(reason=message.reason, log_tail=message.log_tail)
-        for consumer in list(self._watchers):
+        with self._lock:
+            watchers = list(self._watchers)
+        for consumer in watchers:
             consumer(message)
+
+    def _settle(self, message: ServerReady | ServerFailed) -> None:
+        with self._lock:
+            if self._settled.is_set():
+                return
+            if isinstance(message, ServerReady):
+                self._ready = message
+            else:
+                self._failure = message
+            self._settled.set()
+
+    def _unwatch(self, consumer: Callable[[Any], None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._watchers.remove(consumer)
 
 
 class StartFailedError(RunnerError):
+    """The server could not start; carries the last lines of its log."""
+
     def __init__(self, message: ServerFailed) -> None:
         super().__init__(message.reason)
         self.log_tail = message.log_tail
+
+
+class StartCancelledError(RunnerError):
+    """The phase was cancelled while it waited for its server."""
 
 
 def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:

@@ -49,7 +49,7 @@ SECTIONS = {
     "permissions": ("default", "allow", "deny", "feedback"),
     "done": ("artifacts", "frontmatter", "command"),
     "budgets": ("resumes", "repairs", "provider_retries"),
-    "timeouts": ("phase", "stall", "start"),
+    "timeouts": ("phase", "stall", "start", "outage"),
     "server": ("attach", "opencode"),
     "output": ("transcript", "result"),
 }

@@ -63,6 +63,7 @@ class Timeouts:
     phase: float = 3600.0
     stall: float = 600.0
     start: float = 30.0
+    outage: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

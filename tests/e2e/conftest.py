@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from actors import OpencodeClient, ServerSpec
 from actors.sse_reader import SseReaderActor
 from messages import ServerFailed, ServerReady
+from messages.records import VerdictReached
 from messages.stream import EventsReceived, StreamConnected
-from mock import MockLLM, opencode_provider_config
-from runner.compose import DENY_BLOCKING_TOOLS
+from mock import FaultProxy, MockLLM, opencode_provider_config
+from runner.phase.derive import DENY_BLOCKING_TOOLS
 from tests.helpers import Inbox, isolated_env, make_project, start_server
 
 
@@ -114,3 +118,96 @@ def stack(tmp_path):
     yield build
     for stop in reversed(started):
         stop()
+
+
+@dataclass
+class Attached:
+    """One phase run through the embedding API against a server the test started (so the
+    session can be read after the phase, and a fault proxy can sit in between)."""
+
+    result: Any
+    out: str
+    snapshot: list[dict[str, Any]]
+    transcript: list[dict[str, Any]]
+    published: list[Any]
+    mock: MockLLM
+    project: Path
+
+    def records(self, kind: type) -> list[Any]:
+        """Published messages of one type, in order."""
+        return [message for message in self.published if isinstance(message, kind)]
+
+    def transcript_types(self) -> list[str]:
+        """The `type` of every transcript line."""
+        return [line.get("type") for line in self.transcript]
+
+
+@pytest.fixture
+def attached(tmp_path, monkeypatch):
+    """Factory: `attached(script, config=..., proxy=callable, **phase_keys)` runs one phase with
+    `server.attach` on a fresh opencode (behind the mock) and returns an `Attached`.
+
+    `proxy(FaultProxy)` is called with a proxy already between the runner and the server (the
+    phase attaches to the proxy) before the phase starts; `during(mock, proxy)` runs in a
+    thread while the phase runs."""
+    from runner.api import run_phase
+    from runner.phase import load_phase
+
+    def go(script, *, config=None, proxy=None, during=None, mode="json", **phase_keys):
+        with MockLLM(script) as mock:
+            project = make_project(tmp_path / f"p{len(list(tmp_path.iterdir()))}")
+            spec = ServerSpec(
+                directory=str(project),
+                log_path=str(tmp_path / "server.log"),
+                env=isolated_env(tmp_path),
+                config_content=json.dumps({**opencode_provider_config(mock.url), **(config or {})}),
+            )
+            inbox = Inbox()
+            server = start_server(spec, inbox)
+            fault = None
+            try:
+                ready = inbox.expect((ServerReady, ServerFailed), timeout=40)
+                assert isinstance(ready, ServerReady), ready
+                monkeypatch.setenv("OPENCODE_SERVER_PASSWORD", ready.password)
+                url = ready.url
+                if proxy is not None:
+                    fault = FaultProxy(ready.url).start()
+                    proxy(fault)
+                    url = fault.url
+                phase = {
+                    "name": "attached",
+                    "prompt": "Do the task",
+                    "model": "test/mock-model",
+                    "directory": str(project),
+                    "server": {"attach": url},
+                    "timeouts": {"phase": "2m", "stall": "1m"},
+                    **phase_keys,
+                }
+                path = tmp_path / f"{project.name}.yaml"
+                path.write_text(yaml.safe_dump(phase))
+                out, published, delivered = io.StringIO(), [], threading.Event()
+
+                def on_event(message):
+                    published.append(message)
+                    if isinstance(message, VerdictReached):
+                        delivered.set()
+
+                conductor = None
+                if during is not None:
+                    conductor = threading.Thread(target=during, args=(mock, fault), daemon=True)
+                    conductor.start()
+                result = run_phase(load_phase(path), mode=mode, out=out, on_event=on_event)
+                assert delivered.wait(30), "on_event never saw the verdict"
+                if conductor is not None:
+                    conductor.join(timeout=10)
+                client = OpencodeClient(ready.url, password=ready.password, directory=str(project))
+                snapshot = client.messages(result.session_id) if result.session_id else []
+            finally:
+                if fault is not None:
+                    fault.stop()
+                server.stop()
+            with open(result.transcript) as handle:
+                transcript = [json.loads(line) for line in handle]
+            return Attached(result, out.getvalue(), snapshot, transcript, published, mock, project)
+
+    return go

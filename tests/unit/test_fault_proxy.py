@@ -387,6 +387,21 @@ def test_cut_counts_a_frame_split_across_chunks_once(proxy, upstream, connect):
     assert proxy.events_relayed == 1
 
 
+def test_cut_every_cuts_each_stream_after_its_own_count_until_turned_off(proxy, upstream, connect):
+    proxy.cut_every(2)
+    for first in (1, 10):
+        client = connect()
+        upstream.next_stream().send(first, first + 1, first + 2)
+        assert client.numbers(2) == [first, first + 1]
+        assert client.next_event() is None
+        assert not client.finished
+    proxy.cut_every(None)
+    client = connect()
+    stream = upstream.next_stream()
+    stream.send(20, 21, 22)
+    assert client.numbers(3) == [20, 21, 22]
+
+
 # -- stall, drop, refuse -------------------------------------------------------------------
 
 
@@ -447,6 +462,22 @@ def test_refuse_for_resets_connections_until_the_clock_passes(upstream):
         clock.now += 0.1
         assert requests.get(f"{proxy.url}/json", timeout=WAIT).status_code == 200
         assert proxy.connections_refused == 2
+
+
+def test_refuse_streams_for_resets_only_event_streams(upstream):
+    clock = FakeClock()
+    with FaultProxy(upstream.url, clock=clock) as proxy:
+        proxy.refuse_streams_for(3)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{proxy.url}/event", timeout=WAIT, stream=True)
+        assert requests.get(f"{proxy.url}/json", timeout=WAIT).status_code == 200
+        proxy.wait_for_refusals(1, timeout=WAIT)
+        clock.now += 3
+        client = SseClient(proxy.url)
+        upstream.next_stream().send(1)
+        assert client.numbers(1) == [1]
+        client.sock.close()
+        assert proxy.connections_refused == 1
 
 
 def test_stop_returns_promptly_with_a_stalled_stream_open(upstream):

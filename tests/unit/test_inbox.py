@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 
@@ -134,10 +135,8 @@ def test_a_dead_consumer_releases_its_blocked_producers():
     put = threading.Event()
 
     def producer():
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             ref.tell(Batch(10))
-        except pykka.ActorDeadError:
-            pass
         put.set()
 
     threading.Thread(target=producer, daemon=True).start()

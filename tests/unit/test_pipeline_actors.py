@@ -6,18 +6,34 @@ import json
 import queue
 import threading
 
+import pykka
 import pytest
+import tenacity
 
-from actors.responder import ResponderActor
+from actors.responder import REPLY_ATTEMPTS, ResponderActor
 from actors.sync import SyncActor, newer_than
 from actors.tracker import TrackerActor
-from actors.transcript import TranscriptActor, TranscriptWriter, record_type
+from actors.transcript import TranscriptActor, record_type
 from core.errors import ServerUnreachableError
 from core.permissions import PermissionPolicy
 from core.tracker import PermissionAsked, QuestionAsked, SessionIdle
+from messages.control import EndPhase
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched, Tracked
-from messages.records import PermissionAnswered, QuestionRejected, Resynced, VerdictReached
-from messages.stream import EventsReceived, StreamConnected
+from messages.records import (
+    Notice,
+    PermissionAnswered,
+    PhaseStarted,
+    QuestionRejected,
+    Resynced,
+    VerdictReached,
+)
+from messages.stream import (
+    EventsLost,
+    EventsReceived,
+    StreamConnected,
+    StreamDropped,
+    StreamFailed,
+)
 from tests.helpers import CAPTURES
 
 pytestmark = pytest.mark.timeout(20)
@@ -51,11 +67,25 @@ def effects_of(messages):
     return [e for m in messages if isinstance(m, Tracked) for e in m.effects]
 
 
+class Split:
+    """The router's part in these tests: sync requests to one queue, the rest to another."""
+
+    def __init__(self):
+        self.out, self.syncs = queue.Queue(), queue.Queue()
+
+    def __call__(self, message):
+        (self.syncs if isinstance(message, RequestSync) else self.out).put(message)
+
+
+def start_tracker(root):
+    split = Split()
+    return TrackerActor.start(root_session_id=root, publish=split), split.out, split.syncs
+
+
 def test_tracker_actor_holds_idle_until_the_idle_snapshot_is_merged():
     root, snapshot = root_of("a_basic")
-    out, syncs = queue.Queue(), queue.Queue()
-    tracker = TrackerActor.start(root_session_id=root, downstream=[out.put], request_sync=syncs.put)
-    tracker.tell(EventsReceived(events=tuple(load_capture("a_basic")), connection=1))
+    tracker, out, syncs = start_tracker(root)
+    tracker.tell(EventsReceived(events=tuple(load_capture("a_basic")), connection=1, size=100))
     request = syncs.get(timeout=5)
     assert request == RequestSync(session_ids=(root,), reason="idle")
     before = drain(out, lambda m: isinstance(m, Tracked))
@@ -70,10 +100,10 @@ def test_tracker_actor_holds_idle_until_the_idle_snapshot_is_merged():
 
 def test_tracker_actor_resyncs_on_reconnect_and_recovers_lost_parts():
     root, snapshot = root_of("i_reconnect.after_reconnect")
-    out, syncs = queue.Queue(), queue.Queue()
-    tracker = TrackerActor.start(root_session_id=root, downstream=[out.put], request_sync=syncs.put)
+    tracker, out, syncs = start_tracker(root)
     tracker.tell(StreamConnected(connection=2))
     assert syncs.get(timeout=5).reason == "reconnect"
+    assert out.get(timeout=5) == StreamConnected(connection=2)  # passed on
     tracker.tell(
         SnapshotFetched(reason="reconnect", snapshots=((root, tuple(snapshot)),), root_idle=True)
     )
@@ -85,29 +115,86 @@ def test_tracker_actor_resyncs_on_reconnect_and_recovers_lost_parts():
 
 def test_tracker_actor_keeps_only_the_tree_raw_events():
     root, _ = root_of("a_basic")
-    out = queue.Queue()
-    tracker = TrackerActor.start(
-        root_session_id=root, downstream=[out.put], request_sync=queue.Queue().put
-    )
+    tracker, out, _ = start_tracker(root)
     stranger = {
         "type": "session.status",
         "properties": {"sessionID": "ses_other", "status": {"type": "busy"}},
     }
     mine = {"type": "session.status", "properties": {"sessionID": root, "status": {"type": "busy"}}}
-    tracker.tell(EventsReceived(events=(stranger, mine), connection=1))
+    tracker.tell(EventsReceived(events=(stranger, mine), connection=1, size=321))
     message = out.get(timeout=5)
     assert message.raw == (mine,)
+    assert message.size == 321  # the batch's weight follows it downstream
+
+
+def test_tracker_actor_passes_stream_news_on_in_order_with_its_batches():
+    root = "ses_root"
+    tracker, out, _ = start_tracker(root)
+    busy = {"type": "session.status", "properties": {"sessionID": root, "status": {"type": "busy"}}}
+    dropped = StreamDropped(connection=1, reason="end of stream", retry_in=0.1)
+    tracker.tell(EventsReceived(events=(busy,), connection=1))
+    tracker.tell(dropped)
+    tracker.tell(EventsReceived(events=(busy,), connection=2))
+    got = [out.get(timeout=5) for _ in range(3)]
+    assert [type(m) for m in got] == [Tracked, StreamDropped, Tracked]
+    assert got[1] == dropped
+
+
+def test_tracker_actor_resyncs_what_its_inbox_dropped():
+    root = "ses_root"
+    tracker, out, syncs = start_tracker(root)
+    tracker.actor_inbox.limit(10, droppable=(EventsReceived,), lost_marker=EventsLost())
+    gate = threading.Event()
+    tracker.tell(Hold(gate))  # the tracker is busy: batches pile up and overflow
+    for _ in range(5):
+        tracker.tell(EventsReceived(events=(), connection=1, size=10))
+    gate.set()
+    assert syncs.get(timeout=5).reason == "lost"
+    notice = drain(out, lambda m: isinstance(m, Notice))[-1]
+    assert "4 batch(es) skipped" in notice.text
+
+
+def test_tracker_actor_resyncs_once_more_when_the_stream_fails_then_ends_the_phase():
+    root, snapshot = root_of("a_basic")
+    tracker, out, syncs = start_tracker(root)
+    failed = StreamFailed(reason="no working connection for 60s")
+    tracker.tell(failed)
+    tracker.tell(failed)  # once is enough
+    assert syncs.get(timeout=5).reason == "final"
+    assert out.get(timeout=5) == failed
+    tracker.tell(
+        SnapshotFetched(reason="final", snapshots=((root, tuple(snapshot)),), root_idle=False)
+    )
+    got = drain(out, lambda m: isinstance(m, EndPhase))
+    assert [type(m) for m in got] == [Resynced, Tracked, EndPhase]
+    assert got[0].recovered > 0
+    assert got[-1] == EndPhase(
+        verdict="failed", reason="event stream lost: no working connection for 60s"
+    )
+    assert syncs.empty()
+
+
+class Hold:
+    """A message the test tracker cannot handle until the gate opens (it is not routed)."""
+
+    def __init__(self, gate):
+        self.gate = gate
 
 
 class FakeClient:
-    """Records calls; answers from canned data or raises."""
+    """Records calls; answers from canned data or raises (`reply_fails`: that many replies
+    fail first)."""
 
-    def __init__(self, *, messages=None, status=None, fail=None):
+    def __init__(self, *, messages=None, status=None, fail=None, reply_fails=0, seen=None):
         self._messages = messages or {}
         self._status = status or {}
         self._fail = fail
+        self._reply_fails = reply_fails
+        self._seen = seen  # what was published by the time a reply is sent
+        self.published_before_reply = []
         self.calls = []
         self.called = threading.Event()
+        self.replied = threading.Event()
 
     def status(self):
         if self._fail:
@@ -121,6 +208,12 @@ class FakeClient:
 
     def reply_permission(self, request_id, reply, *, session_id, message=None):
         self.calls.append(("permission", request_id, reply, session_id, message))
+        if self._seen is not None:
+            self.published_before_reply.append(self._seen.qsize())
+        if self._reply_fails:
+            self._reply_fails -= 1
+            raise ServerUnreachableError("POST /permission: cannot reach x")
+        self.replied.set()
         return True
 
     def reject_question(self, request_id):
@@ -144,7 +237,7 @@ def test_sync_actor_applies_the_baseline_to_the_root_only():
         status={"ses_r": {"type": "busy"}},
     )
     replies = queue.Queue()
-    sync = SyncActor.start(client=client, root_session_id="ses_r", reply_to=replies.put)
+    sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
     sync.tell(SetBaseline(message_id="msg_1"))
     sync.tell(RequestSync(session_ids=("ses_c", "ses_r"), reason="idle"))
     reply = replies.get(timeout=5)
@@ -165,7 +258,7 @@ def test_sync_actor_fetches_everything_only_when_the_page_misses_the_baseline(ba
     history = [msg(f"msg_{i:03d}") for i in range(1, 121)]
     client = FakeClient(messages={"ses_r": history})
     replies = queue.Queue()
-    sync = SyncActor.start(client=client, root_session_id="ses_r", reply_to=replies.put)
+    sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
     sync.tell(SetBaseline(message_id=baseline))
     sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
     ((_, messages),) = replies.get(timeout=5).snapshots
@@ -176,7 +269,7 @@ def test_sync_actor_fetches_everything_only_when_the_page_misses_the_baseline(ba
 def test_sync_actor_reports_failures_instead_of_raising():
     client = FakeClient(fail=ServerUnreachableError("GET /session/status: cannot reach x"))
     replies = queue.Queue()
-    sync = SyncActor.start(client=client, root_session_id="ses_r", reply_to=replies.put)
+    sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
     sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
     reply = replies.get(timeout=5)
     assert reply.error == "GET /session/status: cannot reach x"
@@ -202,20 +295,92 @@ def test_responder_answers_each_request_once_by_policy():
     assert published.empty()
 
 
+def test_responder_publishes_its_decision_before_it_replies():
+    published = queue.Queue()
+    client = FakeClient(seen=published)
+    responder = ResponderActor.start(
+        client=client, policy=PermissionPolicy(), publish=published.put
+    )
+    ask = PermissionAsked(session_id="ses_r", request={"id": "per_1", "permission": "bash"})
+    responder.tell(Tracked(root_session_id="ses_r", effects=(ask,)))
+    answer = published.get(timeout=5)
+    assert (answer.request_id, answer.reply, answer.error) == ("per_1", "reject", None)
+    assert client.replied.wait(5)
+    assert client.published_before_reply == [1]
+
+
+@pytest.mark.parametrize(("fails", "error"), [(2, None), (9, "POST /permission: cannot reach x")])
+def test_responder_retries_a_reply_on_transient_errors(fails, error):
+    published = queue.Queue()
+    client = FakeClient(reply_fails=fails)
+    responder = ResponderActor.start(
+        client=client,
+        policy=PermissionPolicy(),
+        publish=published.put,
+        retry_wait=tenacity.wait_none(),
+    )
+    ask = PermissionAsked(session_id="ses_r", request={"id": "per_1", "permission": "edit"})
+    responder.tell(Tracked(root_session_id="ses_r", effects=(ask,)))
+    assert published.get(timeout=5).error is None
+    if error is None:
+        assert client.replied.wait(5)
+    else:
+        assert published.get(timeout=5).error == error
+    attempts = [call for call in client.calls if call[0] == "permission"]
+    assert len(attempts) == min(fails + 1, REPLY_ATTEMPTS)
+    assert published.empty()
+
+
+def banner(session_id="ses_1"):
+    return PhaseStarted(
+        phase="p",
+        label="P",
+        session_id=session_id,
+        directory="/w",
+        agent=None,
+        model=None,
+        server_version="1.18.33",
+        server_url="http://127.0.0.1:1",
+    )
+
+
 def test_transcript_writes_header_raw_events_and_records(tmp_path):
     path = tmp_path / "t" / "run.jsonl"
-    writer = TranscriptWriter(str(path), {"phase": "p", "session_id": "ses_1"})
-    transcript = TranscriptActor.start(writer=writer)
+    transcript = TranscriptActor.start(path=str(path), header={"phase": "p"})
     event = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
+    transcript.tell(banner())
     transcript.tell(Tracked(root_session_id="ses_1", effects=(), raw=(event,)))
     transcript.tell(VerdictReached(verdict="done", reason="ok", exit_code=0))
     transcript.stop()
     lines = [json.loads(line) for line in path.open()]
     assert lines[0]["type"] == "runner.header"
     assert (lines[0]["phase"], lines[0]["session_id"]) == ("p", "ses_1")
-    assert lines[1] == event
-    assert lines[2]["type"] == "runner.verdict_reached"
-    assert (lines[2]["verdict"], lines[2]["exit_code"]) == ("done", 0)
+    assert lines[0]["opencode_version"] == "1.18.33"
+    assert lines[1]["type"] == "runner.phase_started"
+    assert lines[2] == event
+    assert lines[3]["type"] == "runner.verdict_reached"
+    assert (lines[3]["verdict"], lines[3]["exit_code"]) == ("done", 0)
+
+
+def test_transcript_of_a_phase_that_never_started_still_has_its_header(tmp_path):
+    path = tmp_path / "run.jsonl"
+    transcript = TranscriptActor.start(path=str(path), header={"phase": "p"})
+    transcript.tell(VerdictReached(verdict="failed", reason="no server", exit_code=1))
+    transcript.stop()
+    lines = [json.loads(line) for line in path.open()]
+    assert [line["type"] for line in lines] == ["runner.header", "runner.verdict_reached"]
+    assert lines[0]["session_id"] is None
+
+
+def test_the_transcript_actor_alone_closes_its_file(tmp_path):
+    path = tmp_path / "run.jsonl"
+    transcript = TranscriptActor.start(path=str(path), header={"phase": "p"})
+    transcript.tell(banner())
+    transcript.stop()
+    transcript_lines = path.read_text().splitlines()
+    assert len(transcript_lines) == 2
+    with pytest.raises(pykka.ActorDeadError):
+        transcript.tell(Notice(level="info", text="too late"))
 
 
 def test_record_type_is_snake_case():

@@ -72,3 +72,20 @@ def test_child_idles_pass_straight_through():
     out = gate.on_effects([child_idle])
     assert out.forward == [child_idle]
     assert out.request_sync is None
+
+
+def test_dropped_batches_resync_like_a_reconnect():
+    gate = SyncGate(ROOT)
+    assert gate.on_lost().request_sync == "lost"
+    out = gate.on_snapshot("lost", ["part"], root_idle=True, new_messages=True)
+    assert out.forward == ["part", IDLE]
+
+
+def test_the_final_sync_releases_a_held_idle_after_its_effects():
+    gate = SyncGate(ROOT)
+    gate.on_effects([IDLE])
+    assert gate.on_stream_failed().request_sync == "final"
+    out = gate.on_snapshot("final", ["part"], root_idle=False, new_messages=True)
+    assert out.forward == ["part", IDLE]
+    assert not gate.holding
+    assert gate.on_snapshot("idle", [], root_idle=True, new_messages=False).forward == []

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from core.permissions import PermissionPolicy
+from core._termination_rules import TRANSITIONS
 from core.termination import (
+    ABORT_GRACE,
+    INTERRUPT_GRACE,
     Abort,
     Conclude,
     Limits,
     Policy,
     RunChecks,
     SendPrompt,
+    State,
+    Trigger,
     classify,
 )
 from core.tracker import (
@@ -82,6 +86,17 @@ def started(limits=None, now=0.0):
     return policy
 
 
+def reject(policy, *, reply="reject", session_id=ROOT, patterns=()):
+    """The responder's answer to request `per_1`, as the termination actor passes it on."""
+    return policy.permission_answered(
+        request_id="per_1",
+        reply=reply,
+        permission="bash",
+        patterns=patterns,
+        session_id=session_id,
+    )
+
+
 def turn(policy, msg_id, finish, now=1.0):
     """A whole turn: busy, the message, its step, idle. Returns the policy's effects."""
     return policy.observe((busy(), assistant(msg_id, finish), step_finish(msg_id), IDLE), now)
@@ -121,7 +136,7 @@ def test_stop_and_passing_checks_is_done():
 def test_idle_before_any_life_is_ignored():
     policy = started()
     assert policy.observe((IDLE, IDLE), 0.5) == []
-    assert policy.state == "RUNNING"
+    assert policy.state is State.RUNNING
 
 
 def test_stale_message_at_the_baseline_is_not_life():
@@ -138,7 +153,7 @@ def test_cut_with_passing_checks_and_no_rejection_is_done_gracefully():
 
 def test_cut_after_a_rejected_permission_resumes():
     policy = started()
-    policy.note_permission({"reply": "reject", "permission": "bash"})
+    reject(policy)
     turn(policy, "msg_001", "tool-calls")
     (resume,) = policy.checks_done((), repairable=False, now=2.0)
     assert isinstance(resume, SendPrompt)
@@ -266,7 +281,7 @@ def test_an_error_without_busy_still_ends_the_attempt():
 def test_a_busy_status_alone_does_not_let_a_stale_idle_end_the_attempt():
     policy = started()
     assert policy.observe((busy(), IDLE), 1.0) == []
-    assert policy.state == "RUNNING"
+    assert policy.state is State.RUNNING
 
 
 def test_a_length_error_is_a_failure_finish_that_resumes():
@@ -279,13 +294,20 @@ def test_a_length_error_is_a_failure_finish_that_resumes():
     assert "finish reason 'length'" in resume.text
 
 
-def test_a_permission_rejected_in_a_subagent_counts_before_any_answer():
+def test_a_permission_asked_is_not_decided_by_the_policy():
     policy = started()
-    ask = PermissionAsked(
-        session_id="ses_child",
-        request={"id": "per_1", "permission": "bash", "patterns": ["rm -rf x"]},
-    )
-    policy.observe((ask,), 0.5)
+    ask = PermissionAsked(session_id="ses_child", request={"id": "per_1", "permission": "bash"})
+    assert policy.observe((ask,), 0.5) == []
+    assert policy.rejected_permissions == []
+    turn(policy, "msg_001", "tool-calls")
+    (verdict,) = policy.checks_done((), repairable=False, now=2.0)
+    assert verdict.verdict == "done_gracefully"
+
+
+def test_a_permission_rejected_in_a_subagent_counts_once_by_request_id():
+    policy = started()
+    for _ in range(2):
+        reject(policy, session_id="ses_child", patterns=("rm -rf x",))
     assert policy.rejected_permissions == [
         {
             "reply": "reject",
@@ -295,19 +317,82 @@ def test_a_permission_rejected_in_a_subagent_counts_before_any_answer():
             "request_id": "per_1",
         }
     ]
+    assert policy.summary()["rejected_permissions"] == policy.rejected_permissions
     turn(policy, "msg_001", "tool-calls")
     (follow,) = policy.checks_done((), repairable=False, now=2.0)
     assert follow.kind == "resume"
 
 
 def test_an_allowed_permission_is_not_a_rejection():
-    policy = Policy(
-        Limits(),
-        prompt="p",
-        session_id=ROOT,
-        now=0.0,
-        permissions=PermissionPolicy(default="allow"),
-    )
-    ask = PermissionAsked(session_id=ROOT, request={"id": "per_1", "permission": "edit"})
-    policy.observe((ask,), 0.5)
+    policy = started()
+    reject(policy, reply="once")
+    reject(policy, reply="reject")  # the same request again: its first answer stands
     assert policy.rejected_permissions == []
+
+
+def test_interrupt_concludes_after_its_short_grace_without_idle():
+    policy = started()
+    (abort,) = policy.external_failure("interrupted", "interrupted by SIGINT", 10.0)
+    assert abort.verdict == "interrupted"
+    assert INTERRUPT_GRACE == 0.5
+    assert policy.tick(10.0 + INTERRUPT_GRACE - 0.01) == []
+    (verdict,) = policy.tick(10.0 + INTERRUPT_GRACE)
+    assert (verdict.verdict, verdict.exit_code) == ("interrupted", 130)
+
+
+def test_other_aborts_keep_the_long_grace():
+    policy = started(Limits(stall_timeout=10))
+    (abort,) = policy.tick(10.0)
+    assert abort.verdict == "stalled"
+    assert policy.tick(10.0 + ABORT_GRACE - 0.01) == []
+    (verdict,) = policy.tick(10.0 + ABORT_GRACE)
+    assert verdict.verdict == "stalled"
+
+
+def test_interrupt_while_aborting_concludes_at_once():
+    policy = started(Limits(stall_timeout=10))
+    policy.tick(10.0)
+    (verdict,) = policy.external_failure("interrupted", "interrupted by SIGINT", 10.1)
+    assert verdict == Conclude(verdict="interrupted", reason="interrupted by SIGINT")
+
+
+def test_interrupt_before_the_first_prompt_concludes_at_once():
+    policy = Policy(Limits(), prompt="p", session_id=ROOT, now=0.0)
+    (verdict,) = policy.external_failure("interrupted", "interrupted by SIGINT", 0.1)
+    assert verdict.verdict == "interrupted"
+    assert policy.state is State.DONE
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger", "target"),
+    [
+        (State.STARTING, Trigger.START, State.PROMPTING),
+        (State.PROMPTING, Trigger.POSTED, State.RUNNING),
+        (State.RUNNING, Trigger.ATTEMPT_ENDED, State.CHECKING),
+        (State.CHECKING, Trigger.FOLLOW_UP, State.PROMPTING),
+        (State.CHECKING, Trigger.TIMEOUT, State.ABORTING),
+        (State.RUNNING, Trigger.STALL, State.ABORTING),
+        (State.CHECKING, Trigger.STALL, None),
+        (State.STARTING, Trigger.STALL, None),
+        (State.PROMPTING, Trigger.RETRIES_SPENT, None),
+        (State.STARTING, Trigger.INTERRUPT, None),
+        (State.ABORTING, Trigger.INTERRUPT, None),
+        (State.ABORTING, Trigger.ABORT_ENDED, State.DONE),
+        (State.ABORTING, Trigger.CONCLUDE, State.DONE),
+        (State.RUNNING, Trigger.ABORT_ENDED, None),
+    ],
+)
+def test_transition_table(state, trigger, target):
+    assert TRANSITIONS.get((state, trigger)) == target
+
+
+def test_done_accepts_no_trigger():
+    assert not [trigger for trigger in Trigger if (State.DONE, trigger) in TRANSITIONS]
+
+
+def test_an_illegal_input_changes_nothing():
+    policy = started()
+    assert policy.baseline_taken("msg_999", 1.0) == []  # not PROMPTING
+    assert policy.start(1.0) == []  # not STARTING
+    assert policy.state is State.RUNNING
+    assert policy.attempts[0].baseline == "msg_000"

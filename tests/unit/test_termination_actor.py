@@ -1,4 +1,6 @@
-"""TerminationActor with a fake client: prompts, the timed-out POST rule, checks, verdicts."""
+"""TerminationActor with a fake client and a fake clock: prompts, the timed-out POST rule,
+checks, timeouts and graces, permission answers, conclusions. Time moves only when a test
+moves the clock and tells the actor a `Tick`."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ import threading
 import pytest
 
 from actors.checks import ArtifactBaseline, DoneCriteria
-from actors.termination import Begin, EndPhase, PromptOptions, TerminationActor
+from actors.termination import PromptOptions, TerminationActor
 from core.errors import RequestTimeoutError
-from core.termination import Limits, Policy
-from core.tracker import MessageUpdated, SessionIdle
+from core.termination import ABORT_GRACE, INTERRUPT_GRACE, Limits, Policy
+from core.tracker import MessageUpdated, SessionIdle, StatusChanged
+from messages.control import Begin, Concluded, EndPhase, Tick
 from messages.pipeline import SetBaseline, Tracked
-from messages.records import AttemptStarted, PromptSent, VerdictReached
+from messages.records import AttemptStarted, Notice, PermissionAnswered, PromptSent
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -51,9 +54,23 @@ class FakeClient:
         return True
 
 
-def start(client, tmp_path, **limits):
+class FakeClock:
+    """Monotonic time that moves only when the test says so."""
+
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def start(client, tmp_path, clock=None, **limits):
     published, synced = queue.Queue(), queue.Queue()
-    policy = Policy(Limits(**limits), prompt="Do it", session_id=ROOT, now=0.0)
+    clock = clock or FakeClock()
+    policy = Policy(Limits(**limits), prompt="Do it", session_id=ROOT, now=clock())
     ref = TerminationActor.start(
         policy=policy,
         client=client,
@@ -63,7 +80,7 @@ def start(client, tmp_path, **limits):
         directory=tmp_path,
         sync=synced.put,
         publish=published.put,
-        clock=lambda: 0.0,
+        clock=clock,
         tick=None,
     )
     return ref, published, synced
@@ -76,10 +93,35 @@ def next_of(q, kind, timeout=5):
             return message
 
 
+def nothing_more(ref, published):
+    """Everything told so far was handled (an ask queues behind it) and published nothing."""
+    ref.proxy().summary().get(timeout=5)
+    assert published.empty(), published.get_nowait()
+
+
+def tick_at(ref, clock, now):
+    clock.now = now
+    ref.tell(Tick())
+
+
+def running(tmp_path, client=None, **limits):
+    """An actor whose first prompt went out at t=0 (the policy is RUNNING)."""
+    clock = FakeClock()
+    client = client or FakeClient()
+    ref, published, _ = start(client, tmp_path, clock, **limits)
+    ref.tell(Begin())
+    next_of(published, PromptSent)  # the baseline outcome was handled before this
+    return ref, published, clock, client
+
+
+def idle(ref):
+    ref.tell(Tracked(root_session_id=ROOT, effects=(SessionIdle(session_id=ROOT),)))
+
+
 def finish_turn(ref, finish="stop"):
     info = {"id": "msg_002", "role": "assistant", "finish": finish}
     ref.tell(Tracked(root_session_id=ROOT, effects=(MessageUpdated(session_id=ROOT, info=info),)))
-    ref.tell(Tracked(root_session_id=ROOT, effects=(SessionIdle(session_id=ROOT),)))
+    idle(ref)
 
 
 def test_begin_sends_the_prompt_once_after_setting_the_baseline(tmp_path):
@@ -93,7 +135,7 @@ def test_begin_sends_the_prompt_once_after_setting_the_baseline(tmp_path):
         (ROOT, "Do it", {"model": "test/mock-model", "agent": None, "variant": None})
     ]
     finish_turn(ref)
-    verdict = next_of(published, VerdictReached)
+    verdict = next_of(published, Concluded)
     assert (verdict.verdict, verdict.exit_code) == ("done", 0)
     assert [a["kind"] for a in verdict.summary["attempts"]] == ["initial"]
 
@@ -118,7 +160,7 @@ def test_a_prompt_that_keeps_timing_out_fails_the_phase(tmp_path):
     client = FakeClient(timeouts=2, arrives=False)
     ref, published, _ = start(client, tmp_path)
     ref.tell(Begin())
-    verdict = next_of(published, VerdictReached)
+    verdict = next_of(published, Concluded)
     assert verdict.verdict == "failed"
     assert verdict.reason == "could not send the prompt: POST prompt_async: no answer"
 
@@ -130,7 +172,123 @@ def test_an_interrupt_while_running_aborts_then_concludes_on_idle(tmp_path):
     next_of(published, PromptSent)
     ref.tell(EndPhase(verdict="interrupted", reason="interrupted by SIGINT"))
     ref.tell(Tracked(root_session_id=ROOT, effects=(SessionIdle(session_id=ROOT),)))
-    verdict = next_of(published, VerdictReached)
+    verdict = next_of(published, Concluded)
     assert (verdict.verdict, verdict.exit_code) == ("interrupted", 130)
     assert client.aborted.wait(5)
     assert client.aborts == [ROOT]
+
+
+def test_a_stall_aborts_then_concludes_after_the_abort_grace(tmp_path):
+    ref, published, clock, client = running(tmp_path, stall_timeout=10)
+    busy = StatusChanged(session_id=ROOT, status={"type": "busy"})
+    clock.now = 4.0
+    ref.tell(Tracked(root_session_id=ROOT, effects=(busy,)))  # progress at t=4
+    nothing_more(ref, published)  # handled before the clock moves on
+    tick_at(ref, clock, 13.9)
+    nothing_more(ref, published)
+    tick_at(ref, clock, 14.0)
+    notice = next_of(published, Notice)
+    assert notice.text == "aborting the session: no progress for 10s"
+    assert client.aborted.wait(5)
+    assert client.aborts == [ROOT]
+    tick_at(ref, clock, 14.0 + ABORT_GRACE - 0.1)
+    nothing_more(ref, published)
+    tick_at(ref, clock, 14.0 + ABORT_GRACE)
+    concluded = next_of(published, Concluded)
+    assert (concluded.verdict, concluded.reason, concluded.exit_code) == (
+        "stalled",
+        "no progress for 10s",
+        2,
+    )
+    assert [a["kind"] for a in concluded.summary["attempts"]] == ["initial"]
+
+
+def test_the_phase_timeout_aborts_and_an_idle_concludes_at_once(tmp_path):
+    ref, published, clock, client = running(tmp_path, phase_timeout=60, stall_timeout=1000)
+    tick_at(ref, clock, 59.9)
+    nothing_more(ref, published)
+    tick_at(ref, clock, 60.0)
+    assert next_of(published, Notice).text == "aborting the session: phase timeout of 1m reached"
+    assert client.aborted.wait(5)
+    clock.now = 61.0  # well inside the grace
+    idle(ref)
+    concluded = next_of(published, Concluded)
+    assert (concluded.verdict, concluded.exit_code) == ("timed_out", 2)
+
+
+def test_an_interrupt_concludes_after_half_a_second_without_an_idle(tmp_path):
+    ref, published, clock, client = running(tmp_path)
+    clock.now = 30.0
+    ref.tell(EndPhase(verdict="interrupted", reason="interrupted by SIGINT"))
+    assert next_of(published, Notice).text == "aborting the session: interrupted by SIGINT"
+    assert client.aborted.wait(5)
+    tick_at(ref, clock, 30.0 + INTERRUPT_GRACE - 0.1)
+    nothing_more(ref, published)
+    tick_at(ref, clock, 30.0 + INTERRUPT_GRACE)
+    concluded = next_of(published, Concluded)
+    assert (concluded.verdict, concluded.exit_code) == ("interrupted", 130)
+
+
+def test_the_ticker_ends_an_interrupt_without_help(tmp_path):
+    clock, client = FakeClock(), FakeClient()
+    published = queue.Queue()
+    ref = TerminationActor.start(
+        policy=Policy(Limits(), prompt="Do it", session_id=ROOT, now=0.0),
+        client=client,
+        options=PromptOptions(),
+        criteria=DoneCriteria(),
+        baseline=ArtifactBaseline(),
+        directory=tmp_path,
+        sync=lambda _: None,
+        publish=published.put,
+        clock=clock,
+        tick=0.01,  # real ticks; the fake clock still decides when the grace is over
+    )
+    ref.tell(Begin())
+    next_of(published, PromptSent)
+    ref.tell(EndPhase(verdict="interrupted", reason="interrupted by SIGINT"))
+    assert client.aborted.wait(5)
+    clock.advance(INTERRUPT_GRACE)
+    assert next_of(published, Concluded).verdict == "interrupted"
+
+
+def answered(request_id, reply="reject", error=None):
+    return PermissionAnswered(
+        session_id="ses_child",
+        request_id=request_id,
+        permission="bash",
+        patterns=("rm -rf x",),
+        reply=reply,
+        message="Rejected by the runner's phase policy",
+        error=error,
+    )
+
+
+def test_a_rejection_reported_twice_counts_once_and_forbids_a_graceful_finish(tmp_path):
+    ref, published, _, _ = running(tmp_path)
+    ref.tell(answered("per_1"))
+    ref.tell(answered("per_1", error="HTTP 500"))  # the reply failed: the same request again
+    finish_turn(ref, finish="tool-calls")  # cut off, checks pass: graceful, were it not for per_1
+    assert next_of(published, AttemptStarted).kind == "resume"
+    ref.tell(EndPhase(verdict="failed", reason="opencode server died"))
+    concluded = next_of(published, Concluded)
+    assert concluded.summary["rejected_permissions"] == [
+        {
+            "reply": "reject",
+            "permission": "bash",
+            "patterns": ["rm -rf x"],
+            "session_id": "ses_child",
+            "request_id": "per_1",
+        }
+    ]
+
+
+def test_an_allowed_permission_leaves_a_graceful_finish(tmp_path):
+    ref, published, _, _ = running(tmp_path)
+    ref.tell(answered("per_1", reply="once"))
+    finish_turn(ref, finish="tool-calls")
+    concluded = next_of(published, Concluded)
+    assert (concluded.verdict, concluded.summary["rejected_permissions"]) == (
+        "done_gracefully",
+        [],
+    )
