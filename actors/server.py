@@ -27,10 +27,9 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors import _process
+from actors import _process, _server_http
 from actors._process import ServerSpec
-from actors.opencode_client import OpencodeClient
-from core.errors import RunnerError, ServerStartError, UpstreamHTTPError
+from core.errors import ServerStartError
 from core.server_rules import check_version, is_transient_start_failure, parse_listening_line
 from messages.server import ServerExited, ServerFailed, ServerReady, ServerStopped
 
@@ -225,15 +224,7 @@ class ServerActor(pykka.ThreadingActor):
         return code
 
     def _abort_busy_sessions(self) -> None:
-        client = OpencodeClient(self._url or "", password=self._password, timeout=2.0)
-        try:
-            status = client.status()
-            for session_id in status if isinstance(status, dict) else ():
-                client.abort(session_id)
-        except Exception as exc:  # best effort: the process group is stopped regardless
-            logger.debug("could not abort busy sessions before stopping: {}", exc)
-        finally:
-            client.close()
+        _server_http.abort_busy_sessions(self._url or "", self._password)
 
     def _log_tail(self) -> tuple[str, ...]:
         return _process.read_log_tail(self._spec.log_path) if self._log is not None else ()
@@ -258,24 +249,9 @@ class ServerActor(pykka.ThreadingActor):
         _process.start_thread("opencode-probe", lambda: self._tell(self._probe(url)))
 
     def _probe(self, url: str) -> _Healthy | _Unhealthy:
-        client = OpencodeClient(url, password=self._password)
-        try:
-            while not self._quit.is_set():
-                try:
-                    health = client.health(timeout=1.0)
-                    return _Healthy(str(health.get("version", "")))
-                except UpstreamHTTPError as exc:
-                    if exc.status == 401:
-                        return _Unhealthy(f"opencode at {url} rejected the password (HTTP 401)")
-                    if self._clock() >= self._deadline:
-                        return _Unhealthy(f"opencode at {url} is not healthy: {exc}")
-                except RunnerError as exc:
-                    if self._clock() >= self._deadline:
-                        return _Unhealthy(f"opencode at {url} is not healthy: {exc}")
-                self._quit.wait(0.1)
-            return _Unhealthy("stopped")
-        finally:
-            client.close()
+        until = self._deadline
+        version, problem = _server_http.probe(url, self._password, self._quit, self._clock, until)
+        return _Healthy(version) if problem is None else _Unhealthy(problem)
 
 
 def _describe_exit(code: int | None) -> str:

@@ -1,15 +1,18 @@
 """SseReaderActor: owns the `GET /event` connection and keeps it alive.
 
-Theory of operation. A daemon reader thread does the blocking read: connect (requests,
-`stream=True`), feed each chunk to the pure `SseDecoder`, `json.loads` the frames, and hand
-all the events of one read to the subscribers as ONE `EventsReceived` batch (the hot path).
-`StreamConnected` is published only when `server.connected` arrives, never on mere headers.
-A break (EOF, a truncated frame, a network error, or the watchdog) is `StreamDropped`, then a
-reconnect with tenacity's jittered exponential backoff; if the broken connection had been
-healthy for `healthy_after` seconds the budget starts afresh. 401 and 404 are not retried,
-and neither is a spent budget: both are `StreamFailed`. The watchdog runs in the actor, on a
-tick, against an injected clock: no bytes for three heartbeat periods and it shuts the socket,
-which the reader thread then sees as a break. `on_stop` shuts the socket so the thread ends.
+Theory of operation. A daemon reader thread connects (requests, `stream=True`), feeds each read
+to the pure `SseDecoder`, masks the server's password (`core.redact`), `json.loads` the frames
+and hands the events of one read to the subscribers as ONE `EventsReceived` batch weighing the
+bytes read (the hot path; subscribers never block). `server.connected` is `StreamConnected`
+(never mere headers); once another event follows it, the connection is *working*.
+A break (EOF, a truncated frame, a network error, the watchdog, a refusal) is `StreamDropped`,
+then a reconnect after tenacity's jittered exponential backoff. The budget is an *outage*: time
+without a working connection, from the break of the last one (or the start). A working
+connection that breaks starts a fresh outage and the backoff from `initial`: a stream cut every
+few events is reconnected forever, one that never gets past `server.connected` is
+`StreamFailed` after `outage` seconds; 401 and 404 at once. The backoff waits on the stop
+event. The watchdog runs in the actor on a tick against an injected clock: no bytes for three
+heartbeats and it shuts the socket, a break for the thread; `on_stop` shuts it too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +36,8 @@ from actors._process import start_thread
 from actors._supervised import Report, SupervisedActor
 from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
-from core.sse import SseDecoder
+from core.redact import StreamRedactor
+from core.sse import SseDecoder, SseFrame
 from messages.stream import EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
 
@@ -41,30 +45,43 @@ from messages.stream import EventsReceived, StreamConnected, StreamDropped, Stre
 class ReconnectPolicy:
     """How hard the reader tries to get the stream back."""
 
-    attempts: int = 30
-    outage: float = 60.0  # give up when nothing has arrived for this long
-    initial: float = 0.25
-    maximum: float = 8.0
-    healthy_after: float = 30.0
+    outage: float = 60.0  # give up after this long without a working connection
+    initial: float = 0.25  # backoff window of the first retry of an outage
+    maximum: float = 8.0  # the widest backoff window
     heartbeat: float = 10.0
     connect_timeout: float = 5.0
 
 
 class _BrokenError(Exception):
-    """The stream broke after it was up; retry."""
+    """The connection broke, or could not be made; retry."""
 
-    def __init__(self, reason: str, *, healthy: bool) -> None:
+    def __init__(self, reason: str, *, working: bool = False) -> None:
         super().__init__(reason)
-        self.healthy = healthy
+        self.working = working
 
 
 class _FatalError(Exception):
     """Retrying cannot help (401, 404)."""
 
 
+@dataclass(slots=True)
+class _Connection:
+    """What the reader thread knows of the connection it is reading."""
+
+    number: int
+    connected: bool = False
+    working: bool = False
+    unsent: int = 0  # bytes read since the last batch went out
+
+
 @dataclass(frozen=True, slots=True)
 class _Tick:
     pass
+
+
+_CONNECTED = "server.connected"
+# tenacity's wait strategies read the attempt number off a call state tied to a Retrying.
+_RETRYING = tenacity.Retrying()
 
 
 class SseReaderActor(SupervisedActor):
@@ -80,6 +97,7 @@ class SseReaderActor(SupervisedActor):
         clock: Callable[[], float] = time.monotonic,
         tick: float | None = 1.0,
         report: Report | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         super().__init__(report=report)
         self._client = client
@@ -88,11 +106,17 @@ class SseReaderActor(SupervisedActor):
         self._policy = policy
         self._clock = clock
         self._tick = tick
+        self._redactor = StreamRedactor(secrets) if any(secrets) else None
+        self._backoff = tenacity.wait_random_exponential(
+            multiplier=policy.initial, max=policy.maximum
+        )
         self._stopping = threading.Event()
         self._connection = 0
         self._response: requests.Response | None = None
         self._last_bytes = clock()
         self._shut_why: str | None = None
+        self._outage_from = clock()  # from here on only the reader thread touches these two
+        self._failures = 0
 
     def on_start(self) -> None:
         """Start the reader thread (and the watchdog's ticker)."""
@@ -128,53 +152,49 @@ class SseReaderActor(SupervisedActor):
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._retrying()(self._read_once)
-            except _BrokenError as exc:  # a healthy connection broke: fresh budget
-                self._dropped(str(exc), 0.0)
-            except (_FatalError, tenacity.RetryError) as exc:
-                if not self._stopping.is_set():
-                    self._publish(StreamFailed(reason=_reason(exc)))
+                self._read_once()
+            except _BrokenError as exc:
+                if not self._wait_after(exc):
+                    return
+            except _FatalError as exc:
+                self._say(StreamFailed(reason=str(exc)))
                 return
             except Exception as exc:
                 logger.exception("sse reader crashed")
-                self._publish(StreamFailed(reason=f"event stream reader crashed: {exc}"))
+                self._say(StreamFailed(reason=f"event stream reader crashed: {exc}"))
                 return
 
-    def _retrying(self) -> tenacity.Retrying:
-        policy = self._policy
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_retry_this),
-            wait=tenacity.wait_random_exponential(multiplier=policy.initial, max=policy.maximum),
-            stop=self._budget_spent,
-            sleep=self._stopping.wait,
-            before_sleep=lambda state: self._dropped(
-                _reason(state.outcome.exception()), state.upcoming_sleep
-            ),
-        )
-
-    def _budget_spent(self, state: tenacity.RetryCallState) -> bool:
-        """Too many failed tries, or nothing received for `outage` seconds (time the stream
-        was up does not count against it)."""
-        silent = self._clock() - self._last_bytes
-        return state.attempt_number >= self._policy.attempts or silent >= self._policy.outage
+    def _wait_after(self, exc: _BrokenError) -> bool:
+        """Count a break against the outage and sleep the backoff; False once it is spent."""
+        now = self._clock()
+        if exc.working:  # a fresh outage: the budget and the backoff start again
+            self._outage_from, self._failures = now, 0
+        left = self._policy.outage - (now - self._outage_from)
+        if left <= 0:
+            outage = f"no working connection for {self._policy.outage:g}s"
+            self._say(StreamFailed(reason=f"event stream lost: {outage} (last: {exc})"))
+            return False
+        self._failures += 1
+        state = tenacity.RetryCallState(_RETRYING, fn=None, args=(), kwargs={})
+        state.attempt_number = self._failures
+        delay = min(self._backoff(state), left)  # one last try when the budget runs out
+        self._say(StreamDropped(connection=self._connection, reason=str(exc), retry_in=delay))
+        self._stopping.wait(delay)
+        return True
 
     def _read_once(self) -> None:
-        if self._stopping.is_set():
-            return
-        connection = self._connection + 1  # counts streams that said `server.connected`
+        """Read one connection until it breaks (`_BrokenError`) or the reader stops."""
         response = self._open()
-        decoder = SseDecoder()
-        connected_at = None
+        decoder, conn = SseDecoder(), _Connection(self._connection + 1)
+        raw = response.raw
         try:
-            for chunk in _chunks(response):
+            # read1: bytes as soon as they arrive (iter_content waits for an unchunked body's end)
+            while chunk := raw.read1(65536):
                 self._last_bytes = self._clock()
-                events = _decode(decoder.feed(chunk))
-                if connected_at is None and _has_connected(events):
-                    connected_at = self._clock()
-                    self._connection = connection
-                    self._publish(StreamConnected(connection=connection))
+                conn.unsent += len(chunk)
+                events = _decode(decoder.feed(chunk), self._redactor)
                 if events:
-                    self._fan_out(EventsReceived(events=events, connection=connection))
+                    self._deliver(events, conn)
             decoder.close()
             reason = "truncated frame at end of stream" if decoder.truncated else "end of stream"
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -184,12 +204,29 @@ class SseReaderActor(SupervisedActor):
             response.close()
         if self._shut_why is not None:
             reason, self._shut_why = self._shut_why, None
-        if self._stopping.is_set():
-            return
-        healthy = connected_at is not None and (
-            self._clock() - connected_at >= self._policy.healthy_after
-        )
-        raise _BrokenError(reason, healthy=healthy)
+        if not self._stopping.is_set():
+            raise _BrokenError(reason, working=conn.working)
+
+    def _deliver(self, events: tuple[dict[str, Any], ...], conn: _Connection) -> None:
+        """Fan one read's events out as one batch, weighing the bytes read for it."""
+        if not conn.working:
+            self._progress(events, conn)
+        batch = EventsReceived(events=events, connection=conn.number, size=conn.unsent)
+        conn.unsent = 0
+        for subscriber in self._subscribers:
+            with contextlib.suppress(pykka.ActorDeadError):
+                subscriber(batch)
+
+    def _progress(self, events: tuple[dict[str, Any], ...], conn: _Connection) -> None:
+        """`server.connected` is StreamConnected; any event after it makes the connection work."""
+        if not conn.connected:
+            at = next((i for i, e in enumerate(events) if e.get("type") == _CONNECTED), None)
+            if at is None:
+                return
+            conn.connected, self._connection = True, conn.number
+            self._publish(StreamConnected(connection=conn.number))
+            events = events[at + 1 :]
+        conn.working = bool(events)
 
     def _open(self) -> requests.Response:
         policy = self._policy
@@ -202,29 +239,22 @@ class SseReaderActor(SupervisedActor):
                 timeout=(policy.connect_timeout, 3 * policy.heartbeat + 5),
             )
         except requests.RequestException as exc:
-            raise _BrokenError(f"cannot connect ({type(exc).__name__})", healthy=False) from exc
+            raise _BrokenError(f"cannot connect ({type(exc).__name__})") from exc
         if response.status_code in (401, 404):
             response.close()
             raise _FatalError(f"GET /event -> HTTP {response.status_code}")
         if not response.ok:
             response.close()
-            raise _BrokenError(f"GET /event -> HTTP {response.status_code}", healthy=False)
+            raise _BrokenError(f"GET /event -> HTTP {response.status_code}")
         self._last_bytes = self._clock()
         self._response = response
         if self._stopping.is_set():
             self._shut("stopping")
         return response
 
-    def _fan_out(self, batch: EventsReceived) -> None:
-        for subscriber in self._subscribers:
-            with contextlib.suppress(pykka.ActorDeadError):
-                subscriber(batch)
-
-    def _dropped(self, reason: str, retry_in: float) -> None:
-        if not self._stopping.is_set():
-            self._publish(
-                StreamDropped(connection=self._connection, reason=reason, retry_in=retry_in)
-            )
+    def _say(self, message: StreamDropped | StreamFailed) -> None:
+        if not self._stopping.is_set():  # a stop is no news
+            self._publish(message)
 
     def _shut(self, why: str) -> None:
         self._shut_why = why
@@ -236,40 +266,21 @@ class SseReaderActor(SupervisedActor):
             logger.debug("sse socket shut ({})", why)
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    """Bytes as soon as they arrive, chunked or not (`iter_content` would wait for the end of
-    a response that is not chunked)."""
-    raw = response.raw
-    while chunk := raw.read1(65536):
-        yield chunk
-
-
-def _retry_this(exc: BaseException) -> bool:
-    return isinstance(exc, _BrokenError) and not exc.healthy
-
-
-def _reason(exc: BaseException | None) -> str:
-    if isinstance(exc, tenacity.RetryError):
-        last = exc.last_attempt.exception()
-        return f"event stream lost and not recovered after retries: {last}"
-    return str(exc)
-
-
-def _decode(frames: list[Any]) -> tuple[dict[str, Any], ...]:
+def _decode(
+    frames: list[SseFrame], redactor: StreamRedactor | None = None
+) -> tuple[dict[str, Any], ...]:
+    """The JSON objects of `frames`, secrets masked when a redactor is given."""
     events = []
     for frame in frames:
+        data = frame.data if redactor is None else redactor.frame(frame.data)
         try:
-            event = json.loads(frame.data)
+            event = json.loads(data)
         except ValueError:
-            logger.warning("sse: dropped a frame that is not JSON: {!r}", frame.data[:200])
+            logger.warning("sse: dropped a frame that is not JSON: {!r}", data[:200])
             continue
         if isinstance(event, dict):
-            events.append(event)
+            events.append(event if redactor is None else redactor.event(event))
     return tuple(events)
-
-
-def _has_connected(events: tuple[dict[str, Any], ...]) -> bool:
-    return any(event.get("type") == "server.connected" for event in events)
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:

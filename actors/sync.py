@@ -3,7 +3,8 @@
 On `RequestSync` it reads `GET /session/status` and `GET /session/{id}/message` for each
 session of the tree (the root's messages only after the attempt's baseline, so a resumed
 attempt never replays history) and publishes one `SnapshotFetched` (for the tracker). Failures are
-reported in the reply, never raised: the tracker must release a held idle either way.
+reported in the reply, never raised: the tracker must release a held idle either way. Secrets
+(the server's password, were a tool to print it) are masked before the snapshot goes anywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError
+from core.redact import masked
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched
 
 # A resync of a long session fetches only the newest messages when they reach back past the
@@ -33,12 +35,14 @@ class SyncActor(SupervisedActor):
         client: OpencodeClient,
         root_session_id: str,
         publish: Callable[[Any], None],
+        secrets: tuple[str, ...] = (),
         report: Report | None = None,
     ) -> None:
         super().__init__(report=report)
         self._client = client
         self._root = root_session_id
         self._publish = publish
+        self._secrets = secrets
         self._baseline: str | None = None
         self._worker = Worker("sync")
 
@@ -69,7 +73,7 @@ class SyncActor(SupervisedActor):
                 messages = self._after_baseline(baseline)
             else:
                 messages = self._client.messages(session_id)
-            snapshots.append((session_id, tuple(messages)))
+            snapshots.append((session_id, tuple(masked(messages, self._secrets))))
         root_status = status.get(self._root, {}).get("type", "idle")
         return SnapshotFetched(
             reason=request.reason, snapshots=tuple(snapshots), root_idle=root_status == "idle"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from core.errors import RunnerError
 
 # Server- and instance-level events that say nothing about the session tree: no effect.
 # (The transcript writer records raw events itself; the reader watches `server.*` itself.)
@@ -126,3 +129,35 @@ class OpenPart:
         self.part_type = part.get("type")
         text = part.get("text")
         self.chunks = [text] if self.part_type in TEXT_TYPES and isinstance(text, str) else []
+
+
+class SnapshotShapeError(RunnerError):
+    """A message snapshot is not the `[{info, parts}]` list opencode documents."""
+
+
+def fingerprint(info: dict[str, Any]) -> int:
+    """What changes in a message's info that a consumer acts on, as one small number."""
+    time = info.get("time") if isinstance(info.get("time"), dict) else {}
+    return hash(
+        (
+            info.get("role"),
+            info.get("finish"),
+            time.get("completed"),
+            json.dumps(info.get("error"), sort_keys=True, default=str),
+            json.dumps(info.get("tokens"), sort_keys=True, default=str),
+            str(info.get("cost")),
+        )
+    )
+
+
+def unpack(message: Any, session_id: str, index: int) -> tuple[dict[str, Any], list[Any]]:
+    """Check one snapshot entry's shape; return its info and its parts."""
+    info = message.get("info") if isinstance(message, dict) else None
+    parts = message.get("parts") if isinstance(message, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+        raise SnapshotShapeError(f"snapshot of {session_id}: message {index} has no info.id")
+    if not isinstance(parts, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("id"), str) for p in parts
+    ):
+        raise SnapshotShapeError(f"snapshot of {session_id}: message {index} has a bad part list")
+    return info, parts

@@ -40,7 +40,6 @@ Statuses: consecutive identical statuses of a session are collapsed (`busy` repe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -63,11 +62,13 @@ from core._tracker_rules import (
     PASSTHROUGH_TYPES,
     TREE_EVENTS,
     OpenPart,
+    SnapshotShapeError,
     final_text,
+    fingerprint,
     is_final,
     is_noise,
+    unpack,
 )
-from core.errors import RunnerError
 
 __all__ = [
     "ChildSession",
@@ -85,10 +86,6 @@ __all__ = [
     "Tracker",
     "Unknown",
 ]
-
-
-class SnapshotShapeError(RunnerError):
-    """A message snapshot is not the `[{info, parts}]` list opencode documents."""
 
 
 class Tracker:
@@ -155,7 +152,7 @@ class Tracker:
             return []
         effects: list[Effect] = []
         for index, message in enumerate(messages):
-            info, parts = _unpack(message, session_id, index)
+            info, parts = unpack(message, session_id, index)
             changed = self._remember(info)
             for part in parts:
                 effects.extend(self._take_part(session_id, part, "snapshot"))
@@ -166,7 +163,7 @@ class Tracker:
     def _remember(self, info: dict[str, Any]) -> bool:
         """Keep a message's role and fingerprint; True if the fingerprint changed."""
         message_id = info["id"]
-        mark = _fingerprint(info)
+        mark = fingerprint(info)
         changed = self._marks.get(message_id) != mark
         self._roles[message_id] = info.get("role")
         self._marks[message_id] = mark
@@ -291,31 +288,3 @@ _HANDLERS: dict[str, _Handler] = {
     "permission.asked": lambda _t, sid, p, _e: [PermissionAsked(session_id=sid, request=p)],
     "question.asked": lambda _t, sid, p, _e: [QuestionAsked(session_id=sid, request=p)],
 }
-
-
-def _fingerprint(info: dict[str, Any]) -> int:
-    """What changes in a message's info that a consumer acts on, as one small number."""
-    time = info.get("time") if isinstance(info.get("time"), dict) else {}
-    return hash(
-        (
-            info.get("role"),
-            info.get("finish"),
-            time.get("completed"),
-            json.dumps(info.get("error"), sort_keys=True, default=str),
-            json.dumps(info.get("tokens"), sort_keys=True, default=str),
-            str(info.get("cost")),
-        )
-    )
-
-
-def _unpack(message: Any, session_id: str, index: int) -> tuple[dict[str, Any], list[Any]]:
-    """Check one snapshot entry's shape; return its info and its parts."""
-    info = message.get("info") if isinstance(message, dict) else None
-    parts = message.get("parts") if isinstance(message, dict) else None
-    if not isinstance(info, dict) or not isinstance(info.get("id"), str):
-        raise SnapshotShapeError(f"snapshot of {session_id}: message {index} has no info.id")
-    if not isinstance(parts, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("id"), str) for p in parts
-    ):
-        raise SnapshotShapeError(f"snapshot of {session_id}: message {index} has a bad part list")
-    return info, parts

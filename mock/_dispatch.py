@@ -108,6 +108,12 @@ class Dispatcher:
         self._attempts: dict[tuple[int, int], int] = {}
         self._agent_requests = 0
 
+    def rescript(self, script: Script) -> None:
+        """Serve `script` from the next request on (the attempt counters stay)."""
+        with self._lock:
+            self._script = script
+            self._title_turn = Turn(text=(script.title,))
+
     def decide(self, body: Any) -> Decision:
         """The answer for one chat request; agent requests advance the counters."""
         kind = classify(body)

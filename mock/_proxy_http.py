@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import socket
 import struct
 import sys
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -223,3 +225,24 @@ class ProxyHandler(BaseHTTPRequestHandler):
 # BaseHTTPRequestHandler dispatches on `do_<METHOD>`: every method takes the same path.
 for _method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
     setattr(ProxyHandler, f"do_{_method}", ProxyHandler.forward)
+
+
+def is_loopback_ip(host: str, *, version: int | None = None) -> bool:
+    """True for a loopback IP address (of `version`, if given)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback and version in (None, address.version)
+
+
+def parse_upstream(url: str) -> tuple[str, int]:
+    """`(host, port)` of an `http://` loopback URL without a path; ValueError otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"upstream must look like http://127.0.0.1:PORT, got {url!r}")
+    if not (is_loopback_ip(parts.hostname) or parts.hostname == "localhost"):
+        raise ValueError(f"upstream must be on loopback, got host {parts.hostname!r}")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"upstream must have no path, got {url!r}")
+    return parts.hostname, parts.port

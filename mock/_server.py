@@ -118,6 +118,12 @@ class MockLLM:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
+    def rescript(self, script: Script | Mapping[str, Any] | list[Any] | str | Path) -> None:
+        """Serve another script from the next request on: for a test that learns what to
+        script (a run's password, say) only after the server behind the mock has started."""
+        self.script = _as_script(script)
+        self._dispatcher.rescript(self.script)
+
     def start(self) -> MockLLM:
         """Bind and serve in a daemon thread; returns self."""
         if self._thread is not None:

@@ -28,14 +28,12 @@ on them (`wait_for_streams`, `wait_for_events`, `wait_for_refusals`) instead of 
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from types import TracebackType
 
-from mock._proxy_http import Exchange, ProxyServer
+from mock._proxy_http import Exchange, ProxyServer, is_loopback_ip, parse_upstream
 
 __all__ = ["FaultProxy"]
 
@@ -54,9 +52,9 @@ class FaultProxy:
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not _is_loopback_ip(host, version=4):
+        if not is_loopback_ip(host, version=4):
             raise ValueError(f"FaultProxy binds loopback only; got host {host!r}")
-        self._upstream = _parse_upstream(upstream)
+        self._upstream = parse_upstream(upstream)
         self._address = (host, port)
         self._clock = clock
         self._cond = threading.Condition()
@@ -285,22 +283,3 @@ class FaultProxy:
             exchange.events += frames
             self._events += frames
             self._cond.notify_all()
-
-
-def _is_loopback_ip(host: str, *, version: int | None = None) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback and version in (None, address.version)
-
-
-def _parse_upstream(url: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.port is None:
-        raise ValueError(f"upstream must look like http://127.0.0.1:PORT, got {url!r}")
-    if not (_is_loopback_ip(parts.hostname) or parts.hostname == "localhost"):
-        raise ValueError(f"upstream must be on loopback, got host {parts.hostname!r}")
-    if parts.path not in ("", "/"):
-        raise ValueError(f"upstream must have no path, got {url!r}")
-    return parts.hostname, parts.port

@@ -67,9 +67,9 @@ class PhaseHandle:
         assert self._result is not None
         return self._result
 
-    def cancel(self, reason: str = "cancelled by the embedder") -> None:
+    def cancel(self, reason: str = "cancelled by the embedder", exit_code: int = 130) -> None:
         """Abort the session and end the phase with verdict `interrupted`."""
-        self._supervisor.cancel(reason)
+        self._supervisor.cancel(reason, exit_code)
 
     def events(self, timeout: float | None = None) -> Iterator[Any]:
         """The messages the phase publishes from now on, in order, ending with the final
@@ -152,27 +152,39 @@ class Batch:
         self._lock = threading.Lock()
         self.handles: list[PhaseHandle] = []
         self.cancelled: str | None = None
+        self._exit_code = 130
 
     def add(self, handle: PhaseHandle) -> None:
         """Track a started phase (cancelled at once if the batch already is)."""
         with self._lock:
             self.handles.append(handle)
-            reason = self.cancelled
+            reason, code = self.cancelled, self._exit_code
         if reason is not None:
-            handle.cancel(reason)
+            handle.cancel(reason, code)
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: str, exit_code: int = 130) -> None:
         """Cancel every phase, now and to come."""
         with self._lock:
-            self.cancelled = self.cancelled or reason
+            if self.cancelled is None:
+                self.cancelled, self._exit_code = reason, exit_code
             handles = list(self.handles)
         for handle in handles:
-            handle.cancel(reason)
+            handle.cancel(reason, exit_code)
 
 
 def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
     """What makes two phases need different servers: binary, configuration, attachment."""
     return (spec.server.opencode, spec.config_content, spec.server.attach)
+
+
+def _servers(specs: list[PhaseSpec], env: Mapping[str, str]) -> dict[Any, SharedServer]:
+    """One server per distinct `server_key`: phases share a server when they ask for the same."""
+    servers: dict[tuple[Any, ...], SharedServer] = {}
+    for spec in specs:
+        key = server_key(spec)
+        if key not in servers:
+            servers[key] = SharedServer(server_spec(spec, env))
+    return servers
 
 
 def run_phases(
@@ -186,11 +198,7 @@ def run_phases(
     specs = [_spec_of(phase) for phase in phases]
     if not specs:
         return []
-    servers: dict[tuple[Any, ...], SharedServer] = {}
-    for spec in specs:  # phases share a server when they ask for the same one
-        key = server_key(spec)
-        if key not in servers:
-            servers[key] = SharedServer(server_spec(spec, options.get("env") or {}))
+    servers = _servers(specs, options.get("env") or {})
     batch = batch or Batch()
 
     def one(spec: PhaseSpec) -> PhaseResult:

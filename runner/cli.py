@@ -145,7 +145,7 @@ def exit_code(results: list[PhaseResult], signalled: int | None) -> int:
     if signalled is not None:
         return SIGNAL_EXIT.get(signal.Signals(signalled), 130)
     codes = {result.exit_code for result in results}
-    for code in (130, 1, 2):
+    for code in (130, 143, 129, 1, 2):
         if code in codes:
             return code
     return 0
@@ -196,7 +196,7 @@ def _install_signal_handlers(batch: Batch) -> list[int]:
             received.append(number)
         # A repeated signal changes nothing: the cleanup it would cut short is bounded, and
         # dying now would leave opencode (in its own process group) behind.
-        batch.cancel(f"interrupted by {signal.Signals(number).name}")
+        batch.cancel(f"interrupted by {signal.Signals(number).name}", SIGNAL_EXIT[number])
 
     for number in SIGNAL_EXIT:
         signal.signal(number, on_signal)

@@ -20,26 +20,15 @@ the news on in order with its batches, so within a phase it is the only producer
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import pykka
 from loguru import logger
 
-from actors._worker import stop_actors, tell_quietly
-from actors.checks import ArtifactBaseline, DoneCriteria
-from actors.observer import ObserverActor
-from actors.opencode_client import OpencodeClient
-from actors.renderer import RendererActor
-from actors.responder import ResponderActor
-from actors.sync import SyncActor
-from actors.termination import PromptOptions, TerminationActor
-from actors.tracker import TrackerActor
-from actors.transcript import TranscriptActor
-from core.permissions import PermissionPolicy
-from core.termination import Policy
+from actors._worker import tell_quietly
 from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPhase
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched, Tracked
 from messages.records import (
@@ -121,12 +110,20 @@ Consumer = Callable[[Any], None]
 
 
 class Router:
-    """Hands each message to the consumers `ROUTES` names for its type (tells, never calls)."""
+    """Hands each message to the consumers `ROUTES` names for its type (tells, never calls).
+
+    `seal(last)` ends the phase's traffic: no producer waits on a full inbox from then on, the
+    publishes in flight land, `last` goes out, and anything published later is dropped, so the
+    verdict is the last thing every consumer receives."""
 
     def __init__(self, routes: dict[type, tuple[str, ...]] = ROUTES) -> None:
         self._routes = routes
         self._consumers: dict[str, Consumer] = {}
+        self._inboxes: list[Any] = []
         self._table: dict[type, tuple[Consumer, ...]] = {}
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._sealed = False
 
     def connect(self, name: str, consumer: Consumer) -> None:
         """A consumer is ready to receive (before anything is published to it)."""
@@ -143,146 +140,40 @@ class Router:
             ref.actor_inbox.limit(
                 bound.capacity, droppable=bound.drop, lost_marker=bound.lost_marker
             )
+        self._inboxes.append(ref.actor_inbox)
         self.connect(name, lambda message: tell_quietly(ref, message))
         return ref
 
     def publish(self, message: Any) -> None:
-        """Tell every consumer of the message's type."""
+        """Tell every consumer of the message's type (nothing, once sealed)."""
+        with self._cond:
+            if self._sealed:
+                logger.debug("sealed: dropped a late {}", type(message).__name__)
+                return
+            self._in_flight += 1
+        try:
+            self._deliver(message)
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def seal(self, last: Any, timeout: float) -> None:
+        """Publish `last` as the final message of the phase (see the class docstring)."""
+        for inbox in self._inboxes:
+            inbox.close()
+        with self._cond:
+            self._sealed = True
+            if not self._cond.wait_for(lambda: self._in_flight == 0, timeout):
+                logger.warning(
+                    "{} publish(es) still in flight after {:g}s", self._in_flight, timeout
+                )
+        self._deliver(last)
+
+    def _deliver(self, message: Any) -> None:
         consumers = self._table.get(type(message))
         if consumers is None:
             logger.warning("no route for {}", type(message).__name__)
             return
         for consumer in consumers:
             consumer(message)
-
-
-# -- the actors of one phase --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ViewOptions:
-    """How the phase is shown."""
-
-    mode: str = "plain"
-    out: TextIO | None = None
-    thinking: bool = False
-    verbose: bool = False
-    prefix: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outputs:
-    """Where the phase is written and shown: transcript, terminal, embedder."""
-
-    transcript: str
-    header: dict[str, Any]
-    view: ViewOptions
-    on_event: Callable[[Any], None] | None = None
-    events: Consumer | None = None
-    redact: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionActors:
-    """What the actors watching one session need."""
-
-    client: OpencodeClient
-    session_id: str
-    permissions: PermissionPolicy
-    policy: Policy
-    prompt: PromptOptions
-    criteria: DoneCriteria
-    baseline: ArtifactBaseline
-    directory: Path
-
-
-class Wiring:
-    """The actors of one phase around one router: started in dependency order behind a ping
-    barrier, stopped in reverse, each stop bounded and logged."""
-
-    def __init__(self, supervisor: Consumer) -> None:
-        self.router = Router()
-        self.router.connect(SUPERVISOR, supervisor)
-        self._report = supervisor
-        self._refs: list[pykka.ActorRef] = []
-        self._unsubscribe: Callable[[], None] = lambda: None
-        self.termination: pykka.ActorRef | None = None
-        self.outputs_started = False
-
-    def start_outputs(self, outputs: Outputs) -> None:
-        """Transcript, renderer and the embedder's observer: what every phase end needs."""
-        view = outputs.view
-        self._start(
-            TRANSCRIPT,
-            TranscriptActor,
-            path=outputs.transcript,
-            header=outputs.header,
-            redact=outputs.redact,
-        )
-        self._start(
-            RENDERER,
-            RendererActor,
-            mode=view.mode,
-            out=view.out,
-            thinking=view.thinking,
-            verbose=view.verbose,
-            prefix=view.prefix,
-            redact=outputs.redact,
-        )
-        if outputs.on_event is not None:  # it stops itself after the verdict: not in `_refs`
-            observer = ObserverActor.start(on_event=outputs.on_event)
-            self.router.connect_actor(OBSERVER, observer)
-        if outputs.events is not None:
-            self.router.connect(EVENTS, outputs.events)
-        self._barrier()
-        self.outputs_started = True
-
-    def start_session(self, actors: SessionActors, subscribe: Callable[[Consumer], Any]) -> None:
-        """The actors watching the session; the tracker joins the stream last."""
-        publish = self.router.publish
-        self.termination = self._start(
-            TERMINATION,
-            TerminationActor,
-            policy=actors.policy,
-            client=actors.client,
-            options=actors.prompt,
-            criteria=actors.criteria,
-            baseline=actors.baseline,
-            directory=actors.directory,
-            sync=publish,
-            publish=publish,
-        )
-        self._start(
-            RESPONDER,
-            ResponderActor,
-            client=actors.client,
-            policy=actors.permissions,
-            publish=publish,
-        )
-        self._start(
-            SYNC,
-            SyncActor,
-            client=actors.client,
-            root_session_id=actors.session_id,
-            publish=publish,
-        )
-        tracker = self._start(
-            TRACKER, TrackerActor, root_session_id=actors.session_id, publish=publish
-        )
-        self._barrier()
-        self._unsubscribe = subscribe(lambda message: tell_quietly(tracker, message))
-
-    def stop(self, timeout: float) -> None:
-        """Leave the stream, then stop every actor in reverse order of starting."""
-        self._unsubscribe()
-        stop_actors(reversed(self._refs), timeout)
-
-    def _start(self, name: str, cls: type[pykka.ThreadingActor], **kwargs: Any) -> pykka.ActorRef:
-        ref = cls.start(report=self._report, **kwargs)
-        self._refs.append(ref)
-        return self.router.connect_actor(name, ref)
-
-    def _barrier(self) -> None:
-        """Every actor started so far answers: their `on_start`s have run."""
-        for ref in self._refs:
-            ref.proxy().actor_urn.get(timeout=PING_TIMEOUT)

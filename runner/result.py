@@ -37,6 +37,7 @@ class RunFacts:
     server_log_tail: tuple[str, ...] = ()
     reconnects: int = 0
     resyncs: int = 0
+    interrupted_exit: int = EXIT_CODES["interrupted"]  # by the signal that interrupted it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +76,9 @@ class PhaseResult:
             phase=facts.phase,
             verdict=concluded.verdict,
             reason=concluded.reason,
-            exit_code=EXIT_CODES.get(concluded.verdict, concluded.exit_code),
+            exit_code=facts.interrupted_exit
+            if concluded.verdict == "interrupted"
+            else EXIT_CODES.get(concluded.verdict, concluded.exit_code),
             session_id=facts.session_id,
             attempts=attempts,
             rejected_permissions=tuple(concluded.summary.get("rejected_permissions", ())),

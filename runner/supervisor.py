@@ -34,7 +34,7 @@ from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPh
 from messages.records import Notice, Resynced, VerdictReached
 from messages.server import ServerExited, ServerFailed, ServerReady
 from messages.stream import StreamConnected
-from runner.compose import Outputs, SessionActors, ViewOptions, Wiring
+from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 from runner.phase import PhaseSpec
 from runner.phase.derive import (
     DENY_BLOCKING_TOOLS,
@@ -85,9 +85,11 @@ class Supervisor:
             server_log=None if spec.server.attach else self._server.spec.log_path,
         )
 
-    def cancel(self, reason: str = "interrupted") -> None:
-        """Ask the phase to end: the session is aborted, verdict `interrupted`."""
+    def cancel(self, reason: str = "interrupted", exit_code: int = 130) -> None:
+        """Ask the phase to end: the session is aborted, verdict `interrupted` (`exit_code`: 130
+        for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
         self._cancel_reason = reason
+        self._facts.interrupted_exit = exit_code
         self._cancel.set()
         self._put(None)  # wake the watch loop
 
@@ -136,6 +138,7 @@ class Supervisor:
             criteria=criteria,
             baseline=take_baseline(spec.directory, criteria),
             directory=spec.directory,
+            secrets=self._secrets,
         )
         self._check_cancel()
         policy = ReconnectPolicy(outage=spec.timeouts.outage)
@@ -238,7 +241,7 @@ class Supervisor:
             exit_code=result.exit_code,
             summary=result.to_dict(),
         )
-        wiring.router.publish(verdict)
+        wiring.router.seal(verdict, STOP_TIMEOUT)
         interrupted = result.verdict == "interrupted"
         if result.exit_code != 0 and not interrupted:
             self._abort_session()

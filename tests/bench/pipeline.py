@@ -1,6 +1,8 @@
 """Event-pipeline throughput: a plain loop against the decoder, the tracker and the actors.
 
-Every path consumes the same 64 KiB chunks. The actor paths run as the product does: the
+Every path consumes the same 64 KiB chunks. Path (a') frames with sseclient-py instead of our
+`SseDecoder`, batched per read as the reader would have to: it is the measurement behind the
+choice of framing (README, dependency notes). The actor paths run as the product does: the
 caller decodes each read (the reader's job) and tells a real `TrackerActor` either one
 `EventsReceived` per read (a tuple of events) or one per event; the tracker publishes its
 `Tracked` batches to a counting actor. The clock stops when the tracker has answered an `ask`
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pykka
@@ -23,7 +25,7 @@ from core.sse import SseDecoder
 from core.tracker import Tracker
 from messages.pipeline import Tracked
 from messages.stream import EventsReceived
-from runner.compose import teller
+from runner.compose import RENDERER, Router
 from tests.bench.stream import ROOT, Stream, build_stream
 
 MIN_EVENTS = 100_000
@@ -50,6 +52,26 @@ def decoder_json(chunks: Sequence[bytes]) -> int:
     """`SseDecoder` + `json.loads`, as the reader decodes each read."""
     decoder = SseDecoder()
     return sum(len(_decode(decoder.feed(chunk))) for chunk in chunks)
+
+
+def sseclient_json(chunks: Sequence[bytes]) -> int:
+    """sseclient-py framing + `json.loads`, one batch per read: the chunk source hands off the
+    events of the previous read before it gives sseclient the next one."""
+    from sseclient import SSEClient  # pinned for this comparison only; nothing else uses it
+
+    batch: list[Any] = []
+    handed = 0
+
+    def source() -> Iterator[bytes]:
+        nonlocal handed
+        for chunk in chunks:
+            handed += len(batch)
+            batch.clear()
+            yield chunk
+
+    for event in SSEClient(source()).events():
+        batch.append(json.loads(event.data))
+    return handed + len(batch)
 
 
 def decoder_tracker(chunks: Sequence[bytes]) -> int:
@@ -95,9 +117,9 @@ def _tell_all(tracker: pykka.ActorRef, chunks: Sequence[bytes], *, batched: bool
 def actor_path(chunks: Sequence[bytes], *, batched: bool) -> int:
     """Decode each read, tell a real `TrackerActor`; wait until the counter has seen it all."""
     counter = CounterActor.start()
-    tracker = TrackerActor.start(
-        root_session_id=ROOT, downstream=(teller(counter),), request_sync=lambda _m: None
-    )
+    router = Router()  # the product's routing table; the counter stands in for the renderer
+    router.connect_actor(RENDERER, counter)
+    tracker = TrackerActor.start(root_session_id=ROOT, publish=router.publish)
     try:
         tracker.proxy().actor_urn.get(timeout=ASK_TIMEOUT)
         _tell_all(tracker, chunks, batched=batched)
@@ -123,6 +145,7 @@ def _timed(path: Callable[[Sequence[bytes]], int], stream: Stream) -> tuple[floa
 PATHS: tuple[tuple[str, Callable[[Sequence[bytes]], int]], ...] = (
     ("baseline: split + json.loads", baseline),
     ("(a) SseDecoder + json.loads", decoder_json),
+    ("(a') sseclient-py + json.loads", sseclient_json),
     ("(b) decoder + Tracker.apply", decoder_tracker),
     ("(c) TrackerActor, batch per read", lambda chunks: actor_path(chunks, batched=True)),
     ("(d) TrackerActor, one per event", lambda chunks: actor_path(chunks, batched=False)),
@@ -144,7 +167,8 @@ def run(out: Callable[[str], None]) -> None:
         ratio = rates[-1] / rates[0]
         out(f"  {name:<34} {count:>9,} {seconds:>8.3f} {rates[-1]:>10,.0f} {ratio:>5.2f}x")
     out("  (events: what each path counted; the actor paths count the raw events forwarded)")
-    _, decoded, pure, batched, single = rates
+    _, decoded, framed, pure, batched, single = rates
+    out(f"  sseclient-py framing over SseDecoder (a')/(a): {framed / decoded:.2f}x")
     out(f"  tracker over decoding (b)/(a): {pure / decoded:.2f}x")
     out(f"  actor hand-off over the pure tracker (c)/(b): {batched / pure:.2f}x")
     out(f"  batching gain (c)/(d): {batched / single:.2f}x")

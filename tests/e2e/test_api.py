@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pykka
@@ -15,7 +16,7 @@ from actors.tracker import TrackerActor
 from messages.pipeline import SnapshotFetched
 from messages.records import PhaseStarted, PromptSent, VerdictReached
 from mock import MockLLM
-from runner.api import run_phases, start_phase
+from runner.api import run_phase, run_phases, start_phase
 from runner.phase import load_phase
 from tests.e2e.test_cli import PROVIDER
 from tests.helpers import PROJECT_ROOT, isolated_env, make_project
@@ -151,3 +152,49 @@ def test_phases_asking_for_different_servers_get_different_servers(tmp_path, pha
     urls = [r.server_url for r in results]
     assert urls[0] == urls[2] != urls[1]
     assert all(Path(r.server_log).exists() for r in results)
+
+
+def test_a_slow_on_event_changes_neither_the_verdict_nor_the_duration(tmp_path, phase_file):
+    drip = {"text": [f"tick {i} " for i in range(20)], "delay": 0.2}
+    with MockLLM({"turns": [drip]}) as mock:
+        env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
+        run_phase(phase_file("warmup"), env=env)  # a fresh HOME's first server is slower
+        fast = run_phase(phase_file("fast", timeouts={"stall": "3s"}), env=env)
+        seen, threads, delivered, slow_down = [], set(), threading.Event(), threading.Event()
+        slow_down.set()
+
+        def slow(message):
+            threads.add(threading.current_thread().name)
+            seen.append(message)
+            if isinstance(message, VerdictReached):
+                delivered.set()
+            if slow_down.is_set():
+                time.sleep(1)  # the embedder's slow callback under test, not a wait of ours
+
+        slowed = run_phase(phase_file("slow", timeouts={"stall": "3s"}), env=env, on_event=slow)
+        behind = not delivered.is_set()  # the result did not wait for the callback
+        slow_down.clear()  # the embedder catches up: everything still reaches it, in order
+        assert delivered.wait(30), "the callback never got the verdict"
+    assert (fast.verdict, slowed.verdict) == ("done", "done"), slowed.reason
+    assert behind
+    working = [result.attempts[0]["duration"] for result in (fast, slowed)]
+    assert abs(working[1] - working[0]) < 1.0, working
+    assert len(threads) == 1  # one observer thread, never a producer's
+    assert isinstance(seen[0], PhaseStarted)
+    assert isinstance(seen[-1], VerdictReached)
+
+
+def test_cancel_while_the_server_starts_ends_the_phase_at_once(tmp_path, phase_file):
+    wrapper = tmp_path / "fake-opencode"
+    script = PROJECT_ROOT / "tests" / "fixtures" / "fake_opencode.py"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    wrapper.chmod(0o755)
+    phase = phase_file("never", server={"opencode": str(wrapper)}, timeouts={"start": "30s"})
+    env = {**isolated_env(tmp_path), "FAKE_OPENCODE_SILENT": "1"}
+    handle = start_phase(phase, env=env)
+    handle.cancel("changed my mind")
+    result = handle.result(timeout=10)  # not the 30 s start timeout
+    assert (result.verdict, result.reason) == ("interrupted", "changed my mind")
+    assert result.duration < 10
+    lines = Path(result.transcript).read_text().splitlines()
+    assert json.loads(lines[-1])["type"] == "runner.verdict_reached"

@@ -295,8 +295,7 @@ def test_sigterm_mid_phase_exits_143(cli):
 
     drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
     run = cli({"turns": [drip]}, during=terminate)
-    assert run.code == 143
-    assert run.result["verdict"] == "interrupted"
+    assert_consistent(run, "interrupted", 143)
 
 
 def test_three_phases_in_parallel_share_one_server(cli):
@@ -375,3 +374,42 @@ def wait_gone(pid, timeout):
         return bool(ready) or not alive(pid)
     finally:
         os.close(fd)
+
+
+def test_sighup_mid_phase_is_129_with_files_and_nothing_left(cli):
+    token = str(20000 + os.getpid() % 20000)
+    detach = {"command": f"nohup sleep {token} >/dev/null 2>&1 &", "description": "detach"}
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    script = {"turns": [{"tool_calls": [{"name": "bash", "arguments": detach}]}, drip]}
+    seen = {}
+
+    def hang_up(proc, mock):
+        mock.journal.wait_for(2, timeout=60)  # the detached sleep runs; the agent streams
+        (server,) = opencode_children(proc.pid)
+        seen["server"] = server
+        seen["sleepers"] = sleepers(token)
+        os.kill(proc.pid, signal.SIGHUP)
+
+    run = cli(script, during=hang_up, permissions={"default": "allow"})
+    assert_consistent(run, "interrupted", 129)
+    assert run.result["reason"] == "interrupted by SIGHUP"
+    assert seen["sleepers"], "the agent's detached command never ran"
+    assert not alive(seen["server"])
+    assert sleepers(token) == []
+
+
+def test_ctrl_c_during_a_long_provider_retry_exits_130_within_two_seconds(cli):
+    faults = [{"attempt": 1, "kind": "429", "retry_after": 30}]
+    timing = {}
+
+    def interrupt(proc, mock):
+        mock.journal.wait_for(1, timeout=60)  # the 429 is out: opencode waits 30 s to retry
+        timing["signalled"] = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+        timing["exited"] = time.monotonic()
+
+    run = cli({"turns": [{"text": "too late", "faults": faults}]}, during=interrupt)
+    assert_consistent(run, "interrupted", 130)
+    assert timing["exited"] - timing["signalled"] < 2.0
+    assert len(run.mock.journal.turns()) == 1  # the retry never happened

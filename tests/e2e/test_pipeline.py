@@ -174,9 +174,11 @@ def test_stream_cut_stalled_and_refused_still_emits_every_part_once(attached):
         proxy.cut_after(12)  # fault 1: the stream is cut mid-turn
         proxy.wait_for_streams(2, timeout=30)
         proxy.stall()  # fault 2: silence until the watchdog (3 heartbeats) shuts it
-        proxy.wait_for_streams(3, timeout=60)
+        proxy.wait_for_streams(3, timeout=60)  # the watchdog fired; a new stream is up, stalled
         proxy.refuse_streams_for(3.0)  # fault 3: the stream is unreachable for 3 s
         proxy.release()
+        proxy.drop_streams()
+        proxy.wait_for_refusals(1, timeout=30)
 
     run = attached(script, proxy=lambda _proxy: None, during=faults)
     assert_done(run)

@@ -454,3 +454,13 @@ def test_cli_usage_errors_exit_64_with_one_line(tmp_path, content, args, expecte
     assert expected in lines[0]
     if not args:
         assert lines[0].startswith(f"mock: {path}: ")
+
+
+def test_rescript_serves_the_new_script_from_the_next_request(start_mock):
+    mock = start_mock({"turns": [{"text": "old"}]})
+    first = _events(_post(mock, _body()))
+    mock.rescript({"turns": [{"text": ["new"]}]})
+    second = _events(_post(mock, _body()))
+    assert any('"old"' in event for event in first)
+    assert any('"new"' in event for event in second)
+    assert not any('"old"' in event for event in second)

@@ -57,6 +57,9 @@ RULES = [
     ("crlf_split_before_blank", [b"data: a\r\n\r", b"\ndata: b\n\n"], [F("a"), F("b")]),
     ("cr_then_cr_across_chunks", [b"data: a\r", b"\r"], [F("a")]),
     ("lone_cr_chunks", [b"data: a", b"\r", b"\n", b"\r", b"\n"], [F("a")]),
+    # A line ended by CR or LF, then a blank line ended by CRLF (sseclient-py merges these).
+    ("cr_then_crlf_blank", [b"data: a\r\r\ndata: b\n\n"], [F("a"), F("b")]),
+    ("lf_then_crlf_blank", [b"data: a\n\r\ndata: b\n\n"], [F("a"), F("b")]),
     ("multi_data_joined", [b"data: a\ndata: b\ndata:\n\n"], [F("a\nb\n")]),
     ("comment_ignored", [b": hi\ndata: a\n: there\n\n:only comment\n\n"], [F("a")]),
     ("one_space_stripped", [b"data:  two\ndata:x\n\n"], [F(" two\nx")]),
@@ -83,6 +86,13 @@ def test_decoder_rules(chunks: list[bytes], expected: list[SseFrame]) -> None:
     frames, truncated = decode(chunks)
     assert frames == expected
     assert truncated is False
+
+
+@pytest.mark.parametrize(("chunks", "expected"), [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+def test_decoder_rules_split_at_every_byte(chunks: list[bytes], expected: list[SseFrame]) -> None:
+    stream = b"".join(chunks)
+    for cut in range(len(stream) + 1):
+        assert decode([stream[:cut], stream[cut:]]) == (expected, False), f"split at byte {cut}"
 
 
 def test_decoder_frames_come_out_as_soon_as_their_blank_line_arrives() -> None:

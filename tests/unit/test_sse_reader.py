@@ -1,17 +1,18 @@
-"""SseReaderActor against a scripted loopback SSE server, with a fake clock for the watchdog."""
+"""SseReaderActor against a scripted loopback SSE server; a fake clock for watchdog and outage."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import queue
+import socket
 import threading
 
 import pytest
 
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy, SseReaderActor
-from messages.stream import EventsReceived, StreamConnected, StreamDropped, StreamFailed
+from messages.stream import StreamConnected, StreamDropped, StreamFailed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,12 +32,15 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def ticking(self, seconds):
+        """A subscriber that moves time on by `seconds` for every batch (the stream was up)."""
+        return lambda _batch: setattr(self, "now", self.now + seconds)
+
 
 class ScriptedEvents(http.server.ThreadingHTTPServer):
-    """Each `/event` connection plays the next script: a status, then bytes, then an ending.
-
-    Endings: "eof" closes, "hold" keeps the connection open (silent) until the test releases it.
-    """
+    """Each `/event` connection plays the next script: a status, bytes (or a list of parts, each
+    after the first sent when the test puts something in `go`), then an ending: "eof" closes,
+    "hold" keeps the connection open (silent) until the test releases it."""
 
     daemon_threads = True
 
@@ -45,6 +49,7 @@ class ScriptedEvents(http.server.ThreadingHTTPServer):
         for script in scripts:
             self.scripts.put(script)
         self.release = threading.Event()
+        self.go = queue.Queue()
         self.connections = queue.Queue()
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -60,8 +65,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
+        for n, part in enumerate(body if isinstance(body, list) else [body]):
+            if n:
+                server.go.get(timeout=10)
+            self.wfile.write(part)
+            self.wfile.flush()
         if ending == "hold":
             server.release.wait(timeout=20)
 
@@ -86,12 +94,11 @@ def serve():
         server.server_close()
 
 
-def start_reader(server, clock=None, on_batch=None, **policy):
+def start_reader(server, clock=None, on_batch=None, secrets=(), port=None, **policy):
     published, batches = queue.Queue(), queue.Queue()
-    client = OpencodeClient(
-        f"http://127.0.0.1:{server.server_port}", password="pw", directory="/proj"
-    )
-    options = {"initial": 0.01, "maximum": 0.05, "attempts": 5, **policy}
+    port = port or server.server_port
+    client = OpencodeClient(f"http://127.0.0.1:{port}", password="pw", directory="/proj")
+    options = {"initial": 0.01, "maximum": 0.05, **policy}
     reader = SseReaderActor.start(
         client=client,
         subscribers=[on_batch or batches.put],
@@ -99,15 +106,23 @@ def start_reader(server, clock=None, on_batch=None, **policy):
         policy=ReconnectPolicy(**options),
         clock=clock or FakeClock(),
         tick=None,
+        secrets=secrets,
     )
     return reader, published, batches
 
 
-def next_of(q, kind, timeout=5):
-    while True:
-        message = q.get(timeout=timeout)
-        if isinstance(message, kind):
-            return message
+def collect(published, kind, count, timeout=10):
+    """The first `count` messages of `kind`, and everything published on the way."""
+    seen, found = [], []
+    while len(found) < count:
+        seen.append(published.get(timeout=timeout))
+        if isinstance(seen[-1], kind):
+            found.append(seen[-1])
+    return found, seen
+
+
+def next_of(published, kind, timeout=5):
+    return collect(published, kind, 1, timeout)[0][0]
 
 
 def test_connected_only_after_server_connected_and_events_arrive_as_batches(serve):
@@ -116,8 +131,8 @@ def test_connected_only_after_server_connected_and_events_arrive_as_batches(serv
     reader, published, batches = start_reader(server)
     assert next_of(published, StreamConnected) == StreamConnected(connection=1)
     batch = batches.get(timeout=5)
-    assert isinstance(batch, EventsReceived)
     assert batch.events == (CONNECTED, hello, hello)
+    assert batch.size == len(frame(CONNECTED) + frame(hello) * 2)
     assert server.connections.get(timeout=5) == "/event?directory=%2Fproj"
     reader.stop()
 
@@ -162,15 +177,6 @@ def test_401_and_404_are_not_retried(serve, status):
     reader.stop()
 
 
-def test_reconnect_budget_spent_is_a_failure(serve):
-    server = serve([(500, b"", "eof")] * 3)
-    reader, published, _ = start_reader(server, attempts=3)
-    failed = next_of(published, StreamFailed)
-    assert "not recovered after retries" in failed.reason
-    assert "HTTP 500" in failed.reason
-    reader.stop()
-
-
 def test_watchdog_shuts_a_silent_connection_after_three_heartbeats(serve):
     clock = FakeClock()
     server = serve([(200, frame(CONNECTED), "hold"), (200, frame(CONNECTED), "hold")])
@@ -185,60 +191,110 @@ def test_watchdog_shuts_a_silent_connection_after_three_heartbeats(serve):
     reader.stop()
 
 
-def test_a_healthy_connection_resets_the_budget(serve):
-    clock = FakeClock()
-    scripts = [(200, frame(CONNECTED), "eof")] * 4 + [(200, frame(CONNECTED), "hold")]
-    server = serve(scripts)
-
-    def time_passes(batch):
-        # Each stream stays up past `healthy_after` before it breaks, so every drop starts a
-        # fresh budget: four drops with a budget of one attempt never exhaust it.
-        clock.now += 60
-
-    reader, published, _ = start_reader(
-        server, clock=clock, on_batch=time_passes, attempts=1, healthy_after=30
-    )
-    for connection in range(1, 6):
-        assert next_of(published, StreamConnected).connection == connection
+def test_a_batch_weighs_the_bytes_read_since_the_last_one(serve):
+    partial, rest = b'data: {"type": "session.idle", ', b'"properties": {}}\n\n'
+    server = serve([(200, [frame(CONNECTED), partial, rest], "hold")])
+    reader, _, batches = start_reader(server)
+    assert batches.get(timeout=5).size == len(frame(CONNECTED))
+    server.go.put("partial")
+    server.go.put("rest")
+    batch = batches.get(timeout=5)
+    assert batch.events == ({"type": "session.idle", "properties": {}},)
+    assert batch.size == len(partial + rest)  # the read that held no event counts too
     reader.stop()
 
 
-def test_an_unhealthy_connection_spends_the_budget(serve):
-    scripts = [(200, frame(CONNECTED), "eof")] * 4 + [(200, frame(CONNECTED), "hold")]
-    server = serve(scripts)
-    reader, published, _ = start_reader(server, attempts=2, healthy_after=30)
+LOST = "event stream lost: no working connection for 60s (last: {})"
+STATUS = {"type": "session.status", "properties": {}}
+WORKING = frame(CONNECTED) + frame(STATUS) * 3
+
+
+def test_a_stream_cut_every_few_events_is_reconnected_forever_with_small_waits(serve):
+    clock = FakeClock()  # 5 s a connection: 51 last over four minutes, four outage budgets
+    server = serve([(200, WORKING, "eof")] * 50 + [(200, WORKING, "hold")])
+    reader, published, _ = start_reader(
+        server, clock=clock, on_batch=clock.ticking(5), initial=0.01, maximum=1.0, outage=60
+    )
+    connected, seen = collect(published, StreamConnected, 51)
+    assert [c.connection for c in connected] == list(range(1, 52))
+    dropped = [m for m in seen if isinstance(m, StreamDropped)]
+    assert [d.reason for d in dropped] == ["end of stream"] * 50
+    # Every break follows a working connection: the backoff restarts each time, so no wait
+    # grows past the first attempt's window (with a growing backoff they reach 1 s).
+    assert max(d.retry_in for d in dropped) <= 0.01
+    assert not any(isinstance(m, StreamFailed) for m in seen)
+    reader.stop()
+
+
+def test_connections_that_never_work_fail_once_the_outage_passes(serve):
+    clock = FakeClock()
+    server = serve([(200, frame(CONNECTED), "eof")] * 30)  # `server.connected`, then nothing
+    reader, published, _ = start_reader(server, clock=clock, on_batch=clock.ticking(5), outage=60)
+    failed, seen = collect(published, StreamFailed, 1)
+    assert failed[0].reason == LOST.format("end of stream")
+    assert clock.now == 1060.0
+    assert server.connections.qsize() == 12  # 12 connections of 5 s: the budget, not fewer
+    assert len([m for m in seen if isinstance(m, StreamDropped)]) == 11
+    reader.stop()
+
+
+def test_a_working_connection_restarts_the_outage(serve):
+    clock = FakeClock()
+    idle = (200, frame(CONNECTED), "eof")
+    scripts = [idle] * 10 + [(200, WORKING, "eof")] + [idle] * 10 + [(200, WORKING, "hold")]
+    server = serve(scripts)  # 50 s of useless connections on either side of the working one
+    reader, published, _ = start_reader(server, clock=clock, on_batch=clock.ticking(5), outage=60)
+    connected, seen = collect(published, StreamConnected, 22)
+    assert connected[-1].connection == 22
+    assert not any(isinstance(m, StreamFailed) for m in seen)
+    reader.stop()
+
+
+def closed_port():
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]  # nobody listens on it once this returns
+
+
+def test_refused_connections_fail_once_the_outage_passes():
+    clock = FakeClock()
+    reader, published, _ = start_reader(
+        None, clock=clock, port=closed_port(), initial=0.01, maximum=0.04, outage=60
+    )
+    dropped, seen = collect(published, StreamDropped, 4)
+    assert {d.reason for d in dropped} == {"cannot connect (ConnectionError)"}
+    assert all(d.retry_in <= 0.01 * 2**n for n, d in enumerate(dropped))  # it backs off
+    assert not any(isinstance(m, StreamFailed) for m in seen)
+    clock.now += 60
     failed = next_of(published, StreamFailed)
-    assert "not recovered after retries" in failed.reason
+    assert failed.reason == LOST.format("cannot connect (ConnectionError)")
     reader.stop()
 
 
-def test_outage_counts_silence_not_the_time_the_stream_was_up(serve):
-    clock = FakeClock()
-    scripts = [(200, frame(CONNECTED), "eof")] * 6 + [(200, frame(CONNECTED), "hold")]
-    server = serve(scripts)
-
-    def time_passes(batch):
-        clock.now += 5  # each short-lived stream was up 5 s: never healthy, never silent
-
+def test_stop_interrupts_the_backoff():
+    before = set(threading.enumerate())
     reader, published, _ = start_reader(
-        server, clock=clock, on_batch=time_passes, attempts=10, healthy_after=30, outage=8
+        None, port=closed_port(), initial=30.0, maximum=30.0, outage=1000
     )
-    for connection in range(1, 8):
-        assert next_of(published, StreamConnected).connection == connection
+    while next_of(published, StreamDropped).retry_in < 1.0:
+        pass  # a jittered wait can be tiny: wait for one that is long
+    (thread,) = [t for t in threading.enumerate() if t.name == "sse-reader" and t not in before]
     reader.stop()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert published.empty()  # a stop is no news
 
 
-def test_outage_ends_the_retries_once_nothing_arrives_for_long(serve):
-    clock = FakeClock()
-    server = serve([(200, frame(CONNECTED), "eof")] + [(500, b"", "eof")] * 20)
-
-    def time_passes(batch):
-        clock.now += 100  # the stream then stays silent past the outage budget
-
-    reader, published, _ = start_reader(
-        server, clock=clock, on_batch=time_passes, attempts=50, healthy_after=1000, outage=60
-    )
-    failed = next_of(published, StreamFailed)
-    assert "not recovered after retries" in failed.reason
-    assert server.scripts.qsize() > 15  # it stopped for silence, not for the attempt count
+def test_the_password_split_across_deltas_never_reaches_a_subscriber(serve):
+    secret = "Zq9-XW_7pK2mVb4nT8yLc1Rf6hGd3Js5"
+    pieces = ["pw: Zq9-XW_7", "pK2mVb4nT8yLc1", f"Rf6hGd3Js5 ok, and whole: {secret}"]
+    props = {"partID": "prt_1", "field": "text"}
+    deltas = [{"type": "message.part.delta", "properties": {**props, "delta": p}} for p in pieces]
+    server = serve([(200, frame(CONNECTED) + b"".join(map(frame, deltas)), "hold")])
+    reader, _, batches = start_reader(server, secrets=(secret,))
+    events = []
+    while len(events) < 4:
+        events += batches.get(timeout=5).events
+    texts = [e["properties"]["delta"] for e in events[1:]]
+    assert "".join(texts) == "pw: [redacted] ok, and whole: [redacted]"
+    assert not any(secret[k : k + 3] in t for t in texts for k in range(len(secret) - 2))
     reader.stop()

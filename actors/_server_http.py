@@ -1,0 +1,54 @@
+"""The server actor's HTTP chores: the health probe while it starts, the abort sweep at stop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from loguru import logger
+
+from actors.opencode_client import OpencodeClient
+from core.errors import RunnerError, UpstreamHTTPError
+
+ABORT_TIMEOUT = 2.0
+
+
+def probe(
+    url: str,
+    password: str | None,
+    quit_: threading.Event,
+    clock: Callable[[], float],
+    deadline: float,
+) -> tuple[str, str | None]:
+    """Poll `/global/health` until it answers, the deadline passes or `quit_` is set:
+    `(version, None)` when healthy, `("", problem)` otherwise (a 401 gives up at once)."""
+    client = OpencodeClient(url, password=password)
+    try:
+        while not quit_.is_set():
+            try:
+                return str(client.health(timeout=1.0).get("version", "")), None
+            except UpstreamHTTPError as exc:
+                if exc.status == 401:
+                    return "", f"opencode at {url} rejected the password (HTTP 401)"
+                if clock() >= deadline:
+                    return "", f"opencode at {url} is not healthy: {exc}"
+            except RunnerError as exc:
+                if clock() >= deadline:
+                    return "", f"opencode at {url} is not healthy: {exc}"
+            quit_.wait(0.1)
+        return "", "stopped"
+    finally:
+        client.close()
+
+
+def abort_busy_sessions(url: str, password: str | None) -> None:
+    """Abort every busy session (best effort: SIGTERM gives opencode no drain)."""
+    client = OpencodeClient(url, password=password, timeout=ABORT_TIMEOUT)
+    try:
+        status = client.status()
+        for session_id in status if isinstance(status, dict) else ():
+            client.abort(session_id)
+    except Exception as exc:  # the process group is stopped regardless
+        logger.debug("could not abort busy sessions before stopping: {}", exc)
+    finally:
+        client.close()

@@ -1,0 +1,219 @@
+"""`python -m runner --attach` with the fault proxy between the runner and a real opencode: a
+stream that keeps flapping, a refusal window, a permanent refusal; and a secret streamed across
+deltas. The test starts opencode (behind the mock) and the proxy; the runner attaches to the
+proxy with the server's password, exactly as a user attaches to a server of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actors import OpencodeClient, ServerSpec
+from messages import ServerFailed, ServerReady
+from mock import FaultProxy, MockLLM, opencode_provider_config
+from tests.e2e.test_cli import Run, assert_consistent
+from tests.helpers import PROJECT_ROOT, Inbox, isolated_env, make_project, start_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+RUN_JSON_PARTS = ("step-start", "text", "tool", "step-finish")
+READ = {"name": "read", "arguments": {"filePath": "README.md"}}
+
+
+@dataclass
+class Stage:
+    """The mock, the opencode server and the proxy one test runs against."""
+
+    mock: MockLLM
+    ready: ServerReady
+    proxy: FaultProxy
+    project: Path
+
+    def snapshot(self, session_id: str) -> list[dict]:
+        client = OpencodeClient(
+            self.ready.url, password=self.ready.password, directory=str(self.project)
+        )
+        return client.messages(session_id)
+
+
+@pytest.fixture
+def stage(tmp_path):
+    """Factory: `stage(script)` starts the mock, opencode and a proxy; teardown stops them."""
+    stops = []
+
+    def start(script) -> Stage:
+        mock = MockLLM(script).start()
+        stops.append(mock.stop)
+        project = make_project(tmp_path / "work")
+        spec = ServerSpec(
+            directory=str(project),
+            log_path=str(tmp_path / "server.log"),
+            env=isolated_env(tmp_path),
+            config_content=json.dumps(opencode_provider_config(mock.url)),
+        )
+        inbox = Inbox()
+        server = start_server(spec, inbox)
+        stops.append(server.stop)
+        ready = inbox.expect((ServerReady, ServerFailed), timeout=40)
+        assert isinstance(ready, ServerReady), ready
+        proxy = FaultProxy(ready.url).start()
+        stops.append(proxy.stop)
+        return Stage(mock=mock, ready=ready, proxy=proxy, project=project)
+
+    yield start
+    for stop in reversed(stops):
+        stop()
+
+
+@pytest.fixture
+def attach(tmp_path):
+    """Factory: `attach(stage, url=..., args=..., during=..., **phase_keys)` runs the CLI."""
+
+    def run(stage: Stage, *, url=None, args=(), during=None, **phase_keys) -> Run:
+        phase = {
+            "name": "attached",
+            "prompt": "Do the task.",
+            "model": "test/mock-model",
+            "directory": str(stage.project),
+            "server": {"attach": url or stage.proxy.url},
+            "timeouts": {"phase": "3m", "stall": "1m"},
+            **phase_keys,
+        }
+        path = tmp_path / "attached.yaml"
+        path.write_text(yaml.safe_dump(phase))
+        env = {**os.environ, "OPENCODE_SERVER_PASSWORD": stage.ready.password}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", str(path), *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            if during is not None:
+                during(stage)
+            stdout, stderr = proc.communicate(timeout=200)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        return Run(proc, stdout, stderr, tmp_path, stage.mock)
+
+    return run
+
+
+def assert_every_part_once(run: Run, stage: Stage) -> None:
+    """`--json` printed every assistant part of the final snapshot exactly once."""
+    snapshot = stage.snapshot(run.result["session_id"])
+    expected = [
+        part["id"]
+        for message in snapshot
+        if message["info"]["role"] == "assistant"
+        for part in message["parts"]
+        if part["type"] in RUN_JSON_PARTS
+    ]
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    emitted = [line["part"]["id"] for line in lines if "part" in line]
+    assert Counter(emitted) == Counter(expected)
+    assert len(expected) > 0
+
+
+def test_a_stream_cut_every_five_events_for_a_minute_ends_done(stage, attach):
+    deltas = [f"d{i:03d} " for i in range(300)]
+    setup = stage({"turns": [{"tool_calls": [READ]}, {"text": deltas, "delay": 0.2}]})
+    setup.proxy.cut_every(5)
+    run = attach(setup, args=("--json",))
+    assert_consistent(run, "done", 0)
+    assert_every_part_once(run, setup)
+    texts = [
+        json.loads(line)["part"]["text"]
+        for line in run.stdout.splitlines()
+        if json.loads(line)["type"] == "text"
+    ]
+    assert texts == ["".join(deltas)]
+    assert run.result["duration"] >= 60  # the stream flapped for the whole minute
+    assert run.result["reconnects"] >= 40  # past the old budget of 30 failed attempts
+    assert run.result["reconnects"] == len(run.records("stream_connected")) - 1
+    assert len(run.records("resynced")) >= run.result["reconnects"]
+
+
+def test_a_twenty_second_refusal_window_mid_phase_ends_done(stage, attach):
+    deltas = [f"r{i:03d} " for i in range(150)]
+    setup = stage({"turns": [{"text": deltas, "delay": 0.2}]})
+
+    def refuse(stage):
+        stage.mock.journal.wait_for(1, timeout=60)
+        stage.proxy.wait_for_events(5, timeout=30)
+        stage.proxy.refuse_for(20)
+        stage.proxy.drop_streams()
+        stage.proxy.wait_for_refusals(2, timeout=30)
+
+    run = attach(setup, args=("--json",), during=refuse)
+    assert_consistent(run, "done", 0)
+    assert_every_part_once(run, setup)
+    reasons = [record["reason"] for record in run.records("stream_dropped")]
+    assert any("cannot connect" in reason for reason in reasons), reasons
+    assert run.result["reconnects"] >= 1
+    assert setup.proxy.connections_refused >= 2
+
+
+def test_a_permanent_refusal_fails_within_the_outage_budget_after_a_final_resync(stage, attach):
+    deltas = [f"p{i:03d} " for i in range(300)]
+    setup = stage({"turns": [{"text": deltas, "delay": 0.2}]})
+
+    def refuse(stage):
+        stage.mock.journal.wait_for(1, timeout=60)
+        stage.proxy.wait_for_events(5, timeout=30)
+        stage.proxy.refuse_streams_for(3600)
+        stage.proxy.drop_streams()
+
+    run = attach(setup, during=refuse, timeouts={"phase": "3m", "stall": "1m", "outage": "8s"})
+    assert_consistent(run, "failed", 1)
+    assert run.result["reason"].startswith("event stream lost"), run.result["reason"]
+    types = [line["type"] for line in run.transcript]
+    final = [r for r in run.records("resynced") if r["reason"] == "final"]
+    assert len(final) == 1
+    assert final[0]["error"] is None  # plain requests still reach the server
+    assert types.index("runner.resynced", types.index("runner.stream_failed")) < len(types) - 1
+    dropped = run.records("stream_dropped")[0]["time"]
+    verdict = run.records("verdict_reached")[0]["time"]
+    assert 8 <= verdict - dropped < 8 + 20  # the outage budget, not the phase timeout (3m)
+
+
+def test_a_secret_streamed_across_three_deltas_is_nowhere(stage, attach, tmp_path):
+    setup = stage({"turns": [{"text": "placeholder"}]})
+    secret = setup.ready.password
+    echo = {"command": "echo $OPENCODE_SERVER_PASSWORD", "description": "leak"}
+    setup.mock.rescript(
+        {
+            "turns": [
+                {
+                    "text": ["The key is ", secret[:7], secret[7:19], secret[19:], ", done."],
+                    "tool_calls": [{"name": "bash", "arguments": echo}],
+                },
+                {"text": "Finished."},
+            ]
+        }
+    )
+    run = attach(setup, url=setup.ready.url, args=("--plain",), permissions={"default": "allow"})
+    assert_consistent(run, "done", 0)
+    assert "The key is [redacted], done." in run.stdout
+    everything = [run.stdout, run.stderr, *(p.read_text() for p in (tmp_path / "runs").iterdir())]
+    assert not any(secret in text for text in everything)
+    deltas = [
+        line["properties"]["delta"]
+        for line in run.transcript
+        if line.get("type") == "message.part.delta"
+    ]
+    assert "".join(deltas).startswith("The key is [redacted], done.")
