@@ -34,7 +34,6 @@ from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPh
 from messages.records import Notice, Resynced, VerdictReached
 from messages.server import ServerExited, ServerFailed, ServerReady
 from messages.stream import StreamConnected
-from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 from runner.phase import PhaseSpec
 from runner.phase.derive import (
     DENY_BLOCKING_TOOLS,
@@ -44,6 +43,7 @@ from runner.phase.derive import (
 )
 from runner.result import PhaseResult, RunFacts, write_result
 from runner.shared_server import SharedServer, StartCancelledError, StartFailedError, server_spec
+from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
 INBOX_SIZE = 10_000  # control messages only: a full inbox means the supervisor is gone
 POLL = 0.25
