@@ -209,7 +209,7 @@ class FakeClient:
     def reply_permission(self, request_id, reply, *, session_id, message=None):
         self.calls.append(("permission", request_id, reply, session_id, message))
         if self._seen is not None:
-            self.published_before_reply.append(self._seen.qsize())
+            self.published_before_reply.append(len(self._seen))
         if self._reply_fails:
             self._reply_fails -= 1
             raise ServerUnreachableError("POST /permission: cannot reach x")
@@ -296,11 +296,14 @@ def test_responder_answers_each_request_once_by_policy():
 
 
 def test_responder_publishes_its_decision_before_it_replies():
-    published = queue.Queue()
-    client = FakeClient(seen=published)
-    responder = ResponderActor.start(
-        client=client, policy=PermissionPolicy(), publish=published.put
-    )
+    published, seen = queue.Queue(), []
+    client = FakeClient(seen=seen)
+
+    def publish(message):
+        seen.append(message)
+        published.put(message)
+
+    responder = ResponderActor.start(client=client, policy=PermissionPolicy(), publish=publish)
     ask = PermissionAsked(session_id="ses_r", request={"id": "per_1", "permission": "bash"})
     responder.tell(Tracked(root_session_id="ses_r", effects=(ask,)))
     answer = published.get(timeout=5)
