@@ -13,6 +13,11 @@ batch still passes) is handled by the edge's kind:
 - **block**: the producer waits for room (backpressure: the consumer must not lose data). The
   wait ends when there is room, when the inbox is closed, or when its actor has stopped; it is
   logged every `WARN_EVERY` seconds so a stuck consumer is visible.
+
+A consumer that fell behind takes the batches waiting right behind the one it handles
+(`take_more`) and handles them as one: the slower it is, the larger its batches, so the cost
+per message does not keep it behind (when opencode sends one event per write, each read of
+the socket is a batch of one).
 """
 
 from __future__ import annotations
@@ -80,6 +85,22 @@ class Inbox:
             dropped, self._dropped = self._dropped, 0
             self._marker_queued = False
             return dropped
+
+    def take_more(self, kind: type, limit: int) -> list[Any]:
+        """The messages of exactly `kind` waiting at the head of the inbox (up to `limit`),
+        taken out: a consumer that fell behind handles its backlog as one batch."""
+        taken: list[Any] = []
+        with self._cond:
+            while self._items and len(taken) < limit:
+                envelope, weight = self._items[0]
+                if type(envelope.message) is not kind or envelope.reply_to is not None:
+                    break
+                self._items.popleft()
+                self._used -= weight
+                taken.append(envelope.message)
+            if taken:
+                self._cond.notify_all()
+        return taken
 
     def close(self) -> None:
         """No producer waits from now on (the phase is ending)."""

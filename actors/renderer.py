@@ -59,6 +59,8 @@ _CONTROL = re.compile(
 )
 
 
+BACKLOG = 512  # batches waiting in the inbox shown with the one at hand, at most
+
 # Message type -> the view's method (the view cannot import `messages`); `Tracked` -> `effects`.
 SHOW: dict[type, Callable[[TerminalView, Any], list[Out]]] = {
     PhaseStarted: TerminalView.banner,
@@ -103,10 +105,14 @@ class RendererActor(SupervisedActor):
         self._closed = False
 
     def on_receive(self, message: Any) -> None:
-        """Render one message; anything unexpected is logged and skipped."""
-        if not isinstance(message, Tracked) and type(message) not in SHOW:
+        """Render one message (a batch with those waiting behind it); anything unexpected is
+        logged and skipped."""
+        if isinstance(message, Tracked):
+            message = Tracked.joined(message, self.actor_inbox.take_more(Tracked, BACKLOG))
+        elif type(message) not in SHOW:
             logger.warning("renderer: unexpected message {!r}", message)
-        elif not self._closed:
+            return
+        if not self._closed:
             self._render(message)
 
     def flush(self) -> None:

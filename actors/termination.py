@@ -103,8 +103,9 @@ class TerminationActor(SupervisedActor):
         """Feed the policy; perform what it decides."""
         now = self._clock()
         match message:
-            case Tracked(effects=effects):
-                self._perform(self._policy.observe(effects, now))
+            case Tracked():
+                batch = Tracked.joined(message, self.actor_inbox.take_more(Tracked, 512))
+                self._perform(self._policy.observe(batch.effects, now))
             case Begin():
                 self._perform(self._policy.start(now))
             case EndPhase(verdict=verdict, reason=reason):

@@ -23,6 +23,8 @@ from messages.pipeline import RequestSync, SnapshotFetched, Tracked
 from messages.records import Notice, Resynced
 from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
+BACKLOG = 512  # batches waiting in the inbox taken with the one at hand, at most
+
 
 class TrackerActor(SupervisedActor):
     """Tracks one root session and its children; publishes `Tracked` batches in stream order."""
@@ -45,7 +47,7 @@ class TrackerActor(SupervisedActor):
         """Batches and news from the stream, and snapshots from the sync actor."""
         match message:
             case EventsReceived():
-                self._on_events(message)
+                self._on_events([message, *self.actor_inbox.take_more(EventsReceived, BACKLOG)])
             case EventsLost():
                 self._on_lost()
             case StreamConnected():
@@ -69,16 +71,19 @@ class TrackerActor(SupervisedActor):
         """The session tree (for `ask` by the supervisor and tests)."""
         return self._tracker.session_ids
 
-    def _on_events(self, batch: EventsReceived) -> None:
+    def _on_events(self, batches: list[EventsReceived]) -> None:
         effects: list[Any] = []
         raw: list[dict[str, Any]] = []
-        for event in batch.events:
-            produced = self._tracker.apply(event)
-            if produced or _session_of(event) in self._tracker.session_ids:
-                raw.append(event)
-                effects.extend(produced)
+        apply, tree = self._tracker.apply, self._tracker.session_ids
+        for batch in batches:
+            for event in batch.events:
+                produced = apply(event)
+                if produced or _session_of(event) in tree:
+                    raw.append(event)
+                    effects.extend(produced)
         if raw:
-            self._act(self._gate.on_effects(effects), raw=tuple(raw), size=batch.size)
+            size = sum(batch.size for batch in batches)
+            self._act(self._gate.on_effects(effects), raw=tuple(raw), size=size)
 
     def _on_lost(self) -> None:
         dropped = self.actor_inbox.take_dropped()

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from loguru import logger
@@ -23,6 +24,7 @@ from messages.pipeline import Tracked
 from messages.records import PhaseStarted
 
 RUNNER_VERSION = "0.1.0"
+BACKLOG = 512  # batches waiting in the inbox written with the one at hand, at most
 
 
 class TranscriptWriter:
@@ -36,13 +38,18 @@ class TranscriptWriter:
 
     def write(self, line: dict[str, Any]) -> None:
         """One JSON object, one line, flushed."""
+        self.write_many((line,))
+
+    def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
+        """JSON objects, one a line, flushed together (whole lines only, so a killed runner
+        leaves a readable file)."""
         if self._file is None:
             return
-        text = json.dumps(line, ensure_ascii=False, default=str)
+        text = "".join(json.dumps(line, ensure_ascii=False, default=str) + "\n" for line in lines)
         for secret in self._redact:  # were a tool to print the server's password
             if secret in text:
                 text = text.replace(secret, "[redacted]")
-        self._file.write(text + "\n")
+        self._file.write(text)
         self._file.flush()
 
     def header(self, fields: dict[str, Any]) -> None:
@@ -94,9 +101,9 @@ class TranscriptActor(SupervisedActor):
         if self._header is not None:
             self._write_header(message)
         match message:
-            case Tracked(raw=raw):
-                for event in raw:
-                    self._writer.write(event)
+            case Tracked():
+                batch = Tracked.joined(message, self.actor_inbox.take_more(Tracked, BACKLOG))
+                self._writer.write_many(batch.raw)
             case _ if dataclasses.is_dataclass(message):
                 self._writer.record(message)
             case _:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core._chunks import Chunks
 from core.errors import RunnerError
 
 # Server- and instance-level events that say nothing about the session tree: no effect.
@@ -101,14 +102,14 @@ def is_final(part: dict[str, Any], role: str | None) -> bool:
     return True
 
 
-def final_text(part: dict[str, Any], chunks: list[str] | None) -> str | None:
+def final_text(part: dict[str, Any], chunks: Chunks | None) -> str | None:
     """The final text of a text/reasoning part: the update's `text`, else the deltas; else None."""
     if part.get("type") not in TEXT_TYPES:
         return None
     text = part.get("text")
     if isinstance(text, str):
         return text
-    return "".join(chunks) if chunks else ""
+    return chunks.text() if chunks else ""
 
 
 class OpenPart:
@@ -119,7 +120,7 @@ class OpenPart:
     def __init__(self, part: dict[str, Any] | None) -> None:
         self.part = part
         self.part_type: str | None = None
-        self.chunks: list[str] = []
+        self.chunks = Chunks()
         if part is not None:
             self.replace(part)
 
@@ -128,7 +129,9 @@ class OpenPart:
         self.part = part
         self.part_type = part.get("type")
         text = part.get("text")
-        self.chunks = [text] if self.part_type in TEXT_TYPES and isinstance(text, str) else []
+        self.chunks = Chunks(
+            text if self.part_type in TEXT_TYPES and isinstance(text, str) else None
+        )
 
 
 class SnapshotShapeError(RunnerError):

@@ -120,7 +120,7 @@ class Tracker:
     def pending_text(self, part_id: str) -> str | None:
         """The text streamed so far into an open part, or None if it is not open."""
         slot = self._open.get(part_id)
-        return None if slot is None else "".join(slot.chunks)
+        return None if slot is None else slot.chunks.text()
 
     def role_of(self, message_id: str) -> str | None:
         """The role ("user" / "assistant") of a message seen so far, else None."""
@@ -215,7 +215,7 @@ class Tracker:
         slot = self._open.get(part_id)
         if slot is None:
             slot = self._open[part_id] = OpenPart(None)
-        slot.chunks.append(delta)
+        slot.chunks.add(delta)
         return [
             PartDelta(
                 session_id=sid,

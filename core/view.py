@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import _view_records as records
+from core._chunks import Chunks
 from core._tracker_effects import (
     ChildSession,
     PartDelta,
@@ -75,7 +76,7 @@ class _Stream:
     def __init__(self, part_id: str, style: str) -> None:
         self.part_id = part_id
         self.style = style
-        self.written: list[str] = []
+        self.written = Chunks()
 
 
 class TerminalView:
@@ -151,7 +152,7 @@ class TerminalView:
                 out.append(Write(THINKING, kind))
         elif self._stream.part_id != effect.part_id:
             return []
-        self._stream.written.append(effect.delta)
+        self._stream.written.add(effect.delta)
         self._col0 = effect.delta.endswith("\n")
         out.append(Write(effect.delta, kind))
         return out
@@ -179,7 +180,7 @@ class TerminalView:
         if stream is None or stream.part_id != effect.part_id:
             return self._text_lines(effect, text, kind)
         self._stream = None
-        written = "".join(stream.written)
+        written = stream.written.text()
         if not text.startswith(written):
             resynced = self._lines([("(resynced)", "dim")], effect.session_id)
             return resynced + self._text_lines(effect, text, kind)

@@ -19,6 +19,19 @@ class Tracked:
     raw: tuple[dict[str, Any], ...] = ()
     size: int = 0
 
+    @classmethod
+    def joined(cls, first: Tracked, more: list[Tracked]) -> Tracked:
+        """One batch holding `first` and then `more`, in order (a consumer's backlog)."""
+        if not more:
+            return first
+        batches = (first, *more)
+        return cls(
+            root_session_id=first.root_session_id,
+            effects=tuple(e for batch in batches for e in batch.effects),
+            raw=tuple(e for batch in batches for e in batch.raw),
+            size=sum(batch.size for batch in batches),
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestSync:

@@ -143,3 +143,32 @@ def test_a_dead_consumer_releases_its_blocked_producers():
     assert not put.wait(0.2)
     gate.set()  # the handler raises: the actor dies
     assert put.wait(5)
+
+
+def test_take_more_takes_only_the_leading_run_of_one_type():
+    inbox = Inbox()
+    inbox.limit(1000)
+    for message in (Batch(1), Batch(2), Control(), Batch(3)):
+        inbox.put(Letter(message))
+    assert inbox.get().message == Batch(1)
+    assert inbox.take_more(Batch, limit=10) == [Batch(2)]
+    assert inbox.used == 3
+    assert drain(inbox) == [Control(), Batch(3)]
+
+
+def test_take_more_stops_at_its_limit():
+    inbox = Inbox()
+    for size in range(5):
+        inbox.put(Letter(Batch(size)))
+    assert inbox.take_more(Batch, limit=2) == [Batch(0), Batch(1)]
+    assert len(drain(inbox)) == 3
+
+
+def test_joined_batches_keep_their_order_and_weight():
+    from messages.pipeline import Tracked
+
+    first = Tracked(root_session_id="r", effects=(1,), raw=({"a": 1},), size=10)
+    more = [Tracked(root_session_id="r", effects=(2, 3), raw=({"b": 2},), size=5)]
+    joined = Tracked.joined(first, more)
+    assert (joined.effects, joined.raw, joined.size) == ((1, 2, 3), ({"a": 1}, {"b": 2}), 15)
+    assert Tracked.joined(first, []) is first

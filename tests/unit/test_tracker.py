@@ -530,3 +530,25 @@ def test_message_infos_are_not_kept_whole():
     tracemalloc.stop()
     assert retained < 1_000_000, retained
     assert tracker.role_of("msg_01999") == "assistant"
+
+
+def test_a_part_streamed_in_many_deltas_keeps_few_chunks_and_the_exact_text():
+    from core._chunks import COMPACT_EVERY
+
+    tracker = Tracker(ROOT)
+    deltas = [f"w{i} " for i in range(COMPACT_EVERY * 3 + 7)]
+    for delta in deltas:
+        tracker.apply(
+            {
+                "type": "message.part.delta",
+                "properties": {
+                    "sessionID": ROOT,
+                    "messageID": "msg_2",
+                    "partID": "prt_big",
+                    "field": "text",
+                    "delta": delta,
+                },
+            }
+        )
+    assert tracker._open["prt_big"].chunks.pieces < COMPACT_EVERY
+    assert tracker.pending_text("prt_big") == "".join(deltas)
