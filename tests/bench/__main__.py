@@ -11,12 +11,13 @@ from importlib.metadata import version
 import pykka
 from loguru import logger
 
-from tests.bench import memory, pipeline, wall
+from tests.bench import cli_rss, memory, pipeline, wall
 
 BENCHMARKS = (
     ("1. Pipeline throughput (events/s; ratio to the plain loop)", pipeline.run),
     ("2. Peak memory against stream length (decoder + Tracker, tracemalloc)", memory.run),
     ("3. Wall time against `opencode run` (same mock script)", wall.run),
+    ("4. Peak RSS of `python -m runner` against stream length (VmHWM)", cli_rss.run),
 )
 
 

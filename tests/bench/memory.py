@@ -51,8 +51,9 @@ def measure(min_events: int) -> Footprint:
     try:
         tracker = _feed(stream.chunks)
         retained, peak = _traced()
-        messages, open_parts = len(tracker._infos), len(tracker.open_part_ids)
-        tracker._infos.clear()  # private: emptied only to attribute the retained bytes
+        messages, open_parts = len(tracker._roles), len(tracker.open_part_ids)
+        tracker._roles.clear()  # private: emptied only to attribute the retained bytes
+        tracker._marks.clear()
         without_infos = _traced()[0]
         tracker._final.clear()
         without_ids = _traced()[0]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pykka
 
+from actors._supervised import SupervisedActor
 from actors.sse_reader import _decode
 from actors.tracker import TrackerActor
 from core.sse import SseDecoder
@@ -86,7 +87,7 @@ def decoder_tracker(chunks: Sequence[bytes]) -> int:
     return count
 
 
-class CounterActor(pykka.ThreadingActor):
+class CounterActor(SupervisedActor):
     """The downstream consumer: counts the raw events and effects of every `Tracked`."""
 
     def __init__(self) -> None:
