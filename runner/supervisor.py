@@ -30,10 +30,9 @@ from actors.sse_reader import ReconnectPolicy
 from actors.termination import PromptOptions
 from core.errors import RunnerError
 from core.termination import EXIT_CODES
-from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPhase
-from messages.records import Notice, Resynced, VerdictReached
-from messages.server import ServerExited, ServerFailed, ServerReady
-from messages.stream import StreamConnected
+from messages.control import Concluded
+from messages.records import VerdictReached
+from messages.server import ServerReady
 from runner.phase import PhaseSpec
 from runner.phase.derive import (
     DENY_BLOCKING_TOOLS,
@@ -43,6 +42,7 @@ from runner.phase.derive import (
 )
 from runner.result import PhaseResult, RunFacts, write_result
 from runner.shared_server import SharedServer, StartCancelledError, StartFailedError, server_spec
+from runner.watch import Step, Watch, failed
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
 INBOX_SIZE = 10_000  # control messages only: a full inbox means the supervisor is gone
@@ -180,43 +180,33 @@ class Supervisor:
     # -- the watch loop --------------------------------------------------------------------------
 
     def _watch(self, wiring: Wiring) -> Concluded:
+        watch, publish = Watch(), wiring.router.publish
         deadline = time.monotonic() + self.spec.timeouts.phase + 60
-        publish, cancelled, begun = wiring.router.publish, False, False
-        while (remaining := deadline - time.monotonic()) > 0:
-            if self._cancel.is_set() and not cancelled:
-                cancelled = True
-                publish(EndPhase(verdict="interrupted", reason=self._cancel_reason))
-            with contextlib.suppress(queue.Empty):
-                match self._inbox.get(timeout=min(POLL, remaining)):
-                    case Concluded() as concluded:
-                        return concluded
-                    case StreamConnected() if not begun:
-                        begun = True
-                        publish(Begin())
-                    case StreamConnected() as connected:
-                        self._facts.reconnects += connected.is_reconnect
-                    case Resynced():
-                        self._facts.resyncs += 1
-                    case (
-                        ServerExited(reason=reason, log_tail=tail)
-                        | ServerFailed(reason=reason, log_tail=tail)
-                    ):
-                        self._facts.server_log_tail = tail
-                        publish(Notice(level="error", text=_with_tail(reason, tail)))
-                        publish(EndPhase(verdict="failed", reason=reason))
-                    case ActorCrashed(actor=actor, reason=reason):
-                        return self._failed(wiring, f"the {actor} crashed: {reason}")
-                    case ActorStopped(actor=actor):
-                        return self._failed(wiring, f"the {actor} stopped unexpectedly")
-        return self._failed(wiring, "the supervisor gave up waiting for a verdict")
+        step = Step()
+        while step.end is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                step = watch.expired()
+            elif self._cancel.is_set() and not watch.cancelled:
+                step = watch.cancel(self._cancel_reason)
+            else:
+                with contextlib.suppress(queue.Empty):
+                    step = watch.on(self._inbox.get(timeout=min(POLL, remaining)))
+            for message in step.publish:
+                publish(message)
+        facts = self._facts
+        facts.reconnects, facts.resyncs = watch.reconnects, watch.resyncs
+        facts.server_log_tail = watch.log_tail or facts.server_log_tail
+        if step.end.verdict == "failed" and not step.end.summary:
+            return failed(step.end.reason, self._summary(wiring))
+        return step.end
 
-    def _failed(self, wiring: Wiring, reason: str) -> Concluded:
-        """Failed, with the attempts so far if the termination actor can still say."""
-        summary: dict[str, Any] = {}
+    def _summary(self, wiring: Wiring) -> dict[str, Any]:
+        """The attempts so far, if the termination actor can still say."""
         if wiring.termination is not None:
             with contextlib.suppress(Exception):
-                summary = wiring.termination.proxy().summary().get(timeout=2)
-        return _concluded("failed", reason, summary)
+                return wiring.termination.proxy().summary().get(timeout=2)
+        return {}
 
     def _put(self, message: Any) -> None:
         try:
@@ -274,7 +264,3 @@ def _concluded(verdict: str, reason: str, summary: dict[str, Any] | None = None)
     return Concluded(
         verdict=verdict, reason=reason, exit_code=EXIT_CODES[verdict], summary=summary or {}
     )
-
-
-def _with_tail(reason: str, tail: tuple[str, ...]) -> str:
-    return reason + ("\nlast server log lines:\n" + "\n".join(tail[-10:]) if tail else "")
