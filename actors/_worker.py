@@ -77,7 +77,9 @@ def stop_actors(refs: Iterable[pykka.ActorRef], timeout: float) -> None:
     Producers blocked on a full inbox are released first, so no stop waits behind them."""
     refs = list(refs)
     for ref in refs:
-        ref.actor_inbox.close()
+        close = getattr(ref.actor_inbox, "close", None)  # pykka's own inboxes have none
+        if close is not None:
+            close()
     for ref in refs:
         stop_actor(ref, timeout)
 

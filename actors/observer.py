@@ -2,9 +2,10 @@
 
 The callback sees every message the phase publishes, in order, but never on a producer's
 thread: a slow callback delays only this actor's inbox, which drops stream batches (`Tracked`)
-past its bound and counts them (records always pass). An exception in the callback is logged,
-never fatal. The actor stops itself after the final `VerdictReached`, on a daemon thread, so
-an embedder that is still catching up never keeps the phase's result or the process waiting.
+past its bound and counts them (the count is logged with the verdict; records always pass).
+An exception in the callback is logged, never fatal. The actor stops itself after the final
+`VerdictReached`, on a daemon thread, so an embedder that is still catching up never keeps the
+phase's result or the process waiting.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ class ObserverActor(SupervisedActor):
         except Exception:  # the embedder's callback must not break the phase
             logger.exception("on_event callback failed")
         if isinstance(message, VerdictReached):
+            if self.actor_inbox.dropped_total:
+                logger.warning(
+                    "on_event was behind: it missed {} batch(es)", self.actor_inbox.dropped_total
+                )
             self.stop()
-
-    @property
-    def dropped(self) -> int:
-        """Batches the callback missed because it was behind."""
-        return self.actor_inbox.dropped_total

@@ -17,6 +17,7 @@ from loguru import logger
 
 from actors._supervised import Report, SupervisedActor
 from core.ndjson import dumps, result_line, run_json
+from core.redact import StreamRedactor
 from core.view import Line, Out, TerminalView, Write
 from messages.pipeline import Tracked
 from messages.records import (
@@ -102,6 +103,7 @@ class RendererActor(SupervisedActor):
         self._view = TerminalView(thinking=thinking, verbose=verbose, prefix=prefix)
         self._console = _rich_console(out) if mode == "rich" else None
         self._redact = tuple(secret for secret in redact if secret)
+        self._masker = StreamRedactor(self._redact)  # for JSON text, where secrets are escaped
         self._closed = False
 
     def on_receive(self, message: Any) -> None:
@@ -116,7 +118,7 @@ class RendererActor(SupervisedActor):
             self._render(message)
 
     def flush(self) -> None:
-        """End an open inline line (before the verdict is printed elsewhere, or at stop)."""
+        """End an open inline line (at stop)."""
         if self._mode != "json" and not self._closed:
             try:
                 self._print(self._view.flush())
@@ -158,7 +160,7 @@ class RendererActor(SupervisedActor):
             objects = [obj for obj in found if obj is not None]
         if objects:
             text = "".join(dumps(obj) + "\n" for obj in objects)
-            self._out.write(_redacted(text, self._redact))
+            self._out.write(self._masker.frame(text))
             self._out.flush()
 
     def _print(self, outs: list[Out]) -> None:

@@ -40,7 +40,7 @@ class PromptOptions:
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    kind: str  # "baseline", "sent", "send_failed", "checked", "aborted"
+    kind: str  # "baseline", "sent", "checked", "aborted", or one of those + "_failed"
     value: Any = None
 
 
@@ -56,7 +56,6 @@ class TerminationActor(SupervisedActor):
         criteria: DoneCriteria,
         baseline: ArtifactBaseline,
         directory: Path,
-        sync: Callable[[Any], None],
         publish: Callable[[Any], None],
         clock: Callable[[], float] = time.monotonic,
         tick: float | None = 0.25,
@@ -69,7 +68,6 @@ class TerminationActor(SupervisedActor):
         self._criteria = criteria
         self._artifacts = baseline
         self._directory = directory
-        self._sync = sync
         self._publish = publish
         self._clock = clock
         self._tick = tick
@@ -178,7 +176,7 @@ class TerminationActor(SupervisedActor):
         session_id = self._policy.session_id
         latest = self._client.messages(session_id, limit=1)
         baseline = latest[-1]["info"]["id"] if latest else None
-        self._sync(SetBaseline(message_id=baseline))
+        self._publish(SetBaseline(message_id=baseline))  # for the sync actor
         tell_quietly(self.actor_ref, _Outcome("baseline", baseline))
         options = asdict(self._options)  # model, agent, variant
         try:

@@ -42,6 +42,7 @@ class TrackerActor(SupervisedActor):
         self._gate = SyncGate(root_session_id)
         self._publish = publish
         self._failed: StreamFailed | None = None
+        self._connected = False
 
     def on_receive(self, message: Any) -> None:
         """Batches and news from the stream, and snapshots from the sync actor."""
@@ -52,8 +53,9 @@ class TrackerActor(SupervisedActor):
                 self._on_lost()
             case StreamConnected():
                 self._publish(message)
-                if message.is_reconnect:
+                if self._connected:  # a phase joining a stream already up has lost nothing
                     self._act(self._gate.on_reconnect())
+                self._connected = True
             case StreamDropped():
                 self._publish(message)
             case StreamFailed() if self._failed is None:

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from loguru import logger
 
 from actors._supervised import Report, SupervisedActor
+from core.redact import StreamRedactor
 from messages.pipeline import Tracked
 from messages.records import PhaseStarted
 
@@ -32,7 +33,7 @@ class TranscriptWriter:
 
     def __init__(self, path: str, *, redact: tuple[str, ...] = ()) -> None:
         self.path = path
-        self._redact = tuple(secret for secret in redact if secret)
+        self._masker = StreamRedactor(redact)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._file: TextIO | None = open(path, "w", encoding="utf-8")  # noqa: SIM115
 
@@ -46,10 +47,7 @@ class TranscriptWriter:
         if self._file is None:
             return
         text = "".join(json.dumps(line, ensure_ascii=False, default=str) + "\n" for line in lines)
-        for secret in self._redact:  # were a tool to print the server's password
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        self._file.write(text)
+        self._file.write(self._masker.frame(text))  # were a tool to print the server's password
         self._file.flush()
 
     def header(self, fields: dict[str, Any]) -> None:

@@ -139,7 +139,10 @@ def masked(value: Any, secrets: Iterable[str]) -> Any:
     """`value` (parsed JSON: a resync's snapshot) with every secret in its strings masked;
     the same object when no string holds one."""
     found = tuple(s for s in secrets if s)
-    if not found or not any(s in json.dumps(value, ensure_ascii=False) for s in found):
+    if not found:
+        return value
+    dumped = json.dumps(value, ensure_ascii=False)  # secrets appear escaped in it, if at all
+    if StreamRedactor(found).frame(dumped) == dumped:
         return value
     return _mask(value, found)
 

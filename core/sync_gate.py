@@ -9,8 +9,9 @@ merged, its effects are forwarded, then the held idle. A reconnect requests a "r
 sync; if its snapshot shows the root idle with new messages, the idle itself may have been
 lost in the drop, so one is synthesised. A failed sync still releases the idle: a phase must
 never hang on a resync. Events dropped because the runner fell behind ("lost") are resynced
-like a reconnect. When the stream is gone for good a "final" sync merges what it can and releases
-a held idle: nothing comes after it.
+like a reconnect. These lossy syncs go one at a time: asked for again while one is in flight,
+one more follows it. When the stream is gone for good a "final" sync merges what it can and
+releases a held idle: nothing comes after it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class SyncGate:
     def __init__(self, root_session_id: str) -> None:
         self.root_session_id = root_session_id
         self._held: SessionIdle | None = None
-        self._idle_sync_pending = False
+        self._lossy: str | None = None  # the reconnect or lost sync in flight
+        self._again: str | None = None  # asked for while one was in flight: once more after
 
     @property
     def holding(self) -> bool:
@@ -55,7 +57,6 @@ class SyncGate:
             if isinstance(effect, SessionIdle) and effect.session_id == self.root_session_id:
                 if self._held is None:
                     self._held = effect
-                    self._idle_sync_pending = True
                     out.request_sync = IDLE
                 continue
             out.forward.append(effect)
@@ -63,11 +64,20 @@ class SyncGate:
 
     def on_reconnect(self) -> GateOutput:
         """A reconnect lost events: ask for a sync."""
-        return GateOutput(request_sync=RECONNECT)
+        return self._lossy_sync(RECONNECT)
 
     def on_lost(self) -> GateOutput:
         """Batches were dropped while the runner was behind: ask for a sync."""
-        return GateOutput(request_sync=LOST)
+        return self._lossy_sync(LOST)
+
+    def _lossy_sync(self, reason: str) -> GateOutput:
+        """One lossy sync in flight at a time: more requests meanwhile make one more after it
+        (a stream that flaps faster than a resync takes never piles snapshots up)."""
+        if self._lossy is not None:
+            self._again = reason
+            return GateOutput()
+        self._lossy = reason
+        return GateOutput(request_sync=reason)
 
     def on_stream_failed(self) -> GateOutput:
         """The stream is gone for good: one last sync."""
@@ -81,7 +91,10 @@ class SyncGate:
         if reason in (IDLE, FINAL) and self._held is not None:
             out.forward.append(self._held)
             self._held = None
-            self._idle_sync_pending = False
         elif reason in _LOSSY and self._held is None and root_idle and new_messages:
             out.forward.append(SessionIdle(session_id=self.root_session_id))
+        if reason in (RECONNECT, LOST):
+            self._lossy, again, self._again = None, self._again, None
+            if again is not None:
+                out.request_sync = self._lossy_sync(again).request_sync
         return out

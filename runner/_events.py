@@ -45,6 +45,7 @@ class EventBuffer:
                     return
                 while self._items and self._used + weight > self._max:
                     self._used -= self._items.popleft()[1]
+                    self.dropped += 1
             self._items.append((message, weight))
             self._used += weight
             self._ended = final

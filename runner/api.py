@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from actors.renderer import MODES
 from runner._events import EventBuffer
 from runner.phase import PhaseSpec, load_phase
 from runner.result import PhaseResult
@@ -119,6 +120,8 @@ def start_phase(
     server: SharedServer | None = None,
 ) -> PhaseHandle:
     """Start a phase in the background; `PhaseFileError` if the file is wrong."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     spec = _spec_of(phase)
     events = EventBuffer()
     options = RunOptions(

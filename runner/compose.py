@@ -56,7 +56,7 @@ _SHOWN = (TRANSCRIPT, RENDERER, OBSERVER, EVENTS)  # what a person or an embedde
 
 ROUTES: dict[type, tuple[str, ...]] = {
     # the stream, passed on by the tracker
-    Tracked: (*_SHOWN, TERMINATION, RESPONDER),
+    Tracked: (TERMINATION, RESPONDER, *_SHOWN),  # decisions first: a slow terminal waits last
     StreamConnected: (*_SHOWN, SUPERVISOR),  # the first one starts the phase
     StreamDropped: _SHOWN,
     StreamFailed: _SHOWN,  # the tracker resyncs one last time, then ends the phase
@@ -84,7 +84,6 @@ ROUTES: dict[type, tuple[str, ...]] = {
 }
 
 MiB = 1 << 20
-PING_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,10 @@ once, on the reader's thread, and the hub `tell`s it to every subscribed tracker
 only its own session tree and passes the news on, in order with its batches). The trackers'
 inboxes drop batches rather than block, so the reader never waits for a phase. A phase that
 subscribes while the stream is up is told at once, so it can send its prompt without waiting
-for a reconnect. A hub whose stream failed is not reused: the next phase starts a fresh one.
+for a reconnect; one that subscribes after the stream failed is told that. Subscribing and the
+news are handled under one lock, so every tracker sees the news in the order they happened
+(they are control messages: telling them never blocks). A hub whose stream failed is not
+reused: the next phase starts a fresh one.
 """
 
 from __future__ import annotations
@@ -26,21 +29,19 @@ class StreamHub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: tuple[Consumer, ...] = ()
-        self._connected: StreamConnected | None = None
-        self._failed = False
+        self._state: StreamConnected | StreamFailed | None = None
 
     @property
     def failed(self) -> bool:
         """True once the reader gave up: this hub must not be handed to a new phase."""
-        return self._failed
+        return isinstance(self._state, StreamFailed)
 
     def subscribe(self, tracker: Consumer) -> Callable[[], None]:
-        """Add a phase's tracker; returns the function that removes it."""
+        """Add a phase's tracker, telling it where the stream stands; returns the undo."""
         with self._lock:
+            if self._state is not None:
+                tracker(self._state)
             self._subscribers = (*self._subscribers, tracker)
-            connected = self._connected
-        if connected is not None:
-            tracker(connected)
         return lambda: self._remove(tracker)
 
     def on_events(self, batch: Any) -> None:
@@ -51,13 +52,10 @@ class StreamHub:
     def on_news(self, message: Any) -> None:
         """Connected, dropped or failed: to every tracker (the connection is remembered)."""
         with self._lock:
-            if isinstance(message, StreamConnected):
-                self._connected = message
-            elif isinstance(message, StreamDropped | StreamFailed):
-                self._connected = None
-                self._failed = self._failed or isinstance(message, StreamFailed)
-        for tracker in self._subscribers:
-            tracker(message)
+            if not self.failed:
+                self._state = None if isinstance(message, StreamDropped) else message
+            for tracker in self._subscribers:
+                tracker(message)
 
     def _remove(self, tracker: Consumer) -> None:
         with self._lock:

@@ -64,9 +64,13 @@ class SharedServer:
         return self._ready
 
     def watch(self, consumer: Callable[[Any], None]) -> Callable[[], None]:
-        """Also hand later server news (a death) to `consumer`; returns the undo."""
+        """Also hand server news (a death, even one before this call) to `consumer`; returns
+        the undo."""
         with self._lock:
             self._watchers.append(consumer)
+            died = self._failure if self._ready is not None else None
+        if died is not None:
+            consumer(died)
         return lambda: self._unwatch(consumer)
 
     def hub(self, client: OpencodeClient, policy: ReconnectPolicy, secrets: tuple[str, ...]):
@@ -74,11 +78,10 @@ class SharedServer:
         again, when the last one's stream failed)."""
         key = client.directory or ""
         with self._lock:
-            found = self._hubs.get(key)
+            found, failed = self._hubs.get(key), None
             if found is not None and found[0].failed:
                 logger.debug("the event stream of {} failed; starting a new reader", key)
-                stop_actor(found[1], 10)
-                found = None
+                failed, found = found[1], None
             if found is None:
                 hub = StreamHub()
                 reader = SseReaderActor.start(
@@ -89,7 +92,9 @@ class SharedServer:
                     secrets=secrets,
                 )
                 found = self._hubs[key] = (hub, reader)
-            return found[0]
+        if failed is not None:
+            stop_actor(failed, 10)
+        return found[0]
 
     def stop(self, *, quick: bool = False) -> None:
         """Stop readers, then the server (`quick`: an interrupt, half a second of grace)."""
@@ -99,9 +104,9 @@ class SharedServer:
         for _, reader in hubs:
             stop_actor(reader, 10)
         if ref is not None:
-            if quick:
+            if quick:  # queued before the stop, never waited for
                 with contextlib.suppress(pykka.ActorDeadError):
-                    ref.proxy().hurry().get(timeout=1)
+                    ref.proxy().hurry()
             stop_actor(ref, STOP_TIMEOUT)
 
     def _relay(self, message: Any) -> None:

@@ -3,13 +3,15 @@
 Theory of operation. `Supervisor.run()` runs on its own thread (the caller's, or a handle's).
 Start-up is a row of steps (server, outputs, session, artifact baseline, actors, stream); a
 cancel is honoured between any two and while the server starts. The wiring lives in
-`runner/compose.py`; the watch loop only reads the supervisor's inbox (a bounded queue the
-router feeds) and decides: the first `StreamConnected` begins the termination policy, a server
-death or a cancel becomes `EndPhase`, a crashed or stopped actor ends the phase `failed`, and the
-termination actor's `Concluded` ends it as concluded. The end is the same however the phase
-went: the result JSON first (nothing that can block comes before it), then the verdict to the
-transcript, the terminal and the embedder, then the session aborted if the phase failed, then
-every actor stopped within a timeout, then the server: quickly, when interrupted.
+`runner/wiring.py` and `runner/compose.py`. The watch loop only reads the supervisor's inbox (a
+bounded queue the router feeds) and applies what `runner/watch.py` decides: the first
+`StreamConnected` begins the termination policy, a server death or a cancel becomes
+`EndPhase`, a crashed or stopped actor ends the phase `failed`, and the termination actor's
+`Concluded` ends it as concluded. The end is the same however the phase went: the result JSON
+first (nothing that can block comes before it), then the verdict to the transcript, the
+terminal and the embedder (the router is sealed: nothing comes after it), then the session
+aborted if the phase failed, then every actor stopped within a timeout, then the server:
+quickly, when interrupted.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy
 from actors.termination import PromptOptions
 from core.errors import RunnerError
-from core.termination import EXIT_CODES
 from messages.control import Concluded
 from messages.records import VerdictReached
 from messages.server import ServerReady
@@ -42,12 +43,13 @@ from runner.phase.derive import (
 )
 from runner.result import PhaseResult, RunFacts, write_result
 from runner.shared_server import SharedServer, StartCancelledError, StartFailedError, server_spec
-from runner.watch import Step, Watch, failed
+from runner.watch import Step, Watch, concluded
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
 INBOX_SIZE = 10_000  # control messages only: a full inbox means the supervisor is gone
 POLL = 0.25
 STOP_TIMEOUT = 5.0
+CANCEL_GRACE = 5.0  # a cancelled phase ends `interrupted` this soon, even if the policy is stuck
 ABORT_TIMEOUT = 2.0
 
 
@@ -88,8 +90,9 @@ class Supervisor:
     def cancel(self, reason: str = "interrupted", exit_code: int = 130) -> None:
         """Ask the phase to end: the session is aborted, verdict `interrupted` (`exit_code`: 130
         for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
-        self._cancel_reason = reason
-        self._facts.interrupted_exit = exit_code
+        if not self._cancel.is_set():  # the first reason and signal are the phase's
+            self._cancel_reason = reason
+            self._facts.interrupted_exit = exit_code
         self._cancel.set()
         self._put(None)  # wake the watch loop
 
@@ -100,22 +103,22 @@ class Supervisor:
         unwatch: Callable[[], None] = _nothing
         try:
             ready = self._server.ready(self._cancel)
-            unwatch = self._server.watch(self._put)
-            concluded = self._phase(wiring, ready)
+            unwatch = self._server.watch(wiring.router.publish)  # a server death
+            end = self._phase(wiring, ready)
         except StartCancelledError:
-            concluded = _concluded("interrupted", self._cancel_reason)
+            end = concluded("interrupted", self._cancel_reason)
         except StartFailedError as exc:
             self._facts.server_log_tail = exc.log_tail
-            concluded = _concluded("failed", str(exc))
+            end = concluded("failed", str(exc))
         except RunnerError as exc:
-            concluded = _concluded("failed", str(exc))
+            end = concluded("failed", str(exc))
         except Exception as exc:
             logger.exception("supervisor failed")
-            concluded = _concluded("failed", f"internal error: {exc}")
+            end = concluded("failed", f"internal error: {exc}")
         finally:
             unwatch()
         self._facts.duration = time.monotonic() - started
-        return self._end(wiring, concluded)
+        return self._end(wiring, end)
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -189,6 +192,7 @@ class Supervisor:
                 step = watch.expired()
             elif self._cancel.is_set() and not watch.cancelled:
                 step = watch.cancel(self._cancel_reason)
+                deadline = min(deadline, time.monotonic() + CANCEL_GRACE)
             else:
                 with contextlib.suppress(queue.Empty):
                     step = watch.on(self._inbox.get(timeout=min(POLL, remaining)))
@@ -198,7 +202,7 @@ class Supervisor:
         facts.reconnects, facts.resyncs = watch.reconnects, watch.resyncs
         facts.server_log_tail = watch.log_tail or facts.server_log_tail
         if step.end.verdict == "failed" and not step.end.summary:
-            return failed(step.end.reason, self._summary(wiring))
+            return concluded("failed", step.end.reason, self._summary(wiring))
         return step.end
 
     def _summary(self, wiring: Wiring) -> dict[str, Any]:
@@ -216,8 +220,8 @@ class Supervisor:
 
     # -- the end ---------------------------------------------------------------------------------
 
-    def _end(self, wiring: Wiring, concluded: Concluded) -> PhaseResult:
-        result = PhaseResult.from_verdict(concluded, self._facts)
+    def _end(self, wiring: Wiring, end: Concluded) -> PhaseResult:
+        result = PhaseResult.from_verdict(end, self._facts)
         try:
             write_result(result)
         except OSError as exc:
@@ -258,9 +262,3 @@ class Supervisor:
 
 def _nothing() -> None:
     """Nothing to undo."""
-
-
-def _concluded(verdict: str, reason: str, summary: dict[str, Any] | None = None) -> Concluded:
-    return Concluded(
-        verdict=verdict, reason=reason, exit_code=EXIT_CODES[verdict], summary=summary or {}
-    )

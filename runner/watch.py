@@ -6,7 +6,7 @@ later ones that are reconnects are counted, as are resyncs. A dead or failed ser
 visible error with its last log lines and `EndPhase(failed)`: the termination policy concludes.
 A crashed or stopped actor ends the phase `failed` at once (the supervisor adds the attempts
 so far). The policy's `Concluded` ends it as concluded. `cancel(reason)` gives the
-`EndPhase(interrupted)` to publish, once; `expired()` is the end when no verdict ever came.
+`EndPhase(interrupted)` to publish, once; `expired()` is the end when no verdict came in time.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.termination import EXIT_CODES
 from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPhase
 from messages.records import Notice, Resynced
 from messages.server import ServerExited, ServerFailed
 from messages.stream import StreamConnected
-
-FAILED_EXIT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +34,7 @@ class Watch:
     """The supervisor's decisions and the counts it keeps for the result."""
 
     begun: bool = False
-    cancelled: bool = False
+    cancelled: str | None = None  # the reason
     reconnects: int = 0
     resyncs: int = 0
     log_tail: tuple[str, ...] = field(default=())
@@ -60,27 +59,31 @@ class Watch:
                 error = Notice(level="error", text=_with_tail(reason, tail))
                 return Step(publish=(error, EndPhase(verdict="failed", reason=reason)))
             case ActorCrashed(actor=actor, reason=reason):
-                return Step(end=failed(f"the {actor} crashed: {reason}"))
+                return Step(end=concluded("failed", f"the {actor} crashed: {reason}"))
             case ActorStopped(actor=actor):
-                return Step(end=failed(f"the {actor} stopped unexpectedly"))
+                return Step(end=concluded("failed", f"the {actor} stopped unexpectedly"))
         return Step()
 
     def cancel(self, reason: str) -> Step:
         """An interrupt: the policy aborts the session and concludes `interrupted` (once)."""
-        if self.cancelled:
+        if self.cancelled is not None:
             return Step()
-        self.cancelled = True
+        self.cancelled = reason
         return Step(publish=(EndPhase(verdict="interrupted", reason=reason),))
 
-    @staticmethod
-    def expired() -> Step:
-        """No verdict came within the phase timeout and its margin."""
-        return Step(end=failed("the supervisor gave up waiting for a verdict"))
+    def expired(self) -> Step:
+        """No verdict came in time: within the phase timeout and its margin (failed), or soon
+        after a cancel (interrupted)."""
+        if self.cancelled is not None:
+            return Step(end=concluded("interrupted", self.cancelled))
+        return Step(end=concluded("failed", "the supervisor gave up waiting for a verdict"))
 
 
-def failed(reason: str, summary: dict[str, Any] | None = None) -> Concluded:
-    """A `failed` conclusion decided outside the termination policy."""
-    return Concluded(verdict="failed", reason=reason, exit_code=FAILED_EXIT, summary=summary or {})
+def concluded(verdict: str, reason: str, summary: dict[str, Any] | None = None) -> Concluded:
+    """A conclusion decided outside the termination policy."""
+    return Concluded(
+        verdict=verdict, reason=reason, exit_code=EXIT_CODES[verdict], summary=summary or {}
+    )
 
 
 def _with_tail(reason: str, tail: tuple[str, ...]) -> str:

@@ -101,14 +101,15 @@ class Wiring:
     def __init__(self, supervisor: Consumer) -> None:
         self.router = Router()
         self.router.connect(SUPERVISOR, supervisor)
-        self._report = supervisor
         self._refs: list[pykka.ActorRef] = []
         self._unsubscribe: Callable[[], None] = lambda: None
         self.termination: pykka.ActorRef | None = None
         self.outputs_started = False
 
     def start_outputs(self, outputs: Outputs) -> None:
-        """Transcript, renderer and the embedder's observer: what every phase end needs."""
+        """Transcript, renderer and the embedder's observer: what every phase end needs (tried
+        once: a second transcript actor would truncate the first one's file)."""
+        self.outputs_started = True
         view = outputs.view
         self._start(
             TRANSCRIPT,
@@ -133,13 +134,12 @@ class Wiring:
         if outputs.events is not None:
             self.router.connect(EVENTS, outputs.events)
         self._barrier()
-        self.outputs_started = True
 
     def start_session(self, actors: SessionActors, subscribe: Callable[[Consumer], Any]) -> None:
         """The actors watching the session; the tracker joins the stream last."""
         publish, client, session_id = self.router.publish, actors.client, actors.session_id
         self.termination = self._start(
-            TERMINATION, TerminationActor, **actors.termination(), sync=publish, publish=publish
+            TERMINATION, TerminationActor, **actors.termination(), publish=publish
         )
         self._start(
             RESPONDER, ResponderActor, client=client, policy=actors.permissions, publish=publish
@@ -162,7 +162,7 @@ class Wiring:
         stop_actors(reversed(self._refs), timeout)
 
     def _start(self, name: str, cls: type[pykka.ThreadingActor], **kwargs: Any) -> pykka.ActorRef:
-        ref = cls.start(report=self._report, **kwargs)
+        ref = cls.start(report=self.router.publish, **kwargs)  # crash and stop reports
         self._refs.append(ref)
         return self.router.connect_actor(name, ref)
 

@@ -16,8 +16,9 @@ from actors.tracker import TrackerActor
 from messages.pipeline import SnapshotFetched
 from messages.records import PhaseStarted, PromptSent, VerdictReached
 from mock import MockLLM
-from runner.api import run_phase, run_phases, start_phase
+from runner.api import run_phases, start_phase
 from runner.phase import load_phase
+from runner.shared_server import SharedServer, server_spec
 from tests.e2e.test_cli import PROVIDER
 from tests.helpers import PROJECT_ROOT, isolated_env, make_project
 
@@ -156,23 +157,30 @@ def test_phases_asking_for_different_servers_get_different_servers(tmp_path, pha
 
 def test_a_slow_on_event_changes_neither_the_verdict_nor_the_duration(tmp_path, phase_file):
     drip = {"text": [f"tick {i} " for i in range(20)], "delay": 0.2}
+    seen, threads, delivered, slow_down = [], set(), threading.Event(), threading.Event()
+    slow_down.set()
+
+    def slow(message):
+        threads.add(threading.current_thread().name)
+        seen.append(message)
+        if isinstance(message, VerdictReached):
+            delivered.set()
+        if slow_down.is_set():
+            time.sleep(1)  # the embedder's slow callback under test, not a wait of ours
+
     with MockLLM({"turns": [drip]}) as mock:
         env = {**isolated_env(tmp_path), "MOCK_LLM_URL": mock.url}
-        run_phase(phase_file("warmup"), env=env)  # a fresh HOME's first server is slower
-        fast = run_phase(phase_file("fast", timeouts={"stall": "3s"}), env=env)
-        seen, threads, delivered, slow_down = [], set(), threading.Event(), threading.Event()
-        slow_down.set()
-
-        def slow(message):
-            threads.add(threading.current_thread().name)
-            seen.append(message)
-            if isinstance(message, VerdictReached):
-                delivered.set()
-            if slow_down.is_set():
-                time.sleep(1)  # the embedder's slow callback under test, not a wait of ours
-
-        slowed = run_phase(phase_file("slow", timeouts={"stall": "3s"}), env=env, on_event=slow)
-        behind = not delivered.is_set()  # the result did not wait for the callback
+        specs = [phase_file(name, timeouts={"stall": "3s"}) for name in ("fast", "slow")]
+        shared = SharedServer(server_spec(specs[0], env))  # side by side, same conditions
+        try:
+            handles = [
+                start_phase(specs[0], env=env, server=shared),
+                start_phase(specs[1], env=env, server=shared, on_event=slow),
+            ]
+            fast, slowed = (handle.result(timeout=120) for handle in handles)
+            behind = not delivered.is_set()  # the result did not wait for the callback
+        finally:
+            shared.stop()
         slow_down.clear()  # the embedder catches up: everything still reaches it, in order
         assert delivered.wait(30), "the callback never got the verdict"
     assert (fast.verdict, slowed.verdict) == ("done", "done"), slowed.reason

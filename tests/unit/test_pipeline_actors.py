@@ -101,9 +101,12 @@ def test_tracker_actor_holds_idle_until_the_idle_snapshot_is_merged():
 def test_tracker_actor_resyncs_on_reconnect_and_recovers_lost_parts():
     root, snapshot = root_of("i_reconnect.after_reconnect")
     tracker, out, syncs = start_tracker(root)
-    tracker.tell(StreamConnected(connection=2))
+    tracker.tell(StreamConnected(connection=4))  # joined a shared stream: nothing was lost
+    tracker.tell(StreamConnected(connection=5))
     assert syncs.get(timeout=5).reason == "reconnect"
-    assert out.get(timeout=5) == StreamConnected(connection=2)  # passed on
+    assert syncs.empty()
+    assert out.get(timeout=5) == StreamConnected(connection=4)  # passed on
+    assert out.get(timeout=5) == StreamConnected(connection=5)
     tracker.tell(
         SnapshotFetched(reason="reconnect", snapshots=((root, tuple(snapshot)),), root_idle=True)
     )
@@ -142,15 +145,24 @@ def test_tracker_actor_passes_stream_news_on_in_order_with_its_batches():
 
 def test_tracker_actor_resyncs_what_its_inbox_dropped():
     root = "ses_root"
-    tracker, out, syncs = start_tracker(root)
+    busy = {"type": "session.status", "properties": {"sessionID": root, "status": {"type": "busy"}}}
+    split, gate, blocked = Split(), threading.Event(), threading.Event()
+
+    def publish(message):  # the first batch's consumer is stuck until the gate opens
+        if isinstance(message, Tracked) and not gate.is_set():
+            blocked.set()
+            gate.wait(5)
+        split(message)
+
+    tracker = TrackerActor.start(root_session_id=root, publish=publish)
     tracker.actor_inbox.limit(10, droppable=(EventsReceived,), lost_marker=EventsLost())
-    gate = threading.Event()
-    tracker.tell(Hold(gate))  # the tracker is busy: batches pile up and overflow
-    for _ in range(5):
+    tracker.tell(EventsReceived(events=(busy,), connection=1, size=10))
+    assert blocked.wait(5)
+    for _ in range(5):  # one fits, four are dropped
         tracker.tell(EventsReceived(events=(), connection=1, size=10))
     gate.set()
-    assert syncs.get(timeout=5).reason == "lost"
-    notice = drain(out, lambda m: isinstance(m, Notice))[-1]
+    assert split.syncs.get(timeout=5).reason == "lost"
+    notice = drain(split.out, lambda m: isinstance(m, Notice))[-1]
     assert "4 batch(es) skipped" in notice.text
 
 
@@ -172,13 +184,6 @@ def test_tracker_actor_resyncs_once_more_when_the_stream_fails_then_ends_the_pha
         verdict="failed", reason="event stream lost: no working connection for 60s"
     )
     assert syncs.empty()
-
-
-class Hold:
-    """A message the test tracker cannot handle until the gate opens (it is not routed)."""
-
-    def __init__(self, gate):
-        self.gate = gate
 
 
 class FakeClient:

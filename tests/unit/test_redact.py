@@ -169,3 +169,11 @@ def test_masked_masks_secrets_in_a_parsed_snapshot_and_keeps_the_rest():
     ]
     assert masked(snapshot, ("absent",)) is snapshot
     assert masked(snapshot, ()) is snapshot
+
+
+def test_masked_finds_a_secret_json_escapes():
+    from core.redact import masked
+
+    secret = 'pa"ss\\word'
+    snapshot = [{"parts": [{"text": f"the key is {secret}."}]}]
+    assert masked(snapshot, (secret,)) == [{"parts": [{"text": "the key is [redacted]."}]}]

@@ -89,3 +89,14 @@ def test_the_final_sync_releases_a_held_idle_after_its_effects():
     assert out.forward == ["part", IDLE]
     assert not gate.holding
     assert gate.on_snapshot("idle", [], root_idle=True, new_messages=False).forward == []
+
+
+def test_lossy_syncs_are_one_at_a_time_and_one_more_follows_if_asked_meanwhile():
+    gate = SyncGate(ROOT)
+    assert gate.on_reconnect().request_sync == "reconnect"
+    assert gate.on_reconnect().request_sync is None  # one in flight
+    assert gate.on_lost().request_sync is None
+    out = gate.on_snapshot("reconnect", ["part"], root_idle=False, new_messages=True)
+    assert (out.forward, out.request_sync) == (["part"], "lost")  # the latest ask, once
+    assert gate.on_snapshot("lost", [], root_idle=False, new_messages=False).request_sync is None
+    assert gate.on_reconnect().request_sync == "reconnect"

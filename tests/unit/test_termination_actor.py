@@ -78,8 +78,7 @@ def start(client, tmp_path, clock=None, **limits):
         criteria=DoneCriteria(),
         baseline=ArtifactBaseline(),
         directory=tmp_path,
-        sync=synced.put,
-        publish=published.put,
+        publish=lambda m: (synced if isinstance(m, SetBaseline) else published).put(m),
         clock=clock,
         tick=None,
     )
@@ -239,8 +238,7 @@ def test_the_ticker_ends_an_interrupt_without_help(tmp_path):
         criteria=DoneCriteria(),
         baseline=ArtifactBaseline(),
         directory=tmp_path,
-        sync=lambda _: None,
-        publish=published.put,
+        publish=lambda m: None if isinstance(m, SetBaseline) else published.put(m),
         clock=clock,
         tick=0.01,  # real ticks; the fake clock still decides when the grace is over
     )

@@ -99,5 +99,13 @@ def test_records_that_are_not_its_business_change_nothing():
 
 
 def test_no_verdict_in_time_is_failed():
-    end = Watch.expired().end
+    end = Watch().expired().end
     assert (end.verdict, end.reason) == ("failed", "the supervisor gave up waiting for a verdict")
+
+
+def test_no_verdict_soon_after_a_cancel_is_interrupted_with_the_first_reason():
+    watch = Watch()
+    watch.cancel("interrupted by SIGHUP")
+    watch.cancel("interrupted by SIGINT")
+    end = watch.expired().end
+    assert (end.verdict, end.reason, end.exit_code) == ("interrupted", "interrupted by SIGHUP", 130)
