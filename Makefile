@@ -8,10 +8,10 @@ OPENCODE := node_modules/.bin/opencode
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-e2e lint format bench clean
+.PHONY: help setup run test test-unit test-e2e test-parity lint format bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed node_modules/.installed ## Create .venv, install requirements and the pinned opencode (idempotent)
 
@@ -30,7 +30,7 @@ node_modules/.installed: package.json
 run: setup ## Set up, then run the example phase on the mock LLM
 	PYTHON=$(PY) examples/hello/run.sh
 
-test: setup ## Run every test: unit and end-to-end against the real opencode server
+test: setup ## Run every test: unit, end-to-end and parity against the real opencode server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup ## Run the unit tests only (no opencode server)
@@ -38,6 +38,9 @@ test-unit: setup ## Run the unit tests only (no opencode server)
 
 test-e2e: setup ## Run the end-to-end tests only (real opencode server, mock LLM)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-parity: setup ## Compare `python -m runner --json` with `opencode run --format json` (part of test)
+	$(PY) -m pytest tests/parity $(PYTEST_ARGS)
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .

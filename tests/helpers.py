@@ -12,6 +12,7 @@ from typing import Any
 import pykka
 
 from actors import ServerActor, ServerSpec
+from mock._env import isolated_env  # noqa: F401 (the tests' import point)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Recorded from the real opencode 1.18.33 server (copied from shared/opencode/captures).
@@ -42,21 +43,6 @@ class Inbox:
             self.seen.append(message)
             if isinstance(message, kind):
                 return message
-
-
-def isolated_env(root: Path) -> dict[str, str]:
-    """HOME and XDG directories under `root`, so opencode never touches a user's data."""
-    home = root / "home"
-    env = {
-        "HOME": str(home),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_STATE_HOME": str(home / ".local" / "state"),
-    }
-    for path in env.values():
-        os.makedirs(path, exist_ok=True)
-    return env
 
 
 def make_project(root: Path) -> Path:

@@ -1,0 +1,249 @@
+"""`python -m mock.parity SCRIPT [SCRIPT ...] [--keep] [--opencode PATH] [--timeout S]`.
+
+The parity harness (SPEC §7). Each script runs twice, side by side: through
+`opencode run --format json` (stdin closed, a title, a timeout) and through
+`python -m runner --json`, each on a fresh copy of one fixture project, with a HOME of its own,
+against a `MockLLM` of its own serving the script. Both outputs are normalised
+(`mock._parity_normalise`) and compared: equal prints one line, different prints a unified diff.
+Exit 0 when every script is equal, 1 when one is not, 64 for a bad script or flag.
+
+A parity script is a mock script (`mock._script`) that may add `opencode_config`, opencode
+configuration both runs get (`{"permission": {"bash": "ask"}}`, say), and `thinking: true`
+(`opencode run --thinking`, the phase's `thinking`: reasoning is printed). The runner's phase
+answers a permission as `opencode run` does, rejecting it silently (`permissions.feedback:
+null`), and never resumes or repairs: only the events are compared, never the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mock._config import opencode_provider_config
+from mock._env import OFFLINE_ENV, isolated_env
+from mock._model import ScriptError
+from mock._parity_normalise import dumped, normalise, parse
+from mock._script import load_script, parse_script
+from mock._server import MockLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "parity" / "fixture"
+OPENCODE = ROOT / "node_modules" / ".bin" / "opencode"
+# One word: `opencode run` quotes a message argument that holds spaces before sending it, which
+# would make the two conversations differ by two characters.
+PROMPT = "Proceed."
+MODEL = "test/mock-model"
+EX_USAGE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One tool's run of a script: its output lines, exit code, project and time."""
+
+    tool: str
+    lines: tuple[dict[str, Any], ...]
+    code: int | None  # None: it timed out
+    places: dict[str, str]  # this run's own paths and URLs -> their names in the comparison
+    seconds: float
+    stderr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One script's comparison."""
+
+    name: str
+    sides: tuple[Side, Side]
+    diff: tuple[str, ...]
+
+    @property
+    def equal(self) -> bool:
+        """True when the normalised outputs are the same."""
+        return not self.diff
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What both runs of one script share."""
+
+    script: Any
+    config: dict[str, Any]  # opencode configuration besides the mock provider
+    thinking: bool
+    opencode: Path
+    timeout: float
+
+
+def compare(path: Path, *, workdir: Path, opencode: Path, timeout: float) -> Verdict:
+    """Run one parity script through both tools (at once) and compare their outputs."""
+    script, config, thinking = _load(path)
+    job = Job(script, config, thinking, opencode, timeout)
+    sides: dict[str, Side] = {}
+
+    def run(tool: str, number: int) -> None:
+        # paths of one length: the model sees the project's path, and the mock counts tokens
+        sides[tool] = _side(tool, job, workdir / f"side-{number}")
+
+    threads = [
+        threading.Thread(target=run, args=(tool, number), daemon=True)
+        for number, tool in enumerate(COMMANDS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 60)
+    theirs, ours = sides["opencode run"], sides["runner"]
+    expected = dumped(normalise(theirs.lines, theirs.places))
+    got = dumped(normalise(ours.lines, ours.places))
+    diff = difflib.unified_diff(expected, got, "opencode run", "runner", lineterm="")
+    return Verdict(name=path.name, sides=(theirs, ours), diff=tuple(diff))
+
+
+def _load(path: Path) -> tuple[Any, dict[str, Any], bool]:
+    """The mock script, the opencode configuration both runs get, and `thinking`."""
+    data = json.loads(path.read_text()) if path.suffix == ".json" else None
+    if isinstance(data, dict) and ({"opencode_config", "thinking"} & data.keys()):
+        config, thinking = data.pop("opencode_config", {}), data.pop("thinking", False)
+        return parse_script(data, str(path)), config, bool(thinking)
+    return load_script(path), {}, False
+
+
+def _side(tool: str, job: Job, root: Path) -> Side:
+    project = root / "project"
+    shutil.copytree(FIXTURE, project)
+    subprocess.run(["git", "init", "-q", str(project)], check=True)  # noqa: S607 (git on PATH)
+    env = _environment(root)
+    with MockLLM(job.script) as mock:
+        config = {**opencode_provider_config(mock.url), **job.config}
+        argv, cwd, extra = COMMANDS[tool](job, config, project, root)
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(
+                argv,
+                check=False,
+                cwd=cwd,
+                env={**env, **extra},
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=job.timeout,
+            )
+            code, stdout, stderr = done.returncode, done.stdout, done.stderr
+        except subprocess.TimeoutExpired as exc:
+            code, stdout, stderr = None, _text(exc.stdout), _text(exc.stderr)
+        (root / "stdout.jsonl").write_text(stdout)  # for --keep
+        (root / "stderr.txt").write_text(stderr)
+        places = {str(project): "<project>", mock.url.removesuffix("/v1"): "<mock>"}
+    seconds = time.perf_counter() - started
+    return Side(tool, tuple(parse(stdout)), code, places, seconds, stderr)
+
+
+Command = tuple[list[str], Path, dict[str, str]]
+
+
+def _opencode_run(job: Job, config: dict[str, Any], project: Path, _root: Path) -> Command:
+    argv = [str(job.opencode), "run", "--format", "json", "-m", MODEL, "--title", "parity"]
+    argv += ["--thinking"] if job.thinking else []
+    # opencode takes its directory from PWD, not from the process's cwd
+    extra = {"OPENCODE_CONFIG_CONTENT": json.dumps(config), "PWD": str(project)}
+    return [*argv, PROMPT], project, extra
+
+
+def _runner_run(job: Job, config: dict[str, Any], project: Path, root: Path) -> Command:
+    phase = {
+        "name": "parity",
+        "prompt": PROMPT,
+        "model": MODEL,
+        "directory": str(project),
+        "opencode_config": config,
+        "budgets": {"resumes": 0, "repairs": 0},
+        "permissions": {"feedback": None},  # reject silently, as `opencode run` does
+        "thinking": job.thinking,
+        "timeouts": {"phase": f"{job.timeout:g}s"},
+        "server": {"opencode": str(job.opencode)},
+    }
+    path = root / "phase.json"  # JSON is YAML: the runner reads it as a phase file
+    path.write_text(json.dumps(phase))
+    return [sys.executable, "-m", "runner", str(path), "--json"], ROOT, {}
+
+
+COMMANDS = {"opencode run": _opencode_run, "runner": _runner_run}
+
+
+def _environment(root: Path) -> dict[str, str]:
+    """A HOME of its own, opencode's offline flags, and `rg` (the venv's) on PATH."""
+    env = {**os.environ, **isolated_env(root), **OFFLINE_ENV}
+    env.pop("OPENCODE_SERVER_PASSWORD", None)
+    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
+    return env
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
+def report(verdict: Verdict) -> str:
+    """One line when equal; the diff (and what each tool said on stderr) when not."""
+    times = ", ".join(f"{side.tool} {side.seconds:.1f} s" for side in verdict.sides)
+    codes = " / ".join(f"exit {side.code}" for side in verdict.sides)
+    if verdict.equal:
+        return f"parity {verdict.name}: equal ({times}; {codes})"
+    stderr = [f"--- {s.tool} stderr:\n{s.stderr.strip()[-2000:]}" for s in verdict.sides]
+    return "\n".join(
+        [f"parity {verdict.name}: DIFFERENT ({times}; {codes})", *verdict.diff, *stderr]
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EX_USAGE, f"mock.parity: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compare every script given; 0 when all are equal."""
+    parser = _Parser(prog="python -m mock.parity", description=__doc__.splitlines()[0])
+    parser.add_argument("scripts", nargs="+", type=Path, metavar="SCRIPT")
+    parser.add_argument("--keep", action="store_true", help="keep the projects and outputs")
+    parser.add_argument("--opencode", type=Path, default=OPENCODE, help="the opencode binary")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="parity-"))
+    equal = True
+    try:
+        for number, path in enumerate(args.scripts):
+            try:
+                verdict = compare(
+                    path,
+                    workdir=workdir / str(number),
+                    opencode=args.opencode,
+                    timeout=args.timeout,
+                )
+            except (ScriptError, OSError, ValueError) as exc:
+                print(f"mock.parity: {path}: {exc}", file=sys.stderr)
+                return EX_USAGE
+            print(report(verdict), flush=True)
+            equal = equal and verdict.equal
+    finally:
+        if args.keep:
+            print(f"kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if equal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The parity normaliser: what it takes out, what it keeps, and that a real change shows."""
+
+from __future__ import annotations
+
+import difflib
+
+import pytest
+
+from mock._parity_normalise import LEGITIMATE, MAX_STRING, dumped, normalise, parse
+
+pytestmark = pytest.mark.timeout(10)
+
+PLACES = {"/tmp/x/project": "<project>", "http://127.0.0.1:4242": "<mock>"}
+
+
+def text_line(part_id, message_id, text, when=1):
+    return {
+        "type": "text",
+        "timestamp": when,
+        "sessionID": "ses_dd38b7394ffeZbVM7PoD51sAPV",
+        "part": {
+            "id": part_id,
+            "messageID": message_id,
+            "type": "text",
+            "text": text,
+            "time": {"start": when, "end": when},
+        },
+    }
+
+
+def step(kind, message_id="msg_22c7490840017j8TA7dPu8J1xo"):
+    return {"type": kind, "part": {"messageID": message_id, "snapshot": "b598514"}}
+
+
+def test_ids_become_placeholders_numbered_by_first_appearance():
+    first = text_line("prt_22c74963e001TkDFhWnyMThBsE", "msg_22c7490840017j8TA7dPu8J1xo", "a")
+    second = text_line("prt_22c749643001uGebZfytMQbUyT", "msg_22c7490840017j8TA7dPu8J1xo", "b")
+    out = normalise([first, second], PLACES)
+    assert [line["part"]["id"] for line in out] == ["<prt 2>", "<prt 4>"]
+    assert {line["part"]["messageID"] for line in out} == {"<msg 3>"}  # shared, still shared
+    assert out[0]["sessionID"] == "<ses 1>"
+
+
+def test_times_snapshots_places_and_long_strings_are_taken_out():
+    line = text_line("prt_22c74963e001TkDFhWnyMThBsE", "msg_22c7490840017j8TA7dPu8J1xo", "")
+    line["part"]["text"] = "see /tmp/x/project/README.md at http://127.0.0.1:4242/v1 " + "x" * 999
+    line["part"]["snapshot"] = "abc"
+    (out,) = normalise([line], PLACES)
+    assert "timestamp" not in out
+    assert "time" not in out["part"]
+    assert out["part"]["snapshot"] == "<snapshot>"
+    assert out["part"]["text"].startswith("see <project>/README.md at <mock>/v1 ")
+    assert len(out["part"]["text"]) == MAX_STRING + 1
+
+
+def test_ids_inside_strings_are_renamed_like_whole_ones():
+    line = {"type": "tool_use", "part": {"output": '<task id="ses_dd387bc5cffeRpReXm72XD8hlO">'}}
+    (out,) = normalise([line], {})
+    assert out["part"]["output"] == '<task id="<ses 1>">'
+
+
+def test_the_lines_of_one_step_are_compared_in_any_order():
+    a = text_line("prt_22c74963e001TkDFhWnyMThBsE", "msg_22c7490840017j8TA7dPu8J1xo", "a")
+    b = text_line("prt_22c749643001uGebZfytMQbUyT", "msg_22c7490840017j8TA7dPu8J1xo", "b")
+    one = normalise([step("step_start"), a, b, step("step_finish")], {})
+    other = normalise([step("step_start"), b, a, step("step_finish")], {})
+    assert dumped(one) == dumped(other)
+
+
+@pytest.mark.parametrize("kind", sorted(LEGITIMATE))
+def test_lines_one_tool_prints_alone_are_dropped(kind):
+    assert normalise([{"type": kind, "verdict": "done"}], {}) == []
+
+
+def test_a_changed_text_shows_in_the_diff():
+    before = dumped(normalise([text_line("prt_22c74963e001TkDFhWnyMThBsE", "m", "hello")], {}))
+    after = dumped(normalise([text_line("prt_22c74963e001TkDFhWnyMThBsE", "m", "hullo")], {}))
+    diff = list(difflib.unified_diff(before, after, lineterm=""))
+    changed = [line for line in diff if line[:1] in "-+" and line[:3] not in ("---", "+++")]
+    assert changed == ['-  "text": "hello",', '+  "text": "hullo",'], diff
+
+
+def test_parse_keeps_json_lines_only():
+    assert parse('{"type": "text"}\nnot json\n{broken\n{"type": "x"}\n') == [
+        {"type": "text"},
+        {"type": "x"},
+    ]
