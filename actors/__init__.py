@@ -1,12 +1,24 @@
-"""pykka actors, one per concern; each owns its IO and exchanges only `messages`."""
+"""pykka actors, one per concern; each owns its IO and exchanges only `messages`.
 
-from loguru import logger
+The re-exports load on first use (PEP 562), so importing a light module of the package (the
+process helpers, say) does not import pykka and requests with it.
+"""
 
-from actors._process import ServerSpec
-from actors.opencode_client import OpencodeClient
-from actors.server import ServerActor
+from __future__ import annotations
 
-# A library stays quiet unless asked: the CLI (or an embedder) enables these loggers.
-logger.disable(__name__)
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "OpencodeClient": "actors.opencode_client",
+    "ServerActor": "actors.server",
+    "ServerSpec": "actors._process",
+}
 
 __all__ = ["OpencodeClient", "ServerActor", "ServerSpec"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'actors' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sysconfig
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from core.errors import ServerStartError
 from core.server_rules import tail_lines
@@ -40,6 +42,34 @@ class ServerSpec:
     stop_grace: float = 5.0
     attach_url: str | None = None
     attach_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Prespawned:
+    """An opencode server started before its `ServerActor` (by the CLI, while Python still
+    imports): the process, its password and its open log. The actor adopts it."""
+
+    proc: subprocess.Popen[str]
+    password: str = field(repr=False)
+    log: TextIO
+
+    @classmethod
+    def start(cls, spec: ServerSpec) -> Prespawned:
+        """Open the log and spawn; `ServerStartError` or `OSError` if either fails."""
+        log = open_log(spec.log_path)
+        password = secrets.token_urlsafe(24)
+        try:
+            proc = spawn(resolve_binary(spec.binary), spec, password, log)
+        except BaseException:
+            log.close()
+            raise
+        return cls(proc, password, log)
+
+
+def open_log(path: str) -> TextIO:
+    """The server's log file, its folder made (its owner, the server actor, closes it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return open(path, "w", encoding="utf-8")
 
 
 def resolve_binary(configured: str | None) -> str:

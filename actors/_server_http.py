@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from loguru import logger
-
+from actors._logs import logger
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError, UpstreamHTTPError
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
-from loguru import logger
 
 from actors._inbox import Inbox
+from actors._logs import logger
 from messages.control import ActorCrashed, ActorStopped
 
 Report = Callable[[Any], None]

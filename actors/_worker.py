@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
-from loguru import logger
+
+from actors._logs import logger
 
 _STOP = object()
 

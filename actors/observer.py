@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from loguru import logger
-
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from messages.records import VerdictReached
 

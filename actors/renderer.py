@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
-from loguru import logger
-
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from core.ndjson import dumps, result_line, run_json
 from core.redact import StreamRedactor

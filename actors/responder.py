@@ -17,8 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 import tenacity
-from loguru import logger
 
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient

@@ -14,7 +14,6 @@ SIGTERMs the group, waits, and SIGKILLs whatever remains. In attach mode it only
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import signal
 import subprocess
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
-from loguru import logger
 
 from actors import _process, _server_http
+from actors._logs import logger
 from actors._process import ServerSpec
 from core.errors import ServerStartError
 from core.server_rules import check_version, is_transient_start_failure, parse_listening_line
@@ -70,6 +69,7 @@ class ServerActor(pykka.ThreadingActor):
         spec: ServerSpec,
         publish: Callable[[Any], None],
         clock: Callable[[], float] = time.monotonic,
+        prespawned: _process.Prespawned | None = None,
     ) -> None:
         super().__init__()
         self._spec = spec
@@ -87,6 +87,9 @@ class ServerActor(pykka.ThreadingActor):
         self._respawns = 0
         self._grace = spec.stop_grace
         self._abort_on_stop = True
+        self._prespawned = prespawned
+        if prespawned is not None:
+            self._password = prespawned.password
 
     def on_start(self) -> None:
         """Spawn the server (or probe the attached one); failures become `ServerFailed`."""
@@ -94,14 +97,17 @@ class ServerActor(pykka.ThreadingActor):
         if self._spec.attach_url:
             self._probe_in_thread(self._spec.attach_url)
             return
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(self._spec.log_path)), exist_ok=True)
-            self._log = open(self._spec.log_path, "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            self._fail(f"cannot write the server log {self._spec.log_path}: {exc.strerror}")
-            return
-        if not self._spawn():
-            return
+        if self._prespawned is not None:
+            self._log = self._prespawned.log
+            self._adopt(self._prespawned.proc)
+        else:
+            try:
+                self._log = _process.open_log(self._spec.log_path)
+            except OSError as exc:
+                self._fail(f"cannot write the server log {self._spec.log_path}: {exc.strerror}")
+                return
+            if not self._spawn():
+                return
         self._timer = threading.Timer(
             self._spec.start_timeout, self._tell, (_Unhealthy("timeout"),)
         )
@@ -114,11 +120,15 @@ class ServerActor(pykka.ThreadingActor):
         except (ServerStartError, OSError) as exc:
             self._fail(str(exc))
             return False
+        self._adopt(proc)
+        return True
+
+    def _adopt(self, proc: subprocess.Popen[str]) -> None:
+        """Watch a started process: its stdout (the listening line) and its exit."""
         self._proc = proc
         logger.debug("opencode pid {} started, log {}", proc.pid, self._spec.log_path)
         _process.start_thread("opencode-stdout", lambda: self._pump_stdout(proc))
         _process.start_thread("opencode-waiter", lambda: self._tell(_Exited(proc.wait(), proc.pid)))
-        return True
 
     def on_receive(self, message: Any) -> None:
         """Handle the threads' reports."""
@@ -214,7 +224,7 @@ class ServerActor(pykka.ThreadingActor):
         if proc is not None:
             try:
                 if self._ready and self._abort_on_stop and proc.poll() is None:
-                    self._abort_busy_sessions()
+                    _server_http.abort_busy_sessions(self._url or "", self._password)
             finally:
                 code = _process.terminate_group(proc, self._grace)
                 strays = _process.kill_marked(self._password)
@@ -222,9 +232,6 @@ class ServerActor(pykka.ThreadingActor):
         if self._log is not None:
             self._log.close()
         return code
-
-    def _abort_busy_sessions(self) -> None:
-        _server_http.abort_busy_sessions(self._url or "", self._password)
 
     def _log_tail(self) -> tuple[str, ...]:
         return _process.read_log_tail(self._spec.log_path) if self._log is not None else ()

@@ -30,8 +30,8 @@ import pykka
 import requests
 import tenacity
 import urllib3
-from loguru import logger
 
+from actors._logs import logger
 from actors._process import start_thread
 from actors._supervised import Report, SupervisedActor
 from actors._worker import start_ticker

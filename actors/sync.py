@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from loguru import logger
-
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient

@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
@@ -151,6 +150,7 @@ class TerminationActor(SupervisedActor):
                 self._perform(self._policy.baseline_taken(outcome.value, now))
             case "sent":
                 attempt = self._policy.attempts[-1]
+                logger.debug("prompt {} ({}) accepted", attempt.number, attempt.kind)
                 self._publish(PromptSent(number=attempt.number, baseline=attempt.baseline))
             case "sent_failed":
                 self._perform(self._policy.prompt_failed(str(outcome.value), now))
@@ -174,7 +174,8 @@ class TerminationActor(SupervisedActor):
 
     def _send(self, effect: SendPrompt) -> None:
         session_id = self._policy.session_id
-        latest = self._client.messages(session_id, limit=1)
+        # the phase created the session: before its first prompt it holds nothing
+        latest = [] if effect.kind == "initial" else self._client.messages(session_id, limit=1)
         baseline = latest[-1]["info"]["id"] if latest else None
         self._publish(SetBaseline(message_id=baseline))  # for the sync actor
         tell_quietly(self.actor_ref, _Outcome("baseline", baseline))

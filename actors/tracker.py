@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from loguru import logger
-
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from core.sync_gate import FINAL, GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker

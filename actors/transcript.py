@@ -17,8 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from loguru import logger
-
+from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from core.redact import StreamRedactor
 from messages.pipeline import Tracked

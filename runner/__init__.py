@@ -1,6 +1,5 @@
-"""The runner: CLI, embedding API and the supervisor that wires the actors."""
+"""The runner: CLI, embedding API and the supervisor that wires the actors.
 
-from loguru import logger
-
-# A library stays quiet unless asked: the CLI (or an embedder) enables these loggers.
-logger.disable(__name__)
+Importing the package costs nothing: `python -m runner` starts opencode before it imports the
+heavy parts (pykka, requests, loguru), so the server boots while Python loads them.
+"""

@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from loguru import logger
-
+from actors._process import Prespawned
 from actors.renderer import MODES
 from runner._events import EventBuffer
+from runner._logs import logger
 from runner.phase import PhaseSpec, load_phase
+from runner.phase.derive import server_key, server_spec
 from runner.result import PhaseResult
-from runner.shared_server import SharedServer, server_spec
+from runner.shared_server import SharedServer
 from runner.supervisor import RunOptions, Supervisor
 
 CANCEL_GRACE = 30.0  # seconds a cancelled phase gets to abort, stop and write its files
@@ -175,18 +176,16 @@ class Batch:
             handle.cancel(reason, exit_code)
 
 
-def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
-    """What makes two phases need different servers: binary, configuration, attachment."""
-    return (spec.server.opencode, spec.config_content, spec.server.attach)
-
-
-def _servers(specs: list[PhaseSpec], env: Mapping[str, str]) -> dict[Any, SharedServer]:
-    """One server per distinct `server_key`: phases share a server when they ask for the same."""
+def _servers(
+    specs: list[PhaseSpec], env: Mapping[str, str], prespawned: Mapping[Any, Prespawned]
+) -> dict[Any, SharedServer]:
+    """One server per distinct `server_key`: phases share a server when they ask for the same
+    (adopting the one the caller already started for that key, if any)."""
     servers: dict[tuple[Any, ...], SharedServer] = {}
     for spec in specs:
         key = server_key(spec)
         if key not in servers:
-            servers[key] = SharedServer(server_spec(spec, env))
+            servers[key] = SharedServer(server_spec(spec, env), prespawned.get(key))
     return servers
 
 
@@ -195,13 +194,14 @@ def run_phases(
     *,
     parallel: int = 1,
     batch: Batch | None = None,
+    prespawned: Mapping[Any, Prespawned] | None = None,
     **options: Any,
 ) -> list[PhaseResult]:
     """Run phases, `parallel` at a time; phases asking for the same server share one."""
     specs = [_spec_of(phase) for phase in phases]
     if not specs:
         return []
-    servers = _servers(specs, options.get("env") or {})
+    servers = _servers(specs, options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
 
     def one(spec: PhaseSpec) -> PhaseResult:

@@ -3,7 +3,9 @@
 Exit codes (SPEC §3): 0 done, 1 failed, 2 incomplete (budgets, checks, stall, timeout),
 64 bad arguments or phase file, 130 interrupted (SIGINT), 143 terminated (SIGTERM),
 129 hung up (SIGHUP: the terminal went away).
-Every phase file is validated before anything starts.
+Every phase file is validated before anything starts. Then the servers the phases need are
+started at once, and only then are the heavy modules (pykka, requests, loguru) imported: the
+servers boot while Python loads them.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-import pykka
-from loguru import logger
-
-from actors._worker import stop_actors
-from core.errors import PhaseFileError
-from runner.api import Batch, run_phases
+from actors._process import Prespawned
+from core.errors import PhaseFileError, ServerStartError
 from runner.phase import Overrides, PhaseSpec, load_phase
-from runner.result import PhaseResult
-from runner.shared_server import sibling
+from runner.phase.derive import server_key, server_spec, sibling
+
+if TYPE_CHECKING:
+    from runner.api import Batch
+    from runner.result import PhaseResult
 
 EXIT_USAGE = 64
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -130,6 +131,8 @@ def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
 
 def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
     """loguru: stderr only with --verbose; always a debug log beside the first transcript."""
+    from runner._logs import logger
+
     logger.remove()
     for package in ("actors", "runner", "core"):
         logger.enable(package)
@@ -159,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except PhaseFileError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    early = prestart(specs)
+    # The heavy imports, while the servers boot (PLC0415 is off for exactly this).
+    from runner.api import Batch, run_phases
+
     configure_logging(args.verbose, specs)
     batch = Batch()
     signalled = _install_signal_handlers(batch)
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             specs,
             parallel=args.parallel,
             batch=batch,
+            prespawned=early,
             mode=output_mode(args, sys.stdout),
             out=sys.stdout,
             verbose=args.verbose,
@@ -176,8 +184,28 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code(results, signalled[0] if signalled else None)
 
 
+def prestart(specs: list[PhaseSpec]) -> dict[tuple[Any, ...], Prespawned]:
+    """Start each server the phases will need, now; its actor adopts it later. A server that
+    cannot be started here is started again by its actor, which reports why it fails."""
+    started: dict[tuple[Any, ...], Prespawned] = {}
+    for spec in specs:
+        key = server_key(spec)
+        if spec.server.attach or key in started:
+            continue
+        try:
+            started[key] = Prespawned.start(server_spec(spec, {}))
+        except (ServerStartError, OSError):
+            continue
+    return started
+
+
 def _stop_leftovers() -> None:
     """Safety net: no actor thread may keep the process alive once the phases are over."""
+    import pykka
+
+    from actors._worker import stop_actors
+    from runner._logs import logger
+
     left = pykka.ActorRegistry.get_all()
     if left:
         logger.warning("stopping {} actor(s) left running", len(left))

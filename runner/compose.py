@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
-from loguru import logger
 
 from actors._worker import tell_quietly
 from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPhase
@@ -43,6 +42,7 @@ from messages.records import (
 )
 from messages.server import ServerExited, ServerFailed
 from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
+from runner._logs import logger
 
 TRACKER, SYNC, RESPONDER, TERMINATION = "tracker", "sync", "responder", "termination"
 TRANSCRIPT, RENDERER, OBSERVER, EVENTS, SUPERVISOR = (

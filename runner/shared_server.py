@@ -10,24 +10,22 @@ reason. A reader whose stream failed is replaced for the next phase that asks.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pykka
-from loguru import logger
 
-from actors._process import ServerSpec
+from actors._process import Prespawned, ServerSpec, terminate_group
 from actors._worker import stop_actor
 from actors.opencode_client import OpencodeClient
-from actors.server import ServerActor
+from actors.server import HURRIED_GRACE, ServerActor
 from actors.sse_reader import ReconnectPolicy, SseReaderActor
 from core.errors import RunnerError
 from messages.server import ServerExited, ServerFailed, ServerReady
+from runner._logs import logger
 from runner.hub import StreamHub
-from runner.phase import PhaseSpec
 
 _SLICE = 0.1  # how often a waiting phase looks at its cancel flag
 STOP_TIMEOUT = 30.0
@@ -36,8 +34,9 @@ STOP_TIMEOUT = 30.0
 class SharedServer:
     """One opencode server (and one event reader per directory) for several phases."""
 
-    def __init__(self, spec: ServerSpec) -> None:
+    def __init__(self, spec: ServerSpec, prespawned: Prespawned | None = None) -> None:
         self.spec = spec
+        self._prespawned = prespawned  # started early by the CLI: the actor adopts it
         self._lock = threading.Lock()
         self._settled = threading.Event()
         self._ref: pykka.ActorRef | None = None
@@ -51,7 +50,9 @@ class SharedServer:
         time asked), `StartCancelledError` if `cancelled` is set first."""
         with self._lock:
             if self._ref is None:
-                self._ref = ServerActor.start(spec=self.spec, publish=self._relay)
+                self._ref = ServerActor.start(
+                    spec=self.spec, publish=self._relay, prespawned=self._prespawned
+                )
         deadline = time.monotonic() + self.spec.start_timeout + 10
         while not self._settled.wait(_SLICE):
             if cancelled is not None and cancelled.is_set():
@@ -100,9 +101,12 @@ class SharedServer:
         """Stop readers, then the server (`quick`: an interrupt, half a second of grace)."""
         with self._lock:
             hubs, self._hubs = list(self._hubs.values()), {}
-            ref = self._ref
+            ref, early = self._ref, self._prespawned
         for _, reader in hubs:
             stop_actor(reader, 10)
+        if ref is None and early is not None:  # started early for phases that never came
+            terminate_group(early.proc, HURRIED_GRACE)
+            early.log.close()
         if ref is not None:
             if quick:  # queued before the stop, never waited for
                 with contextlib.suppress(pykka.ActorDeadError):
@@ -145,23 +149,3 @@ class StartFailedError(RunnerError):
 
 class StartCancelledError(RunnerError):
     """The phase was cancelled while it waited for its server."""
-
-
-def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:
-    """A file beside the transcript: `runs/x.jsonl` -> `runs/x.server.log`."""
-    path = str(transcript)
-    return (path[: -len(".jsonl")] if path.endswith(".jsonl") else path) + suffix
-
-
-def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
-    """The server a phase asks for."""
-    return ServerSpec(
-        directory=str(spec.directory),
-        log_path=sibling(spec.output.transcript, ".server.log"),
-        binary=spec.server.opencode,
-        env=dict(env),
-        config_content=spec.config_content,
-        start_timeout=spec.timeouts.start,
-        attach_url=spec.server.attach,
-        attach_password=os.environ.get("OPENCODE_SERVER_PASSWORD"),
-    )

@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from loguru import logger
-
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy
@@ -34,15 +32,17 @@ from core.errors import RunnerError
 from messages.control import Concluded
 from messages.records import VerdictReached
 from messages.server import ServerReady
+from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.phase.derive import (
     DENY_BLOCKING_TOOLS,
     banner,
     permission_policy,
+    server_spec,
     termination_policy,
 )
 from runner.result import PhaseResult, RunFacts, write_result
-from runner.shared_server import SharedServer, StartCancelledError, StartFailedError, server_spec
+from runner.shared_server import SharedServer, StartCancelledError, StartFailedError
 from runner.watch import Step, Watch, concluded
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
@@ -99,6 +99,7 @@ class Supervisor:
     def run(self) -> PhaseResult:
         """Run the phase; never raises for the phase's own failures."""
         started, self._facts.started_at = time.monotonic(), time.time()
+        self._t0 = started
         wiring = Wiring(self._put)
         unwatch: Callable[[], None] = _nothing
         try:
@@ -125,11 +126,13 @@ class Supervisor:
     def _phase(self, wiring: Wiring, ready: ServerReady) -> Concluded:
         spec, facts = self.spec, self._facts
         facts.server_version, facts.server_url = ready.version, ready.url
+        self._mark(f"opencode {ready.version} ready")
         self._secrets = (ready.password,) if ready.password else ()
         wiring.start_outputs(self._outputs())
         client = OpencodeClient(ready.url, password=ready.password, directory=str(spec.directory))
         self._check_cancel()
         facts.session_id = session_id = self._create_session(client)
+        self._mark(f"session {session_id} created")
         self._check_cancel()
         criteria = DoneCriteria.from_checks(spec.done)
         actors = SessionActors(
@@ -148,7 +151,12 @@ class Supervisor:
         hub = self._server.hub(client, policy, self._secrets)
         wiring.router.publish(banner(spec, ready, session_id))  # the transcript's header
         wiring.start_session(actors, hub.subscribe)
+        self._mark("watching the session")
         return self._watch(wiring)
+
+    def _mark(self, step: str) -> None:
+        """A debug line per start-up step, with the time since the phase started."""
+        logger.debug("{}: {} after {:.3f}s", self.spec.name, step, time.monotonic() - self._t0)
 
     def _outputs(self) -> Outputs:
         spec, options = self.spec, self.options

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from actors._process import ServerSpec
 from core.permissions import PermissionPolicy
 from core.termination import Limits, Policy
 from messages.records import PhaseStarted
@@ -52,3 +57,28 @@ def termination_policy(spec: PhaseSpec, session_id: str, now: float) -> Policy:
         stall_timeout=spec.timeouts.stall,
     )
     return Policy(limits, prompt=spec.prompt, session_id=session_id, now=now)
+
+
+def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:
+    """A file beside the transcript: `runs/x.jsonl` -> `runs/x.server.log`."""
+    path = str(transcript)
+    return (path[: -len(".jsonl")] if path.endswith(".jsonl") else path) + suffix
+
+
+def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
+    """The server a phase asks for."""
+    return ServerSpec(
+        directory=str(spec.directory),
+        log_path=sibling(spec.output.transcript, ".server.log"),
+        binary=spec.server.opencode,
+        env=dict(env),
+        config_content=spec.config_content,
+        start_timeout=spec.timeouts.start,
+        attach_url=spec.server.attach,
+        attach_password=os.environ.get("OPENCODE_SERVER_PASSWORD"),
+    )
+
+
+def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
+    """What makes two phases need different servers: binary, configuration, attachment."""
+    return (spec.server.opencode, spec.config_content, spec.server.attach)

@@ -18,7 +18,8 @@ from messages.records import PhaseStarted, PromptSent, VerdictReached
 from mock import MockLLM
 from runner.api import run_phases, start_phase
 from runner.phase import load_phase
-from runner.shared_server import SharedServer, server_spec
+from runner.phase.derive import server_spec
+from runner.shared_server import SharedServer
 from tests.e2e.test_cli import PROVIDER
 from tests.helpers import PROJECT_ROOT, isolated_env, make_project
 

@@ -29,6 +29,7 @@ class FakeClient:
     def __init__(self, *, timeouts=0, arrives=False):
         self.history = [{"info": {"id": "msg_000", "role": "user"}, "parts": []}]
         self.prompts = []
+        self.reads = 0
         self.aborts = []
         self._timeouts = timeouts
         self._arrives = arrives
@@ -36,6 +37,7 @@ class FakeClient:
         self.aborted = threading.Event()
 
     def messages(self, session_id, limit=None):
+        self.reads += 1
         return self.history[-limit:] if limit else list(self.history)
 
     def prompt_async(self, session_id, text, **options):
@@ -128,8 +130,10 @@ def test_begin_sends_the_prompt_once_after_setting_the_baseline(tmp_path):
     ref, published, synced = start(client, tmp_path)
     ref.tell(Begin())
     assert next_of(published, AttemptStarted).kind == "initial"
-    assert synced.get(timeout=5) == SetBaseline(message_id="msg_000")
-    assert next_of(published, PromptSent) == PromptSent(number=1, baseline="msg_000")
+    # the phase's own new session holds nothing before its first prompt: no request for it
+    assert synced.get(timeout=5) == SetBaseline(message_id=None)
+    assert next_of(published, PromptSent) == PromptSent(number=1, baseline=None)
+    assert client.reads == 0
     assert client.prompts == [
         (ROOT, "Do it", {"model": "test/mock-model", "agent": None, "variant": None})
     ]
