@@ -50,7 +50,7 @@ format: setup ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: setup ## Benchmarks: print figures and ratios (never asserted)
+bench: setup ## Benchmarks (a few minutes): print figures and ratios, write bench/results.json (never asserted)
 	$(PY) -m tests.bench
 
 clean: ## Remove the virtualenv, node_modules and run outputs

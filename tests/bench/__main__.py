@@ -1,46 +1,162 @@
-"""`python -m tests.bench` (`make bench`): run every benchmark and print its figures."""
+"""`python -m tests.bench [--smoke] [--out PATH]` (`make bench`): every benchmark, one run.
+
+Prints each benchmark's figures, then a summary of the four figures issue 8 sets goals for, and
+writes them all to `--out` (default `bench/results.json`). `--smoke` runs everything with tiny
+sizes (about a minute): the same table and the same JSON keys, so CI keeps the benchmarks
+working (`tests/e2e/test_bench_smoke.py`). Nothing is asserted on time anywhere; the exit code
+is 1 only if a benchmark could not run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import platform
 import sys
 import time
-from importlib.metadata import version
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pykka
 from loguru import logger
 
-from tests.bench import cli_rss, memory, pipeline, wall
+from tests.bench import cli_rss, latency, machine, memory, pipeline, wall
+from tests.helpers import PROJECT_ROOT
 
-BENCHMARKS = (
-    ("1. Pipeline throughput (events/s; ratio to the plain loop)", pipeline.run),
-    ("2. Peak memory against stream length (decoder + Tracker, tracemalloc)", memory.run),
-    ("3. Wall time against `opencode run` (same mock script)", wall.run),
-    ("4. Peak RSS of `python -m runner` against stream length (VmHWM)", cli_rss.run),
+DEFAULT_OUT = PROJECT_ROOT / "bench" / "results.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The sizes of one run of every benchmark."""
+
+    wall: wall.Sizes
+    pipeline: pipeline.Sizes
+    latency: latency.Sizes
+    rss: cli_rss.Sizes
+    heap: memory.Sizes
+
+
+FULL = Plan(
+    wall=wall.Sizes(runs=5, warm_up=True),
+    pipeline=pipeline.Sizes(events=100_000, repeats=3),
+    latency=latency.Sizes(rate=2_000, seconds=10),
+    rss=cli_rss.Sizes(lengths=(10_000, 100_000), warm_up=True),
+    heap=memory.Sizes(lengths=(10_000, 100_000)),
+)
+SMOKE = Plan(
+    wall=wall.Sizes(runs=1, warm_up=False),
+    pipeline=pipeline.Sizes(events=2_000, repeats=1),
+    latency=latency.Sizes(rate=2_000, seconds=1),
+    rss=cli_rss.Sizes(lengths=(200, 2_000), warm_up=False),
+    heap=memory.Sizes(lengths=(1_000, 2_000)),
 )
 
 
 def out(line: str) -> None:
+    """Print at once (the benchmarks are long)."""
     print(line, flush=True)
 
 
-def main() -> int:
+def benchmarks(plan: Plan) -> list[tuple[str, str, Callable[[], dict[str, Any]]]]:
+    """(results key, title, run) in the order they run."""
+    return [
+        (
+            "wall",
+            "1. Wall time: `python -m runner --json` against `opencode run --format json`",
+            lambda: wall.run(out, plan.wall),
+        ),
+        (
+            "pipeline",
+            "2. Event pipeline throughput (events/s; ratio to the bare loop)",
+            lambda: pipeline.run(out, plan.pipeline),
+        ),
+        (
+            "latency_ms",
+            "3. Latency: a delta leaving the server to its text printed (plain mode)",
+            lambda: latency.run(out, plan.latency),
+        ),
+        (
+            "rss_kib",
+            "4. Peak RSS of `python -m runner` against stream length (VmHWM)",
+            lambda: cli_rss.run(out, plan.rss),
+        ),
+        (
+            "tracker_heap",
+            "5. Heap of decoder + Tracker against stream length (tracemalloc)",
+            lambda: memory.run(out, plan.heap),
+        ),
+    ]
+
+
+def summary(results: dict[str, Any]) -> None:
+    """The four figures with goals, side by side."""
+    out("\nSummary (goals: issue 8; figures only, nothing is asserted)")
+    out(f"  {'':<44} {'measured':>10} {'against':>10} {'ratio':>7}   goal")
+    rows = []
+    if "wall" in results:
+        w = results["wall"]
+        name = f"wall s, median of {w['runs']}: runner / opencode run"
+        rows.append(
+            (name, f"{w['runner_s']:.2f}", f"{w['opencode_run_s']:.2f}", w["ratio"], "<= 1.05x")
+        )
+    if "pipeline" in results:
+        p = results["pipeline"]
+        name = "pipeline events/s: runner / bare loop"
+        rows.append(
+            (name, f"{p['runner_eps']:,.0f}", f"{p['baseline_eps']:,.0f}", p["ratio"], ">= 0.60x")
+        )
+    if "latency_ms" in results:
+        lat = results["latency_ms"]
+        name = f"latency ms at {lat['rate_per_s']:,.0f}/s: p50 / p99"
+        rows.append((name, f"{lat['p50']:.2f}", f"{lat['p99']:.2f}", None, "p99 <= 5 ms"))
+    if "rss_kib" in results:
+        r = results["rss_kib"]
+        short, long = r["10k_run"]["deltas"], r["100k_run"]["deltas"]
+        name = f"peak RSS KiB: {long:,} / {short:,} deltas"
+        rows.append((name, f"{r['100k']:,}", f"{r['10k']:,}", r["ratio"], "<= 1.20x"))
+    for name, measured, against, ratio, goal in rows:
+        shown = "" if ratio is None else f"{ratio:.2f}x"
+        out(f"  {name:<44} {measured:>10} {against:>10} {shown:>7}   {goal}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every benchmark, print, write the JSON; 1 if one could not run."""
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (about a minute)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
+    args = parser.parse_args(argv)
     logger.remove()  # the actors log nothing we want on the benchmark's output
-    out(
-        f"runner benchmarks: Python {platform.python_version()}, pykka {version('pykka')}, "
-        f"{os.cpu_count()} CPUs, "
-        f"{platform.system()} {platform.machine()}; figures only, nothing is asserted"
-    )
+    facts = machine.describe()
+    results: dict[str, Any] = {"machine": facts.pop("machine"), "machine_facts": facts}
+    results["smoke"], results["seconds"], failed = args.smoke, {}, []
+    out(f"runner benchmarks{' (smoke sizes)' if args.smoke else ''}: {results['machine']}")
+    out(f"load average before: {' '.join(f'{x:.2f}' for x in facts['load_avg'])}")
     try:
-        for title, bench in BENCHMARKS:
+        for key, title, bench in benchmarks(SMOKE if args.smoke else FULL):
             out(f"\n{title}")
             start = time.perf_counter()
-            bench(out)
-            out(f"  ({time.perf_counter() - start:.1f} s)")
+            try:
+                results[key] = bench()
+            except Exception as exc:
+                failed.append(key)
+                out(f"  FAILED: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            results["seconds"][key] = time.perf_counter() - start
+            out(f"  ({results['seconds'][key]:.1f} s)")
     finally:
         pykka.ActorRegistry.stop_all()
-    return 0
+    facts["load_avg_after"] = os.getloadavg()
+    summary(results)
+    out(f"load average after: {' '.join(f'{x:.2f}' for x in facts['load_avg_after'])}")
+    results["failed"] = failed
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    out(f"\nwritten: {args.out}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 One phase, one turn that streams N text deltas as fast as the mock can send them, printed as
 NDJSON to a pipe this benchmark drains. The runner's VmHWM (its own high-water mark, opencode
 not included) is read from /proc every few milliseconds until it exits; the last value read is
-its peak. The goal (issue 7): the 40,000-delta phase peaks at most 1.3x the 2,000-delta one.
+its peak. The goal (issue 8): the 100,000-delta phase peaks at most 1.2x the 10,000-delta one.
 """
 
 from __future__ import annotations
@@ -14,18 +14,28 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from actors._process import PINNED_BINARY
 from mock import MockLLM, opencode_provider_config
-from tests.bench.wall import MODEL, _environment
+from tests.bench.wall import MODEL, PINNED_BINARY, environment
 from tests.helpers import PROJECT_ROOT, make_project
 
-LENGTHS = (2_000, 40_000)
-TIMEOUT = 300.0
+TIMEOUT = 600.0
 POLL = 0.005
+CONTEXT_TOKENS = 10_000_000
+KEYS = ("10k", "100k")  # results.json's names for the short and the long phase
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """Text deltas of the short and the long phase; whether a first, unmeasured run warms up."""
+
+    lengths: tuple[int, int] = (10_000, 100_000)
+    warm_up: bool = True
 
 
 def _vm_hwm_kib(pid: int) -> int | None:
@@ -44,6 +54,16 @@ def _drain(stream, sink: list[int]) -> None:
         sink[0] += len(line)
 
 
+def _config() -> dict[str, Any]:
+    """The mock's provider, with room for the whole text in the model's context: past its
+    100k tokens (about 55,000 of these deltas) opencode 1.18.33 crawls (over 15 minutes for
+    100,000 deltas instead of 25 s), and the phase would measure that instead."""
+    config = opencode_provider_config("{env:MOCK_LLM_URL}")
+    for model in config["provider"]["test"]["models"].values():
+        model["limit"]["context"] = CONTEXT_TOKENS
+    return config
+
+
 def peak_rss(root: Path, env: dict[str, str], deltas: int) -> tuple[int, int, float]:
     """(peak KiB, exit code, seconds) of one CLI run streaming `deltas` text deltas."""
     project = make_project(root)
@@ -52,8 +72,8 @@ def peak_rss(root: Path, env: dict[str, str], deltas: int) -> tuple[int, int, fl
         "prompt": "Stream.",
         "model": MODEL,
         "directory": str(project),
-        "opencode_config": opencode_provider_config("{env:MOCK_LLM_URL}"),
-        "timeouts": {"phase": "5m", "stall": "2m"},
+        "opencode_config": _config(),
+        "timeouts": {"phase": "10m", "stall": "2m"},
     }
     path = root / "phase.yaml"
     path.write_text(yaml.safe_dump(phase))
@@ -83,18 +103,23 @@ def peak_rss(root: Path, env: dict[str, str], deltas: int) -> tuple[int, int, fl
     return peak, proc.returncode, time.perf_counter() - started
 
 
-def run(out: Callable[[str], None]) -> None:
-    """Print the runner's peak RSS for each stream length and the ratio of the last to first."""
+def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
+    """Print the runner's peak RSS for each stream length and the ratio of the long to the
+    short; return them (`results.json`'s `rss_kib`)."""
     if not PINNED_BINARY.exists():
-        out(f"  skipped: the pinned opencode binary is missing ({PINNED_BINARY}); run make setup")
-        return
-    peaks = []
+        raise RuntimeError(f"the pinned opencode binary is missing ({PINNED_BINARY}): make setup")
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="runner-rss-") as tmp:
-        env = _environment(Path(tmp))
-        peak_rss(Path(tmp) / "warmup", env, 10)  # opencode's first start creates its database
+        env = environment(Path(tmp))
+        if sizes.warm_up:  # opencode's first start creates its database
+            peak_rss(Path(tmp) / "warmup", env, 10)
         out(f"  {'text deltas':>11} {'peak RSS KiB':>13} {'seconds':>8} {'exit':>5}")
-        for deltas in LENGTHS:
+        for key, deltas in zip(KEYS, sizes.lengths, strict=True):
             peak, code, seconds = peak_rss(Path(tmp) / f"run{deltas}", env, deltas)
-            peaks.append(peak)
+            figures[key] = peak
+            figures[f"{key}_run"] = {"deltas": deltas, "seconds": seconds, "exit_code": code}
             out(f"  {deltas:>11,} {peak:>13,} {seconds:>8.1f} {code:>5}")
-    out(f"  ratio {LENGTHS[-1]:,} / {LENGTHS[0]:,} deltas: {peaks[-1] / max(peaks[0], 1):.2f}x")
+    short, long = sizes.lengths
+    figures["ratio"] = figures[KEYS[1]] / max(figures[KEYS[0]], 1)
+    out(f"  ratio {long:,} / {short:,} deltas: {figures['ratio']:.2f}x")
+    return figures

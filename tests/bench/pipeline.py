@@ -1,42 +1,127 @@
-"""Event-pipeline throughput: a plain loop against the decoder, the tracker and the actors.
+"""Event-pipeline throughput: the product's pipeline against a bare loop, on the same bytes.
 
-Every path consumes the same 64 KiB chunks. Path (a') frames with sseclient-py instead of our
-`SseDecoder`, batched per read as the reader would have to: it is the measurement behind the
-choice of framing (README, dependency notes). The actor paths run as the product does: the
-caller decodes each read (the reader's job) and tells a real `TrackerActor` either one
-`EventsReceived` per read (a tuple of events) or one per event; the tracker publishes its
-`Tracked` batches to a counting actor. The clock stops when the tracker has answered an `ask`
-queued behind the last batch and the counter has answered one queued behind its last `Tracked`.
+Over loopback (the figures that count): `tests.bench.sse_server` serves a stream built from the
+captures at full speed, one HTTP chunk per event as opencode 1.18.33 writes them.
+- bare loop: requests `stream=True`, `iter_content`, split on blank lines, `json.loads`.
+- runner: the phase's actors wired as `runner/supervisor.py` wires them (`tests.bench.harness`:
+  the `SseReaderActor` behind a `StreamHub`, the tracker, transcript to a temp file, renderer
+  printing NDJSON (`--json`) to a null sink, termination, responder, sync). The clock runs from
+  the reader's start until the reader's end-of-stream `StreamDropped` has reached the phase's
+  `events` consumer and every actor has answered an `ask` queued behind its backlog.
+The same two once more with the stream in 64 KiB HTTP chunks (many events per read) show what
+batching reads would buy.
+
+In memory (no socket), on the same stream in 64 KiB chunks: the same bare loop; (a) our
+`SseDecoder` + `json.loads`; (a') sseclient-py + `json.loads`, batched per read as the reader
+would have to (the measurement behind the choice of framing, README's dependency notes); (b)
+(a) + the pure `Tracker.apply` on every event.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import pykka
+import requests
 
-from actors._supervised import SupervisedActor
-from actors.sse_reader import _decode
-from actors.tracker import TrackerActor
 from core.sse import SseDecoder
 from core.tracker import Tracker
-from messages.pipeline import Tracked
-from messages.stream import EventsReceived
-from runner.compose import RENDERER, Router
+from tests.bench.harness import NullSink, PhaseActors
+from tests.bench.sse_server import SseServer
 from tests.bench.stream import ROOT, Stream, build_stream
 
-MIN_EVENTS = 100_000
-REPEATS = 3
-ASK_TIMEOUT = 300.0
-_COUNT = object()
+TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big the stream is and how many times each path runs (median)."""
+
+    events: int = 100_000
+    repeats: int = 3
+
+
+# -- over loopback ---------------------------------------------------------------------------------
+
+
+def bare_loop(url: str) -> int:
+    """The plain single loop a script would write: split on blank lines, `json.loads`."""
+    count, buffer = 0, b""
+    with requests.get(url + "/event", stream=True, timeout=(5, TIMEOUT)) as response:
+        for chunk in response.iter_content(chunk_size=65536):
+            frames = (buffer + chunk).split(b"\n\n")
+            buffer = frames.pop()
+            for frame in frames:
+                if frame.startswith(b"data: "):
+                    json.loads(frame[6:])
+                    count += 1
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRun:
+    """One run of the product's pipeline."""
+
+    seconds: float
+    forwarded: int  # raw events of the session tree the tracker passed on
+    transcript_events: int  # raw event lines in the transcript
+    fell_behind: int  # times the tracker dropped batches (and resynced them)
+
+
+def product(server: SseServer, root: Path) -> ProductRun:
+    """The phase's actors on the server's stream, printing NDJSON (`--json`) to a null sink."""
+    with PhaseActors(server.url, root, mode="json", out=NullSink()) as phase:
+        server.arm()
+        start = time.perf_counter()
+        phase.start()
+        phase.drain(TIMEOUT)
+        seconds = time.perf_counter() - start
+    watch = phase.watch
+    return ProductRun(seconds, watch.forwarded, phase.transcript_events(), watch.fell_behind)
+
+
+def _loopback(sizes: Sizes, framing: str) -> dict[str, Any]:
+    """Bare loop and product alternately, `repeats` times each, on one server."""
+    bare: list[float] = []
+    runs: list[ProductRun] = []
+    counts: set[int] = set()
+    with SseServer("replay", str(sizes.events), "--framing", framing) as server:
+        for index in range(sizes.repeats):
+            server.arm()
+            start = time.perf_counter()
+            counts.add(bare_loop(server.url))
+            bare.append(time.perf_counter() - start)
+            with tempfile.TemporaryDirectory(prefix=f"runner-pipe-{index}-") as tmp:
+                runs.append(product(server, Path(tmp)))
+    (events,) = counts
+    product_s = statistics.median(run.seconds for run in runs)
+    bare_s = statistics.median(bare)
+    return {
+        "events": events,
+        "baseline_s": bare_s,
+        "runner_s": product_s,
+        "baseline_eps": events / bare_s,
+        "runner_eps": events / product_s,
+        "ratio": bare_s / product_s,
+        "runner_forwarded": runs[-1].forwarded,
+        "runner_transcript_events": runs[-1].transcript_events,
+        "runner_fell_behind": max(run.fell_behind for run in runs),
+        "baseline_runs_s": bare,
+        "runner_runs_s": [run.seconds for run in runs],
+    }
+
+
+# -- in memory -------------------------------------------------------------------------------------
 
 
 def baseline(chunks: Sequence[bytes]) -> int:
-    """The plain single loop: split on blank lines, strip `data: `, `json.loads`."""
+    """The bare loop on chunks in memory."""
     buffer = b""
     count = 0
     for chunk in chunks:
@@ -52,7 +137,11 @@ def baseline(chunks: Sequence[bytes]) -> int:
 def decoder_json(chunks: Sequence[bytes]) -> int:
     """`SseDecoder` + `json.loads`, as the reader decodes each read."""
     decoder = SseDecoder()
-    return sum(len(_decode(decoder.feed(chunk))) for chunk in chunks)
+    count = 0
+    for chunk in chunks:
+        events = [json.loads(frame.data) for frame in decoder.feed(chunk)]
+        count += len(events)
+    return count
 
 
 def sseclient_json(chunks: Sequence[bytes]) -> int:
@@ -81,95 +170,85 @@ def decoder_tracker(chunks: Sequence[bytes]) -> int:
     tracker = Tracker(ROOT)
     count = 0
     for chunk in chunks:
-        for event in _decode(decoder.feed(chunk)):
-            tracker.apply(event)
+        for frame in decoder.feed(chunk):
+            tracker.apply(json.loads(frame.data))
             count += 1
     return count
 
 
-class CounterActor(SupervisedActor):
-    """The downstream consumer: counts the raw events and effects of every `Tracked`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw = 0
-        self.effects = 0
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Tracked):
-            self.raw += len(message.raw)
-            self.effects += len(message.effects)
-            return None
-        return (self.raw, self.effects) if message is _COUNT else None
-
-
-def _tell_all(tracker: pykka.ActorRef, chunks: Sequence[bytes], *, batched: bool) -> None:
-    decoder = SseDecoder()
-    for chunk in chunks:
-        events = _decode(decoder.feed(chunk))
-        if batched:
-            if events:
-                tracker.tell(EventsReceived(events=events, connection=1))
-        else:
-            for event in events:
-                tracker.tell(EventsReceived(events=(event,), connection=1))
-
-
-def actor_path(chunks: Sequence[bytes], *, batched: bool) -> int:
-    """Decode each read, tell a real `TrackerActor`; wait until the counter has seen it all."""
-    counter = CounterActor.start()
-    router = Router()  # the product's routing table; the counter stands in for the renderer
-    router.connect_actor(RENDERER, counter)
-    tracker = TrackerActor.start(root_session_id=ROOT, publish=router.publish)
-    try:
-        tracker.proxy().actor_urn.get(timeout=ASK_TIMEOUT)
-        _tell_all(tracker, chunks, batched=batched)
-        tracker.proxy().session_ids().get(timeout=ASK_TIMEOUT)
-        raw, _effects = counter.ask(_COUNT, timeout=ASK_TIMEOUT)
-    finally:
-        tracker.stop()
-        counter.stop()
-    return raw
-
-
-def _timed(path: Callable[[Sequence[bytes]], int], stream: Stream) -> tuple[float, int]:
-    """Median seconds over `REPEATS` runs, and the count the path reported."""
-    times = []
-    count = 0
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        count = path(stream.chunks)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), count
-
-
-PATHS: tuple[tuple[str, Callable[[Sequence[bytes]], int]], ...] = (
-    ("baseline: split + json.loads", baseline),
-    ("(a) SseDecoder + json.loads", decoder_json),
-    ("(a') sseclient-py + json.loads", sseclient_json),
-    ("(b) decoder + Tracker.apply", decoder_tracker),
-    ("(c) TrackerActor, batch per read", lambda chunks: actor_path(chunks, batched=True)),
-    ("(d) TrackerActor, one per event", lambda chunks: actor_path(chunks, batched=False)),
+IN_MEMORY: tuple[tuple[str, str, Callable[[Sequence[bytes]], int]], ...] = (
+    ("baseline", "bare loop: split + json.loads", baseline),
+    ("a", "(a) SseDecoder + json.loads", decoder_json),
+    ("a_prime", "(a') sseclient-py + json.loads", sseclient_json),
+    ("b", "(b) (a) + Tracker.apply", decoder_tracker),
 )
 
 
-def run(out: Callable[[str], None]) -> None:
-    """Print events/s and the ratio to the baseline for every path."""
-    stream = build_stream(MIN_EVENTS)
+def _in_memory(stream: Stream, repeats: int) -> dict[str, dict[str, float]]:
+    figures = {}
+    for key, _name, path in IN_MEMORY:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            path(stream.chunks)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        figures[key] = {"seconds": seconds, "eps": stream.events / seconds}
+    return figures
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
+    """Print every path's events/s and ratio; return the figures (`results.json`'s `pipeline`)."""
+    real = _loopback(sizes, "event")
     out(
-        f"stream: {stream.events:,} events, {stream.size / 2**20:.1f} MiB, "
-        f"{len(stream.chunks)} chunks of 64 KiB; median of {REPEATS} runs"
+        f"  loopback, one HTTP chunk per event (as opencode sends): {real['events']:,} events,"
+        f" median of {sizes.repeats} alternating runs"
     )
-    out(f"  {'path':<34} {'events':>9} {'seconds':>8} {'events/s':>10} {'ratio':>6}")
-    rates = []
-    for name, path in PATHS:
-        seconds, count = _timed(path, stream)
-        rates.append(stream.events / seconds)
-        ratio = rates[-1] / rates[0]
-        out(f"  {name:<34} {count:>9,} {seconds:>8.3f} {rates[-1]:>10,.0f} {ratio:>5.2f}x")
-    out("  (events: what each path counted; the actor paths count the raw events forwarded)")
-    _, decoded, framed, pure, batched, single = rates
-    out(f"  sseclient-py framing over SseDecoder (a')/(a): {framed / decoded:.2f}x")
-    out(f"  tracker over decoding (b)/(a): {pure / decoded:.2f}x")
-    out(f"  actor hand-off over the pure tracker (c)/(b): {batched / pure:.2f}x")
-    out(f"  batching gain (c)/(d): {batched / single:.2f}x")
+    out(f"  {'path':<40} {'seconds':>8} {'events/s':>10} {'ratio':>6}")
+    _row(out, "bare loop (requests, split, json.loads)", real["baseline_s"], real["events"], 1)
+    _row(out, "runner pipeline (reader ... renderer)", real["runner_s"], real["events"], real)
+    _product_note(out, real)
+    batched = _loopback(sizes, "64k")
+    out("  loopback, 64 KiB HTTP chunks (many events per read):")
+    _row(out, "bare loop", batched["baseline_s"], batched["events"], 1)
+    _row(out, "runner pipeline", batched["runner_s"], batched["events"], batched)
+    _product_note(out, batched)
+    stream = build_stream(sizes.events)
+    memory = _in_memory(stream, sizes.repeats)
+    out(f"  in memory, 64 KiB chunks, {stream.size / 2**20:.1f} MiB:")
+    for key, name, _path in IN_MEMORY:
+        eps = memory[key]["eps"]
+        out(
+            f"  {name:<40} {memory[key]['seconds']:>8.3f} {eps:>10,.0f}"
+            f" {eps / memory['baseline']['eps']:>5.2f}x"
+        )
+    framing = memory["a_prime"]["eps"] / memory["a"]["eps"]
+    out(f"  sseclient-py framing over SseDecoder (a')/(a): {framing:.2f}x")
+    out(f"  tracker over decoding (b)/(a): {memory['b']['eps'] / memory['a']['eps']:.2f}x")
+    return {
+        "runner_eps": real["runner_eps"],
+        "baseline_eps": real["baseline_eps"],
+        "ratio": real["ratio"],
+        "events": real["events"],
+        "framing": "one HTTP chunk per event",
+        "loopback": real,
+        "loopback_64k_chunks": batched,
+        "in_memory": memory,
+    }
+
+
+def _row(out: Callable[[str], None], name: str, seconds: float, events: int, base: Any) -> None:
+    ratio = 1.0 if base == 1 else base["ratio"]
+    out(f"  {name:<40} {seconds:>8.3f} {events / seconds:>10,.0f} {ratio:>5.2f}x")
+
+
+def _product_note(out: Callable[[str], None], figures: dict[str, Any]) -> None:
+    behind = figures["runner_fell_behind"]
+    note = f"; fell behind {behind} time(s): batches dropped and resynced" if behind else ""
+    out(
+        f"  {'':<40} the tracker forwarded {figures['runner_forwarded']:,} events of the"
+        f" session tree, the transcript holds {figures['runner_transcript_events']:,}{note}"
+    )

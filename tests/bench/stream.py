@@ -4,6 +4,8 @@ Every capture's events are concatenated once into a template; each copy of the t
 its own part, message and event ids (a per-copy suffix), so the tracker sees new parts and
 messages in every copy instead of ignoring finalised repeats. Every session id becomes one
 root session, so the whole stream belongs to the tracked session tree (one long session).
+`event_frames` cuts a body into its events (opencode writes one HTTP chunk each). The latency
+benchmark's stream is built here too: a text part of the root session, then its deltas.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from tests.helpers import CAPTURES
 
@@ -55,10 +58,54 @@ def _template() -> tuple[str, int]:
     return _IDS.sub(rf'"\1_\2_{_MARK}"', text), len(payloads)
 
 
-def build_stream(min_events: int, chunk_size: int = CHUNK_SIZE) -> Stream:
-    """At least `min_events` events (whole copies of the captures), split in `chunk_size`."""
+def stream_data(min_events: int) -> tuple[bytes, int]:
+    """At least `min_events` events (whole copies of the captures) as one SSE body, and the
+    number of events it holds."""
     template, per_copy = _template()
     copies = math.ceil(min_events / per_copy)
     data = "".join(template.replace(_MARK, f"c{copy}") for copy in range(copies)).encode()
+    return data, copies * per_copy
+
+
+def build_stream(min_events: int, chunk_size: int = CHUNK_SIZE) -> Stream:
+    """At least `min_events` events (whole copies of the captures), split in `chunk_size`."""
+    data, events = stream_data(min_events)
     chunks = tuple(data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
-    return Stream(chunks=chunks, events=copies * per_copy)
+    return Stream(chunks=chunks, events=events)
+
+
+def event_frames(data: bytes) -> list[bytes]:
+    """An SSE body cut into its events, each with its blank line (how opencode writes them:
+    one HTTP chunk per event)."""
+    return [frame + b"\n\n" for frame in data.split(b"\n\n") if frame]
+
+
+# -- a steady stream of text deltas, for the latency benchmark -----------------------------------
+
+DELTA_MESSAGE = "msg_benchlatency"
+DELTA_PART = "prt_benchlatency"
+
+
+def delta_preamble() -> list[dict[str, Any]]:
+    """What precedes the deltas: the connection, the root's assistant message, its text part."""
+    info = {"id": DELTA_MESSAGE, "role": "assistant", "sessionID": ROOT, "time": {"created": 0}}
+    part = {"id": DELTA_PART, "messageID": DELTA_MESSAGE, "sessionID": ROOT, "type": "text"}
+    return [
+        {"type": "server.connected", "properties": {}},
+        {"type": "message.updated", "properties": {"sessionID": ROOT, "info": info}},
+        {
+            "type": "message.part.updated",
+            "properties": {"sessionID": ROOT, "part": {**part, "text": "", "time": {"start": 0}}},
+        },
+    ]
+
+
+def delta_event(text: str) -> dict[str, Any]:
+    """One `message.part.delta` of the preamble's text part."""
+    props = {"sessionID": ROOT, "messageID": DELTA_MESSAGE, "partID": DELTA_PART}
+    return {"type": "message.part.delta", "properties": {**props, "field": "text", "delta": text}}
+
+
+def sse_frame(event: dict[str, Any]) -> bytes:
+    """One event as the bytes of its SSE frame."""
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from actors._process import OFFLINE_ENV, PINNED_BINARY
 from mock import MockLLM, opencode_provider_config
+from mock._env import OFFLINE_ENV
 from tests.helpers import PROJECT_ROOT, isolated_env, make_project
 
-RUNS = 3
+PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
 TIMEOUT = 120.0
 MODEL = "test/mock-model"
 PROMPT = "Read README.md and tell me what it says."
@@ -132,53 +132,83 @@ def runner_run(root: Path, env: dict[str, str]) -> Outcome:
         )
 
 
-def _environment(root: Path) -> dict[str, str]:
+def environment(root: Path) -> dict[str, str]:
     """Isolated HOME/XDG, opencode's offline flags and `rg` on PATH, for both tools alike."""
+    # opencode run gets the flags the runner gives its own server: nothing leaves the machine
     env = {**os.environ, **isolated_env(root), **OFFLINE_ENV}
     env.pop("OPENCODE_SERVER_PASSWORD", None)
     env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
     return env
 
 
-def _median(values: list[float | None]) -> str:
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """Timed runs of each tool (median), and whether one untimed run of each comes first."""
+
+    runs: int = 5
+    warm_up: bool = True
+
+
+def _median(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
-    return f"{statistics.median(known):5.2f}" if known else "    -"
+    return statistics.median(known) if known else None
 
 
-def _report(out: Callable[[str], None], name: str, outcomes: list[Outcome]) -> float:
+def _seconds(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.2f}"
+
+
+def _report(out: Callable[[str], None], name: str, outcomes: list[Outcome]) -> dict[str, Any]:
     """One line of medians (total, before the first event, after the last) and the runs."""
-    median = statistics.median(o.seconds for o in outcomes)
-    first = _median([o.to_first for o in outcomes])
-    after = _median([o.after_last for o in outcomes])
+    figures = {
+        "s": statistics.median(o.seconds for o in outcomes),
+        "to_first_s": _median([o.to_first for o in outcomes]),
+        "after_last_s": _median([o.after_last for o in outcomes]),
+        "runs_s": [o.seconds for o in outcomes],
+        "exit_codes": [o.code for o in outcomes],
+    }
     runs = ", ".join(f"{o.seconds:.2f}" for o in outcomes)
     codes = "/".join(sorted({"timeout" if o.code is None else str(o.code) for o in outcomes}))
-    out(f"  {name:<27} {median:6.2f} {first:>8} {after:>8}   [{runs}]  exit {codes}")
+    out(
+        f"  {name:<27} {figures['s']:6.2f} {_seconds(figures['to_first_s']):>8}"
+        f" {_seconds(figures['after_last_s']):>8}   [{runs}]  exit {codes}"
+    )
     out(f"  {'':<27} last run: {outcomes[-1].detail}")
-    return median
+    return figures
 
 
-def run(out: Callable[[str], None]) -> None:
+def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
     """Warm up, then alternate timed runs; print medians and the ratio runner/opencode-run."""
     if not PINNED_BINARY.exists():
-        out(f"  skipped: the pinned opencode binary is missing ({PINNED_BINARY}); run make setup")
-        return
+        raise RuntimeError(f"the pinned opencode binary is missing ({PINNED_BINARY}): make setup")
     tools = (("opencode run --format json", opencode_run), ("python -m runner --json", runner_run))
     results: dict[str, list[Outcome]] = {name: [] for name, _ in tools}
+    first = 0 if sizes.warm_up else 1  # run 0 of each tool is an untimed warm-up
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
-        env = _environment(Path(tmp))
-        for index in range(RUNS + 1):  # run 0 of each tool is an untimed warm-up
+        env = environment(Path(tmp))
+        for index in range(first, sizes.runs + 1):
             for number, (name, tool) in enumerate(tools):
                 outcome = tool(Path(tmp) / f"run{index}-{number}", env)
                 results[name].extend([outcome] if index else [])
-        startup = statistics.median(_startup(env) for _ in range(RUNS))
-    out(
-        f"  {'median seconds of ' + str(RUNS) + ' runs':<27} {'total':>6} {'to 1st':>8} "
-        f"{'after':>8}   runs"
-    )
-    medians = [_report(out, name, results[name]) for name, _ in tools]
-    out(f"  ratio runner / opencode run: {medians[1] / medians[0]:.2f}x")
+        startup = statistics.median(_startup(env) for _ in range(sizes.runs))
+    warm = "after one untimed warm-up of each" if sizes.warm_up else "no warm-up"
+    out(f"  median of {sizes.runs} alternating runs, {warm}")
+    out(f"  {'':<27} {'total':>6} {'to 1st':>8} {'after':>8}   runs")
+    opencode, runner = (_report(out, name, results[name]) for name, _ in tools)
+    ratio = runner["s"] / opencode["s"]
+    out(f"  ratio runner / opencode run: {ratio:.2f}x")
     out("  to 1st: launch to the first event's timestamp; after: last event's timestamp to exit")
     out(f"  python -m runner --help (interpreter and imports): {startup:.2f} s")
+    return {
+        "runner_s": runner["s"],
+        "opencode_run_s": opencode["s"],
+        "ratio": ratio,
+        "runner": runner,
+        "opencode_run": opencode,
+        "runner_help_s": startup,
+        "runs": sizes.runs,
+        "warm_up": sizes.warm_up,
+    }
 
 
 def _startup(env: dict[str, str]) -> float:

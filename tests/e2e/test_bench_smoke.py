@@ -1,0 +1,47 @@
+"""`python -m tests.bench --smoke` runs every benchmark (tiny sizes) and writes every figure.
+
+Times are never asserted: this only keeps the benchmarks from rotting (they run the real
+opencode, the mock and the runner's public modules, which move under them).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import PROJECT_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+REQUIRED = {
+    "wall": ("runner_s", "opencode_run_s", "ratio"),
+    "pipeline": ("runner_eps", "baseline_eps", "ratio"),
+    "latency_ms": ("p50", "p99"),
+    "rss_kib": ("10k", "100k"),
+}
+
+
+def test_bench_smoke_writes_every_figure(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--smoke", "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    results = json.loads(out.read_text())
+    for section, keys in REQUIRED.items():
+        for key in keys:
+            value = results[section][key]
+            assert isinstance(value, int | float), (section, key, value)
+            assert value > 0, (section, key, value)
+    assert isinstance(results["machine"], str)
+    assert results["machine"]
+    assert results["failed"] == []
