@@ -37,6 +37,8 @@ class OpencodeClient:
         self.directory = directory
         self.timeout = timeout
         self._http = session or requests.Session()
+        # Loopback only: no proxy from the environment, no .netrc (and no lookups per request).
+        self._http.trust_env = False
         if password is not None:
             self._http.auth = (USERNAME, password)
 

@@ -18,7 +18,6 @@ heartbeats and it shuts the socket, a break for the thread; `on_stop` shuts it t
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 import time
@@ -33,11 +32,13 @@ import urllib3
 
 from actors._logs import logger
 from actors._process import start_thread
+from actors._sse_io import body_reader, decode, socket_of
 from actors._supervised import Report, SupervisedActor
 from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
+from core.chunked import ChunkedError
 from core.redact import StreamRedactor
-from core.sse import SseDecoder, SseFrame
+from core.sse import SseDecoder
 from messages.stream import EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
 
@@ -186,18 +187,22 @@ class SseReaderActor(SupervisedActor):
         """Read one connection until it breaks (`_BrokenError`) or the reader stops."""
         response = self._open()
         decoder, conn = SseDecoder(), _Connection(self._connection + 1)
-        raw = response.raw
+        read = body_reader(response)
         try:
-            # read1: bytes as soon as they arrive (iter_content waits for an unchunked body's end)
-            while chunk := raw.read1(65536):
+            while chunk := read():
                 self._last_bytes = self._clock()
                 conn.unsent += len(chunk)
-                events = _decode(decoder.feed(chunk), self._redactor)
+                events, texts = decode(decoder.feed(chunk), self._redactor)
                 if events:
-                    self._deliver(events, conn)
+                    self._deliver(events, texts, conn)
             decoder.close()
             reason = "truncated frame at end of stream" if decoder.truncated else "end of stream"
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            ChunkedError,
+        ) as exc:
             reason = f"connection lost ({type(exc).__name__})"
         finally:
             self._response = None
@@ -207,11 +212,11 @@ class SseReaderActor(SupervisedActor):
         if not self._stopping.is_set():
             raise _BrokenError(reason, working=conn.working)
 
-    def _deliver(self, events: tuple[dict[str, Any], ...], conn: _Connection) -> None:
+    def _deliver(self, events: tuple[dict[str, Any], ...], texts: tuple[str, ...], conn) -> None:
         """Fan one read's events out as one batch, weighing the bytes read for it."""
         if not conn.working:
             self._progress(events, conn)
-        batch = EventsReceived(events=events, connection=conn.number, size=conn.unsent)
+        batch = EventsReceived(events=events, texts=texts, connection=conn.number, size=conn.unsent)
         conn.unsent = 0
         for subscriber in self._subscribers:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -259,40 +264,8 @@ class SseReaderActor(SupervisedActor):
     def _shut(self, why: str) -> None:
         self._shut_why = why
         response = self._response
-        sock = _socket_of(response) if response is not None else None
+        sock = socket_of(response) if response is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             logger.debug("sse socket shut ({})", why)
-
-
-def _decode(
-    frames: list[SseFrame], redactor: StreamRedactor | None = None
-) -> tuple[dict[str, Any], ...]:
-    """The JSON objects of `frames`, secrets masked when a redactor is given."""
-    events = []
-    for frame in frames:
-        data = frame.data if redactor is None else redactor.frame(frame.data)
-        try:
-            event = json.loads(data)
-        except ValueError:
-            logger.warning("sse: dropped a frame that is not JSON: {!r}", data[:200])
-            continue
-        if isinstance(event, dict):
-            events.append(event if redactor is None else redactor.event(event))
-    return tuple(events)
-
-
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket under a streaming response, to shut it from another thread.
-
-    urllib3 2.x keeps it on the connection, except when the server said `Connection: close`:
-    then http.client hands it to the response's file object alone.
-    """
-    raw = response.raw
-    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        reader = getattr(getattr(raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(reader, "raw", None), "_sock", None)
-    return sock

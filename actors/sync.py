@@ -65,7 +65,8 @@ class SyncActor(SupervisedActor):
         super().on_stop()
 
     def _fetch(self, request: RequestSync, baseline: str | None) -> SnapshotFetched:
-        status = self._client.status()
+        # After an idle the root is idle: only the other syncs ask the server whether it is.
+        status = {} if request.reason == "idle" else self._client.status()
         snapshots = []
         for session_id in request.session_ids:
             if session_id == self._root:

@@ -75,16 +75,19 @@ class TrackerActor(SupervisedActor):
     def _on_events(self, batches: list[EventsReceived]) -> None:
         effects: list[Any] = []
         raw: list[dict[str, Any]] = []
+        texts: list[str] | None = [] if all(b.texts for b in batches) else None
         apply, tree = self._tracker.apply, self._tracker.session_ids
         for batch in batches:
-            for event in batch.events:
+            for index, event in enumerate(batch.events):
                 produced = apply(event)
                 if produced or _session_of(event) in tree:
                     raw.append(event)
                     effects.extend(produced)
+                    if texts is not None:
+                        texts.append(batch.texts[index])
         if raw:
             size = sum(batch.size for batch in batches)
-            self._act(self._gate.on_effects(effects), raw=tuple(raw), size=size)
+            self._act(self._gate.on_effects(effects), raw=tuple(raw), size=size, texts=texts)
 
     def _on_lost(self) -> None:
         dropped = self.actor_inbox.take_dropped()
@@ -111,10 +114,24 @@ class TrackerActor(SupervisedActor):
                 reason = f"event stream lost: {reason}"
             self._publish(EndPhase(verdict="failed", reason=reason))
 
-    def _act(self, out: GateOutput, *, raw: tuple[dict[str, Any], ...] = (), size: int = 0) -> None:
+    def _act(
+        self,
+        out: GateOutput,
+        *,
+        raw: tuple[dict[str, Any], ...] = (),
+        size: int = 0,
+        texts: list[str] | None = None,
+    ) -> None:
         if out.forward or raw:
-            effects = tuple(out.forward)
-            self._publish(Tracked(root_session_id=self._root, effects=effects, raw=raw, size=size))
+            self._publish(
+                Tracked(
+                    root_session_id=self._root,
+                    effects=tuple(out.forward),
+                    raw=raw,
+                    size=size,
+                    raw_json=tuple(texts or ()),
+                )
+            )
         if out.request_sync is not None:
             sessions = tuple(sorted(self._tracker.session_ids))
             self._publish(RequestSync(session_ids=sessions, reason=out.request_sync))

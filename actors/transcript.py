@@ -43,9 +43,13 @@ class TranscriptWriter:
     def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
         """JSON objects, one a line, flushed together (whole lines only, so a killed runner
         leaves a readable file)."""
+        self.write_texts(json.dumps(line, ensure_ascii=False, default=str) for line in lines)
+
+    def write_texts(self, texts: Iterable[str]) -> None:
+        """JSON texts as they are (the stream's events as received), one a line, flushed."""
         if self._file is None:
             return
-        text = "".join(json.dumps(line, ensure_ascii=False, default=str) + "\n" for line in lines)
+        text = "".join(line + "\n" for line in texts)
         self._file.write(self._masker.frame(text))  # were a tool to print the server's password
         self._file.flush()
 
@@ -100,7 +104,10 @@ class TranscriptActor(SupervisedActor):
         match message:
             case Tracked():
                 batch = Tracked.joined(message, self.actor_inbox.take_more(Tracked, BACKLOG))
-                self._writer.write_many(batch.raw)
+                if batch.raw_json:
+                    self._writer.write_texts(batch.raw_json)
+                else:
+                    self._writer.write_many(batch.raw)
             case _ if dataclasses.is_dataclass(message):
                 self._writer.record(message)
             case _:

@@ -139,18 +139,26 @@ class SnapshotShapeError(RunnerError):
 
 
 def fingerprint(info: dict[str, Any]) -> int:
-    """What changes in a message's info that a consumer acts on, as one small number."""
+    """What changes in a message's info that a consumer acts on, as one small number. (Sorted
+    JSON: the stream and a snapshot write the same info with its keys in other orders.)"""
     time = info.get("time") if isinstance(info.get("time"), dict) else {}
     return hash(
         (
             info.get("role"),
             info.get("finish"),
             time.get("completed"),
-            json.dumps(info.get("error"), sort_keys=True, default=str),
-            json.dumps(info.get("tokens"), sort_keys=True, default=str),
+            _sorted_json(info.get("error")),
+            _sorted_json(info.get("tokens")),
             str(info.get("cost")),
         )
     )
+
+
+_SORTED_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # built once: it is hot
+
+
+def _sorted_json(value: Any) -> str:
+    return "null" if value is None else _SORTED_JSON(value)
 
 
 def unpack(message: Any, session_id: str, index: int) -> tuple[dict[str, Any], list[Any]]:

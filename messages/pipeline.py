@@ -18,6 +18,7 @@ class Tracked:
     effects: tuple[Any, ...]
     raw: tuple[dict[str, Any], ...] = ()
     size: int = 0
+    raw_json: tuple[str, ...] = ()  # `raw` as received, when every one of them was kept
 
     @classmethod
     def joined(cls, first: Tracked, more: list[Tracked]) -> Tracked:
@@ -30,6 +31,9 @@ class Tracked:
             effects=tuple(e for batch in batches for e in batch.effects),
             raw=tuple(e for batch in batches for e in batch.raw),
             size=sum(batch.size for batch in batches),
+            raw_json=tuple(t for batch in batches for t in batch.raw_json)
+            if all(len(batch.raw_json) == len(batch.raw) for batch in batches)
+            else (),
         )
 
 

@@ -14,6 +14,7 @@ class EventsReceived:
     events: tuple[dict[str, Any], ...]
     connection: int
     size: int = 0
+    texts: tuple[str, ...] = ()  # each event's JSON as received (when the reader kept it)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -130,6 +130,27 @@ def test_tracker_actor_keeps_only_the_tree_raw_events():
     assert message.size == 321  # the batch's weight follows it downstream
 
 
+def test_tracker_actor_keeps_the_received_json_of_the_events_it_forwards():
+    root, _ = root_of("a_basic")
+    tracker, out, _ = start_tracker(root)
+    stranger = {"type": "session.status", "properties": {"sessionID": "ses_other"}}
+    mine = {"type": "session.status", "properties": {"sessionID": root, "status": {"type": "busy"}}}
+    texts = ("<stranger's text>", '{"type":"session.status"}')
+    tracker.tell(EventsReceived(events=(stranger, mine), texts=texts, connection=1))
+    message = out.get(timeout=5)
+    assert (message.raw, message.raw_json) == ((mine,), ('{"type":"session.status"}',))
+
+
+def test_transcript_writes_received_json_as_it_came(tmp_path):
+    path = tmp_path / "run.jsonl"
+    transcript = TranscriptActor.start(path=str(path), header={"phase": "p"})
+    event = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
+    text = '{"type":"session.idle","properties":{"sessionID":"ses_1"}}'
+    transcript.tell(Tracked(root_session_id="ses_1", effects=(), raw=(event,), raw_json=(text,)))
+    transcript.stop()
+    assert path.read_text().splitlines()[1] == text
+
+
 def test_tracker_actor_passes_stream_news_on_in_order_with_its_batches():
     root = "ses_root"
     tracker, out, _ = start_tracker(root)
@@ -202,6 +223,7 @@ class FakeClient:
         self.replied = threading.Event()
 
     def status(self):
+        self.calls.append(("status",))
         if self._fail:
             raise self._fail
         return self._status
@@ -244,12 +266,22 @@ def test_sync_actor_applies_the_baseline_to_the_root_only():
     replies = queue.Queue()
     sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
     sync.tell(SetBaseline(message_id="msg_1"))
-    sync.tell(RequestSync(session_ids=("ses_c", "ses_r"), reason="idle"))
+    sync.tell(RequestSync(session_ids=("ses_c", "ses_r"), reason="reconnect"))
     reply = replies.get(timeout=5)
     assert reply.snapshots == (("ses_c", (msg("msg_2"),)), ("ses_r", (msg("msg_3"),)))
     assert reply.root_idle is False
     assert reply.error is None
     assert ("messages", "ses_r", 50) in client.calls  # one short page was enough
+
+
+def test_an_idle_sync_does_not_ask_whether_the_root_is_idle():
+    client = FakeClient(messages={"ses_r": [msg("msg_1")]}, status={"ses_r": {"type": "busy"}})
+    replies = queue.Queue()
+    sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
+    sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
+    reply = replies.get(timeout=5)
+    assert reply.root_idle is True
+    assert ("status",) not in client.calls
 
 
 @pytest.mark.parametrize(
@@ -275,7 +307,7 @@ def test_sync_actor_reports_failures_instead_of_raising():
     client = FakeClient(fail=ServerUnreachableError("GET /session/status: cannot reach x"))
     replies = queue.Queue()
     sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
-    sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
+    sync.tell(RequestSync(session_ids=("ses_r",), reason="reconnect"))
     reply = replies.get(timeout=5)
     assert reply.error == "GET /session/status: cannot reach x"
     assert reply.snapshots == ()

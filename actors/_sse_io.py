@@ -1,0 +1,92 @@
+"""The SSE reader's IO at the socket level: reading the body as it arrives, decoding frames,
+finding the socket to shut from another thread."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from actors._logs import logger
+from core.chunked import Dechunker
+from core.redact import StreamRedactor
+from core.sse import SseFrame
+
+READ_SIZE = 65536
+
+
+def body_reader(response: requests.Response) -> Callable[[], bytes]:
+    """A function returning the body's next bytes, as many as have arrived (b"" at its end).
+
+    opencode sends one HTTP chunk per event, and http.client returns one chunk per read: read
+    through it, every read would be a batch of one event, and every event would wake every
+    consumer. So the bytes are read from the connection's buffered file below http.client, as
+    many as the socket holds, and the chunk framing is taken off here (`core.chunked`). This
+    reaches into http.client's `fp` (as the watchdog reaches into its socket); when that is not
+    there, or the body is compressed or already partly read, it reads through the layers.
+    """
+    raw = response.raw
+    inner = getattr(raw, "_fp", None)
+    fp = getattr(inner, "fp", None)
+    if (
+        fp is None
+        or not hasattr(fp, "read1")
+        or getattr(inner, "chunk_left", None) is not None
+        or response.headers.get("Content-Encoding")
+    ):
+        return lambda: raw.read1(READ_SIZE)
+    if "chunked" not in response.headers.get("Transfer-Encoding", "").lower():
+        return lambda: fp.read1(READ_SIZE)  # an end-of-connection body (proxies, tests)
+    dechunker = Dechunker()
+
+    def read() -> bytes:
+        while not dechunker.done:
+            data = fp.read1(READ_SIZE)
+            if not data:
+                return b""
+            payload = dechunker.feed(data)
+            if payload:
+                return payload
+        return b""
+
+    return read
+
+
+def decode(
+    frames: list[SseFrame], redactor: StreamRedactor | None = None
+) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    """The JSON objects of `frames` and their JSON text (kept, so the transcript writes it as
+    received instead of encoding it again), secrets masked when a redactor is given."""
+    events, texts = [], []
+    for frame in frames:
+        data = frame.data if redactor is None else redactor.frame(frame.data)
+        try:
+            event = json.loads(data)
+        except ValueError:
+            logger.warning("sse: dropped a frame that is not JSON: {!r}", data[:200])
+            continue
+        if not isinstance(event, dict):
+            continue
+        if redactor is not None and (masked := redactor.event(event)) is not event:
+            event, data = masked, json.dumps(masked, ensure_ascii=False)
+        events.append(event)
+        texts.append(data)
+    return tuple(events), tuple(texts)
+
+
+def socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket under a streaming response, to shut it from another thread.
+
+    urllib3 2.x keeps it on the connection, except when the server said `Connection: close`:
+    then http.client hands it to the response's file object alone.
+    """
+    raw = response.raw
+    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock
