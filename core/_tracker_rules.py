@@ -148,7 +148,7 @@ def fingerprint(info: dict[str, Any]) -> int:
             info.get("finish"),
             time.get("completed"),
             _sorted_json(info.get("error")),
-            _sorted_json(info.get("tokens")),
+            _tokens(info.get("tokens")),
             str(info.get("cost")),
         )
     )
@@ -159,6 +159,18 @@ _SORTED_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # built onc
 
 def _sorted_json(value: Any) -> str:
     return "null" if value is None else _SORTED_JSON(value)
+
+
+_TOKENS = ("total", "input", "output", "reasoning")
+
+
+def _tokens(tokens: Any) -> Any:
+    """The usage opencode reports, as a tuple (it is on every `message.updated`: this is hot);
+    any other shape as sorted JSON."""
+    if isinstance(tokens, dict) and isinstance(cache := tokens.get("cache"), dict):
+        if len(tokens) == len(_TOKENS) + 1 and len(cache) == 2:
+            return (*(tokens.get(key) for key in _TOKENS), cache.get("read"), cache.get("write"))
+    return _sorted_json(tokens)
 
 
 def unpack(message: Any, session_id: str, index: int) -> tuple[dict[str, Any], list[Any]]:

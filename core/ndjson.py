@@ -47,7 +47,11 @@ def result_line(result: dict[str, Any]) -> dict[str, Any]:
 
 def dumps(obj: dict[str, Any]) -> str:
     """One NDJSON line (no newline), compact like `JSON.stringify`."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _COMPACT(obj)
+
+
+# Built once: `json.dumps` with options builds an encoder per call, and this runs per part.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def _part_kind(part: dict[str, Any], thinking: bool) -> str | None:
