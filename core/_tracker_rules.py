@@ -167,9 +167,9 @@ _TOKENS = ("total", "input", "output", "reasoning")
 def _tokens(tokens: Any) -> Any:
     """The usage opencode reports, as a tuple (it is on every `message.updated`: this is hot);
     any other shape as sorted JSON."""
-    if isinstance(tokens, dict) and isinstance(cache := tokens.get("cache"), dict):
-        if len(tokens) == len(_TOKENS) + 1 and len(cache) == 2:
-            return (*(tokens.get(key) for key in _TOKENS), cache.get("read"), cache.get("write"))
+    cache = tokens.get("cache") if isinstance(tokens, dict) else None
+    if isinstance(cache, dict) and len(tokens) == len(_TOKENS) + 1 and len(cache) == 2:
+        return (*(tokens.get(key) for key in _TOKENS), cache.get("read"), cache.get("write"))
     return _sorted_json(tokens)
 
 
