@@ -11,11 +11,12 @@ from typing import Any
 
 _EXPORTS = {
     "OpencodeClient": "actors.opencode_client",
+    "Prespawned": "actors._process",
     "ServerActor": "actors.server",
     "ServerSpec": "actors._process",
 }
 
-__all__ = ["OpencodeClient", "ServerActor", "ServerSpec"]
+__all__ = ["OpencodeClient", "Prespawned", "ServerActor", "ServerSpec"]
 
 
 def __getattr__(name: str) -> Any:

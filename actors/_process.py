@@ -65,6 +65,15 @@ class Prespawned:
             raise
         return cls(proc, password, log)
 
+    def discard(self, grace: float = 0.5) -> None:
+        """Stop it if no actor adopted it (a process its adopter reaped is never signalled: its
+        group id may be someone else's by now); close its files. Idempotent."""
+        if self.proc.poll() is None:
+            terminate_group(self.proc, grace)
+        for stream in (self.proc.stdout, self.log):
+            if stream is not None:
+                stream.close()
+
 
 def open_log(path: str) -> TextIO:
     """The server's log file, its folder made (its owner, the server actor, closes it)."""

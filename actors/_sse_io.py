@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from actors._logs import logger
-from core.chunked import Dechunker
+from core.chunked import ChunkedError, Dechunker
 from core.redact import StreamRedactor
 from core.sse import SseFrame
 
@@ -25,28 +25,23 @@ def body_reader(response: requests.Response) -> Callable[[], bytes]:
     through it, every read would be a batch of one event, and every event would wake every
     consumer. So the bytes are read from the connection's buffered file below http.client, as
     many as the socket holds, and the chunk framing is taken off here (`core.chunked`). This
-    reaches into http.client's `fp` (as the watchdog reaches into its socket); when that is not
-    there, or the body is compressed or already partly read, it reads through the layers.
+    reaches into http.client's `fp` (as the watchdog reaches into its socket); for a body that is
+    not chunked (http.client then says `chunk_left = "UNKNOWN"`), compressed or already partly
+    read, or when `fp` is not there, it reads through the layers.
     """
     raw = response.raw
     inner = getattr(raw, "_fp", None)
     fp = getattr(inner, "fp", None)
-    if (
-        fp is None
-        or not hasattr(fp, "read1")
-        or getattr(inner, "chunk_left", None) is not None
-        or response.headers.get("Content-Encoding")
-    ):
+    chunked = getattr(inner, "chunked", False) and getattr(inner, "chunk_left", 0) is None
+    if not chunked or not hasattr(fp, "read1") or response.headers.get("Content-Encoding"):
         return lambda: raw.read1(READ_SIZE)
-    if "chunked" not in response.headers.get("Transfer-Encoding", "").lower():
-        return lambda: fp.read1(READ_SIZE)  # an end-of-connection body (proxies, tests)
     dechunker = Dechunker()
 
     def read() -> bytes:
         while not dechunker.done:
             data = fp.read1(READ_SIZE)
-            if not data:
-                return b""
+            if not data:  # the connection ended before the last chunk: a break, not an end
+                raise ChunkedError("the body ended inside its chunked framing")
             payload = dechunker.feed(data)
             if payload:
                 return payload

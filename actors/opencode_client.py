@@ -36,9 +36,11 @@ class OpencodeClient:
         self.base_url = base_url.rstrip("/")
         self.directory = directory
         self.timeout = timeout
-        self._http = session or requests.Session()
-        # Loopback only: no proxy from the environment, no .netrc (and no lookups per request).
-        self._http.trust_env = False
+        if session is None:
+            session = requests.Session()
+            # Loopback only: no proxy from the environment, no .netrc (no lookups per request).
+            session.trust_env = False
+        self._http = session
         if password is not None:
             self._http.auth = (USERNAME, password)
 

@@ -1,7 +1,8 @@
 """ServerActor: owns the opencode server process (or an attachment to a running one).
 
 Theory of operation. `on_start` spawns `opencode serve` in its own process group with a fresh
-random password, then three daemon threads only `tell` the actor what they see: the stdout
+random password (or adopts one the CLI started early, `Prespawned`, with its password), then
+three daemon threads only `tell` the actor what they see: the stdout
 pump (`_Listening` when the listening line appears; nothing is sent to the port before it),
 the health probe (`_Healthy` or `_Unhealthy`, polling with short timeouts until the start
 deadline), and the waiter (`_Exited` the moment the process ends). The actor publishes

@@ -1,9 +1,10 @@
 """SyncActor: fetches message snapshots for resyncs, off its own thread.
 
-On `RequestSync` it reads `GET /session/status` and `GET /session/{id}/message` for each
-session of the tree (the root's messages only after the attempt's baseline, so a resumed
-attempt never replays history) and publishes one `SnapshotFetched` (for the tracker). Failures are
-reported in the reply, never raised: the tracker must release a held idle either way. Secrets
+On `RequestSync` it reads `GET /session/{id}/message` for each session of the tree (the root's
+messages only after the attempt's baseline, so a resumed attempt never replays history) and,
+except after an idle (the root is idle then), `GET /session/status`; it publishes one
+`SnapshotFetched` (for the tracker). Failures are reported in the reply, never raised: the
+tracker must release a held idle either way. Secrets
 (the server's password, were a tool to print it) are masked before the snapshot goes anywhere.
 """
 

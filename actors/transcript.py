@@ -24,6 +24,7 @@ from messages.pipeline import Tracked
 from messages.records import PhaseStarted
 
 RUNNER_VERSION = "0.1.0"
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode  # built once: it is hot
 BACKLOG = 512  # batches waiting in the inbox written with the one at hand, at most
 
 
@@ -43,7 +44,16 @@ class TranscriptWriter:
     def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
         """JSON objects, one a line, flushed together (whole lines only, so a killed runner
         leaves a readable file)."""
-        self.write_texts(json.dumps(line, ensure_ascii=False, default=str) for line in lines)
+        self.write_texts(_ENCODE(line) for line in lines)
+
+    def write_events(self, events: tuple[dict[str, Any], ...], texts: tuple[str, ...]) -> None:
+        """The stream's events, each as received when its text was kept and is one line (a frame
+        of several `data:` lines is not), else encoded again."""
+        if len(texts) != len(events):
+            self.write_many(events)
+            return
+        pairs = zip(events, texts, strict=True)
+        self.write_texts(text if "\n" not in text else _ENCODE(event) for event, text in pairs)
 
     def write_texts(self, texts: Iterable[str]) -> None:
         """JSON texts as they are (the stream's events as received), one a line, flushed."""
@@ -104,10 +114,7 @@ class TranscriptActor(SupervisedActor):
         match message:
             case Tracked():
                 batch = Tracked.joined(message, self.actor_inbox.take_more(Tracked, BACKLOG))
-                if batch.raw_json:
-                    self._writer.write_texts(batch.raw_json)
-                else:
-                    self._writer.write_many(batch.raw)
+                self._writer.write_events(batch.raw, batch.raw_json)
             case _ if dataclasses.is_dataclass(message):
                 self._writer.record(message)
             case _:

@@ -55,7 +55,8 @@ class SetBaseline:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SnapshotFetched:
     """The result of a sync: messages per session (newest-after-baseline) and whether the
-    root session is idle according to `GET /session/status`."""
+    root session is idle according to `GET /session/status` (an idle sync does not ask: the
+    root is idle then)."""
 
     reason: SyncReason
     snapshots: tuple[tuple[str, tuple[dict[str, Any], ...]], ...]

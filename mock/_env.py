@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sysconfig
 from pathlib import Path
 
 # Nothing leaves the machine: no update checks, model catalogue fetches, LSP downloads or shares
@@ -27,4 +28,13 @@ def isolated_env(root: Path) -> dict[str, str]:
     }
     for path in env.values():
         os.makedirs(path, exist_ok=True)
+    return env
+
+
+def opencode_env(root: Path) -> dict[str, str]:
+    """The environment to run opencode in, for a tool comparing itself with the runner: a HOME
+    of its own under `root`, the offline flags, no password, and `rg` (this Python's) on PATH."""
+    env = {**os.environ, **isolated_env(root), **OFFLINE_ENV}
+    env.pop("OPENCODE_SERVER_PASSWORD", None)
+    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
     return env

@@ -3,15 +3,17 @@
 Theory of operation. Both print one JSON object per line in the same shapes. What differs by
 nature between two runs is taken out: times and snapshot hashes go; the places of one run (its
 temporary project, its mock's URL) become names (`<project>`, `<mock>`); long strings are
-truncated; the lines inside one step are put in a canonical order (the two tools may finalise
-the parts of one step in a different order); then ids become placeholders numbered by first
-appearance, so "these two parts share a message" survives. What differs between the two tools
-on purpose is named once, in `LEGITIMATE`, with why. Anything else that differs is a parity
-bug, shown as a unified diff of the normalised lines.
+shortened (with their length and a digest, so a lost tail still shows); each run of `tool_use`
+lines is put in a canonical order (tools called together finish in any order); then ids
+become placeholders numbered by first appearance, so "these two parts share a message"
+survives. What differs between the two tools on purpose is named once, in `LEGITIMATE`, with
+why. Anything else that differs is a parity bug, shown as a unified diff of the normalised
+lines.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -65,17 +67,32 @@ def dumped(lines: list[dict[str, Any]]) -> list[str]:
 def _clean(value: Any, places: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {
-            key: SNAPSHOT if key == "snapshot" else _clean(item, places)
+            key: _clean_item(key, item, places)
             for key, item in value.items()
-            if key not in VOLATILE and key.lower() not in VOLATILE_HEADERS
+            if key not in VOLATILE
         }
     if isinstance(value, list):
         return [_clean(item, places) for item in value]
     if isinstance(value, str):
         for place, name in places.items():
             value = value.replace(place, name)
-        return value if len(value) <= MAX_STRING else value[:MAX_STRING] + "…"
+        return value if len(value) <= MAX_STRING else _shortened(value)
     return value
+
+
+def _clean_item(key: str, item: Any, places: dict[str, str]) -> Any:
+    if key == "snapshot" and isinstance(item, str):
+        return SNAPSHOT
+    if key == "responseHeaders" and isinstance(item, dict):
+        item = {name: v for name, v in item.items() if name.lower() not in VOLATILE_HEADERS}
+    return _clean(item, places)
+
+
+def _shortened(text: str) -> str:
+    """The start of a long string, its length and a digest of all of it (ids masked): a lost or
+    doubled tail still shows."""
+    digest = hashlib.sha256(_ID.sub("<id>", text).encode()).hexdigest()[:12]
+    return f"{text[:MAX_STRING]}… ({len(text)} chars, sha256 {digest})"
 
 
 def _rename(value: Any, ids: dict[str, str]) -> Any:
@@ -97,22 +114,16 @@ def _without_ids(line: dict[str, Any]) -> str:
 
 
 def _order_steps(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sort the lines between each `step_start` and its `step_finish` canonically."""
+    """Sort each run of consecutive `tool_use` lines canonically: tools called together finish
+    in any order. Everything else keeps its order."""
     out: list[dict[str, Any]] = []
-    inside: list[dict[str, Any]] | None = None
+    run: list[dict[str, Any]] = []
     for line in lines:
-        kind = line.get("type")
-        if kind == "step_start":
-            out.extend(inside or [])
-            out.append(line)
-            inside = []
-        elif kind == "step_finish" and inside is not None:
-            out.extend(sorted(inside, key=_without_ids))
-            out.append(line)
-            inside = None
-        elif inside is not None:
-            inside.append(line)
-        else:
-            out.append(line)
-    out.extend(inside or [])
+        if line.get("type") == "tool_use":
+            run.append(line)
+            continue
+        out.extend(sorted(run, key=_without_ids))
+        run = []
+        out.append(line)
+    out.extend(sorted(run, key=_without_ids))
     return out

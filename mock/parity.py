@@ -19,21 +19,19 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from mock._config import opencode_provider_config
-from mock._env import OFFLINE_ENV, isolated_env
+from mock._env import opencode_env
 from mock._model import ScriptError
 from mock._parity_normalise import dumped, normalise, parse
 from mock._script import load_script, parse_script
@@ -90,25 +88,27 @@ def compare(path: Path, *, workdir: Path, opencode: Path, timeout: float) -> Ver
     """Run one parity script through both tools (at once) and compare their outputs."""
     script, config, thinking = _load(path)
     job = Job(script, config, thinking, opencode, timeout)
-    sides: dict[str, Side] = {}
-
-    def run(tool: str, number: int) -> None:
+    with ThreadPoolExecutor(max_workers=len(COMMANDS)) as pool:
         # paths of one length: the model sees the project's path, and the mock counts tokens
-        sides[tool] = _side(tool, job, workdir / f"side-{number}")
-
-    threads = [
-        threading.Thread(target=run, args=(tool, number), daemon=True)
-        for number, tool in enumerate(COMMANDS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout + 60)
-    theirs, ours = sides["opencode run"], sides["runner"]
+        runs = [
+            pool.submit(_side, tool, job, workdir / f"side-{number}")
+            for number, tool in enumerate(COMMANDS)
+        ]
+        theirs, ours = (run.result(timeout=timeout + 60) for run in runs)
     expected = dumped(normalise(theirs.lines, theirs.places))
     got = dumped(normalise(ours.lines, ours.places))
-    diff = difflib.unified_diff(expected, got, "opencode run", "runner", lineterm="")
-    return Verdict(name=path.name, sides=(theirs, ours), diff=tuple(diff))
+    diff = [*difflib.unified_diff(expected, got, "opencode run", "runner", lineterm="")]
+    return Verdict(name=path.name, sides=(theirs, ours), diff=(*_broken(theirs, ours), *diff))
+
+
+def _broken(theirs: Side, ours: Side) -> list[str]:
+    """What makes a comparison worthless, whatever the diff says."""
+    problems = [f"! {side.tool} timed out" for side in (theirs, ours) if side.code is None]
+    if not theirs.lines:
+        problems.append("! opencode run printed nothing: there is nothing to compare with")
+    if not any(line.get("type") == "runner.result" for line in ours.lines):
+        problems.append("! the runner printed no runner.result line: it did not finish")
+    return problems
 
 
 def _load(path: Path) -> tuple[Any, dict[str, Any], bool]:
@@ -124,7 +124,7 @@ def _side(tool: str, job: Job, root: Path) -> Side:
     project = root / "project"
     shutil.copytree(FIXTURE, project)
     subprocess.run(["git", "init", "-q", str(project)], check=True)  # noqa: S607 (git on PATH)
-    env = _environment(root)
+    env = opencode_env(root)
     with MockLLM(job.script) as mock:
         config = {**opencode_provider_config(mock.url), **job.config}
         argv, cwd, extra = COMMANDS[tool](job, config, project, root)
@@ -180,14 +180,6 @@ def _runner_run(job: Job, config: dict[str, Any], project: Path, root: Path) -> 
 
 
 COMMANDS = {"opencode run": _opencode_run, "runner": _runner_run}
-
-
-def _environment(root: Path) -> dict[str, str]:
-    """A HOME of its own, opencode's offline flags, and `rg` (the venv's) on PATH."""
-    env = {**os.environ, **isolated_env(root), **OFFLINE_ENV}
-    env.pop("OPENCODE_SERVER_PASSWORD", None)
-    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
-    return env
 
 
 def _text(data: bytes | str | None) -> str:

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from actors._process import Prespawned
+from actors import Prespawned
 from core.errors import PhaseFileError, ServerStartError
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec, sibling
@@ -131,6 +131,7 @@ def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
 
 def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
     """loguru: stderr only with --verbose; always a debug log beside the first transcript."""
+    import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
     from runner._logs import logger
 
     logger.remove()
@@ -162,9 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     except PhaseFileError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    early = prestart(specs)
-    # The heavy imports, while the servers boot (PLC0415 is off for exactly this).
-    from runner.api import Batch, run_phases
+    early = prestart(specs, args.parallel)
+    try:
+        return _run(args, specs, early)
+    except KeyboardInterrupt:  # before its handler was installed (the heavy imports)
+        return SIGNAL_EXIT[signal.SIGINT]
+    finally:
+        for prespawned in early.values():  # what no phase adopted
+            prespawned.discard()
+
+
+def _run(args: argparse.Namespace, specs: list[PhaseSpec], early: dict[Any, Prespawned]) -> int:
+    """Run the phases: the heavy imports happen here, while the early servers boot."""
+    from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
 
     configure_logging(args.verbose, specs)
     batch = Batch()
@@ -184,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code(results, signalled[0] if signalled else None)
 
 
-def prestart(specs: list[PhaseSpec]) -> dict[tuple[Any, ...], Prespawned]:
-    """Start each server the phases will need, now; its actor adopts it later. A server that
-    cannot be started here is started again by its actor, which reports why it fails."""
+def prestart(specs: list[PhaseSpec], parallel: int) -> dict[tuple[Any, ...], Prespawned]:
+    """Start the servers the first `parallel` phases need, now; their actors adopt them later
+    (the other phases' servers start when those phases do, as before). A server that cannot be
+    started here is started again by its actor, which reports why it fails."""
     started: dict[tuple[Any, ...], Prespawned] = {}
-    for spec in specs:
+    for spec in specs[:parallel]:
         key = server_key(spec)
         if spec.server.attach or key in started:
             continue

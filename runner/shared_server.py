@@ -17,10 +17,10 @@ from typing import Any
 
 import pykka
 
-from actors._process import Prespawned, ServerSpec, terminate_group
+from actors._process import Prespawned, ServerSpec
 from actors._worker import stop_actor
 from actors.opencode_client import OpencodeClient
-from actors.server import HURRIED_GRACE, ServerActor
+from actors.server import ServerActor
 from actors.sse_reader import ReconnectPolicy, SseReaderActor
 from core.errors import RunnerError
 from messages.server import ServerExited, ServerFailed, ServerReady
@@ -105,8 +105,7 @@ class SharedServer:
         for _, reader in hubs:
             stop_actor(reader, 10)
         if ref is None and early is not None:  # started early for phases that never came
-            terminate_group(early.proc, HURRIED_GRACE)
-            early.log.close()
+            early.discard()
         if ref is not None:
             if quick:  # queued before the stop, never waited for
                 with contextlib.suppress(pykka.ActorDeadError):

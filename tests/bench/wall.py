@@ -15,7 +15,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,8 +25,8 @@ from typing import Any
 import yaml
 
 from mock import MockLLM, opencode_provider_config
-from mock._env import OFFLINE_ENV
-from tests.helpers import PROJECT_ROOT, isolated_env, make_project
+from mock._env import opencode_env as environment
+from tests.helpers import PROJECT_ROOT, make_project
 
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
 TIMEOUT = 120.0
@@ -130,15 +129,6 @@ def runner_run(root: Path, env: dict[str, str]) -> Outcome:
             cwd=PROJECT_ROOT,
             env={**env, "MOCK_LLM_URL": mock.url},
         )
-
-
-def environment(root: Path) -> dict[str, str]:
-    """Isolated HOME/XDG, opencode's offline flags and `rg` on PATH, for both tools alike."""
-    # opencode run gets the flags the runner gives its own server: nothing leaves the machine
-    env = {**os.environ, **isolated_env(root), **OFFLINE_ENV}
-    env.pop("OPENCODE_SERVER_PASSWORD", None)
-    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
-    return env
 
 
 @dataclass(frozen=True, slots=True)

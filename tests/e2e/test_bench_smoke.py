@@ -45,3 +45,13 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert isinstance(results["machine"], str)
     assert results["machine"]
     assert results["failed"] == []
+    # what ran ran well (no timing in it): every run exited 0, every event reached the transcript
+    assert set(results["wall"]["runner"]["exit_codes"]) == {0}
+    assert set(results["wall"]["opencode_run"]["exit_codes"]) == {0}
+    assert (
+        results["rss_kib"]["10k_run"]["exit_code"]
+        == results["rss_kib"]["100k_run"]["exit_code"]
+        == 0
+    )
+    loopback = results["pipeline"]["loopback"]
+    assert loopback["runner_transcript_events"] == loopback["runner_forwarded"] > 0

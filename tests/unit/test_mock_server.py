@@ -464,3 +464,10 @@ def test_rescript_serves_the_new_script_from_the_next_request(start_mock):
     assert any('"old"' in event for event in first)
     assert any('"new"' in event for event in second)
     assert not any('"old"' in event for event in second)
+
+
+def test_tools_comparing_themselves_run_opencode_offline_as_the_runner_does():
+    from actors._process import OFFLINE_ENV as RUNNER_FLAGS
+    from mock._env import OFFLINE_ENV as MOCK_FLAGS
+
+    assert MOCK_FLAGS == RUNNER_FLAGS

@@ -49,8 +49,9 @@ def test_times_snapshots_places_and_long_strings_are_taken_out():
     assert "timestamp" not in out
     assert "time" not in out["part"]
     assert out["part"]["snapshot"] == "<snapshot>"
-    assert out["part"]["text"].startswith("see <project>/README.md at <mock>/v1 ")
-    assert len(out["part"]["text"]) == MAX_STRING + 1
+    shortened = out["part"]["text"]
+    assert shortened.startswith("see <project>/README.md at <mock>/v1 ")
+    assert shortened[MAX_STRING:].startswith("… (1036 chars, sha256 ")  # after the places
 
 
 def test_ids_inside_strings_are_renamed_like_whole_ones():
@@ -59,12 +60,26 @@ def test_ids_inside_strings_are_renamed_like_whole_ones():
     assert out["part"]["output"] == '<task id="<ses 1>">'
 
 
-def test_the_lines_of_one_step_are_compared_in_any_order():
-    a = text_line("prt_22c74963e001TkDFhWnyMThBsE", "msg_22c7490840017j8TA7dPu8J1xo", "a")
-    b = text_line("prt_22c749643001uGebZfytMQbUyT", "msg_22c7490840017j8TA7dPu8J1xo", "b")
-    one = normalise([step("step_start"), a, b, step("step_finish")], {})
-    other = normalise([step("step_start"), b, a, step("step_finish")], {})
+def tool_line(part_id, name):
+    return {"type": "tool_use", "part": {"id": part_id, "tool": name, "state": {"status": "ok"}}}
+
+
+def test_tools_called_together_are_compared_in_any_order_but_nothing_else_is():
+    read = tool_line("prt_22c74963e001TkDFhWnyMThBsE", "read")
+    grep = tool_line("prt_22c749643001uGebZfytMQbUyT", "grep")
+    text = text_line("prt_22c749695001qka0UZx6nR23W1", "msg_22c7490840017j8TA7dPu8J1xo", "t")
+    one = normalise([step("step_start"), read, grep, text, step("step_finish")], {})
+    other = normalise([step("step_start"), grep, read, text, step("step_finish")], {})
     assert dumped(one) == dumped(other)
+    moved = normalise([step("step_start"), text, read, grep, step("step_finish")], {})
+    assert dumped(moved) != dumped(one)
+
+
+def test_a_lost_tail_of_a_long_string_shows():
+    long = "x" * (MAX_STRING + 50)
+    whole = normalise([text_line("prt_22c74963e001TkDFhWnyMThBsE", "m", long)], {})
+    cut = normalise([text_line("prt_22c74963e001TkDFhWnyMThBsE", "m", long[:-1])], {})
+    assert dumped(whole) != dumped(cut)
 
 
 @pytest.mark.parametrize("kind", sorted(LEGITIMATE))

@@ -147,8 +147,16 @@ def test_transcript_writes_received_json_as_it_came(tmp_path):
     event = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
     text = '{"type":"session.idle","properties":{"sessionID":"ses_1"}}'
     transcript.tell(Tracked(root_session_id="ses_1", effects=(), raw=(event,), raw_json=(text,)))
+    multiline = '{"type":"session.idle",\n"properties":{}}'  # a frame of two `data:` lines
+    other = {"type": "session.idle", "properties": {}}
+    transcript.tell(
+        Tracked(root_session_id="ses_1", effects=(), raw=(other,), raw_json=(multiline,))
+    )
     transcript.stop()
-    assert path.read_text().splitlines()[1] == text
+    lines = path.read_text().splitlines()
+    assert lines[1] == text
+    assert json.loads(lines[2]) == other  # written again as one line
+    assert len(lines) == 3
 
 
 def test_tracker_actor_passes_stream_news_on_in_order_with_its_batches():

@@ -40,7 +40,9 @@ class FakeClock:
 class ScriptedEvents(http.server.ThreadingHTTPServer):
     """Each `/event` connection plays the next script: a status, bytes (or a list of parts, each
     after the first sent when the test puts something in `go`), then an ending: "eof" closes,
-    "hold" keeps the connection open (silent) until the test releases it."""
+    "hold" keeps the connection open (silent) until the test releases it. Endings starting with
+    "chunked" send the body chunked, all its chunks in one write, as opencode does when events
+    pile up: "chunked" ends with the last chunk, "chunked-cut" stops inside one."""
 
     daemon_threads = True
 
@@ -63,6 +65,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server.connections.put(self.path)
         self.send_response(status)
         self.send_header("Content-Type", "text/event-stream")
+        if ending.startswith("chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in body)
+            self.wfile.write(chunks + (b"0\r\n\r\n" if ending == "chunked" else b"7\r\nhal"))
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.send_header("Connection", "close")
         self.end_headers()
         for n, part in enumerate(body if isinstance(body, list) else [body]):
@@ -297,4 +307,27 @@ def test_the_password_split_across_deltas_never_reaches_a_subscriber(serve):
     texts = [e["properties"]["delta"] for e in events[1:]]
     assert "".join(texts) == "pw: [redacted] ok, and whole: [redacted]"
     assert not any(secret[k : k + 3] in t for t in texts for k in range(len(secret) - 2))
+    reader.stop()
+
+
+def test_a_chunked_body_is_read_many_chunks_at_a_time(serve):
+    hello = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
+    events = [frame(CONNECTED), *(frame(hello) for _ in range(20))]
+    server = serve([(200, events, "chunked")])
+    reader, published, batches = start_reader(server)
+    got, sizes = [], []
+    while len(got) < 21:
+        events = batches.get(timeout=5).events
+        got.extend(events)
+        sizes.append(len(events))
+    assert got == [CONNECTED, *([hello] * 20)]
+    assert max(sizes) > 1  # read through http.client, every chunk would be a batch of one
+    assert next_of(published, StreamDropped).reason == "end of stream"
+    reader.stop()
+
+
+def test_a_chunked_body_cut_inside_a_chunk_is_a_lost_connection(serve):
+    server = serve([(200, [frame(CONNECTED)], "chunked-cut")])
+    reader, published, _ = start_reader(server)
+    assert next_of(published, StreamDropped).reason == "connection lost (ChunkedError)"
     reader.stop()
