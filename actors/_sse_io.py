@@ -3,7 +3,6 @@ finding the socket to shut from another thread."""
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import requests
 
 from actors._logs import logger
+from core import jsonfast
 from core.chunked import ChunkedError, Dechunker
 from core.redact import StreamRedactor
 from core.sse import SseFrame
@@ -59,14 +59,14 @@ def decode(
     for frame in frames:
         data = frame.data if redactor is None else redactor.frame(frame.data)
         try:
-            event = json.loads(data)
+            event = jsonfast.loads(data)
         except ValueError:
             logger.warning("sse: dropped a frame that is not JSON: {!r}", data[:200])
             continue
         if not isinstance(event, dict):
             continue
         if redactor is not None and (masked := redactor.event(event)) is not event:
-            event, data = masked, json.dumps(masked, ensure_ascii=False)
+            event, data = masked, jsonfast.compact(masked)
         events.append(event)
         texts.append(data)
     return tuple(events), tuple(texts)

@@ -10,7 +10,6 @@ The `TranscriptActor` alone owns the file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import time
@@ -19,12 +18,13 @@ from typing import Any, TextIO
 
 from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
+from core import jsonfast
 from core.redact import StreamRedactor
 from messages.pipeline import Tracked
 from messages.records import PhaseStarted
 
 RUNNER_VERSION = "0.1.0"
-_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode  # built once: it is hot
+_ENCODE = jsonfast.compact
 BACKLOG = 512  # batches waiting in the inbox written with the one at hand, at most
 
 

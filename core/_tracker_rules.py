@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from core import jsonfast
 from core._chunks import Chunks
 from core.errors import RunnerError
 
@@ -154,11 +154,8 @@ def fingerprint(info: dict[str, Any]) -> int:
     )
 
 
-_SORTED_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # built once: it is hot
-
-
 def _sorted_json(value: Any) -> str:
-    return "null" if value is None else _SORTED_JSON(value)
+    return "null" if value is None else jsonfast.sorted_keys(value)
 
 
 _TOKENS = ("total", "input", "output", "reasoning")

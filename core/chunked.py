@@ -13,6 +13,7 @@ from __future__ import annotations
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 MAX_SIZE_LINE = 4096  # a size line longer than this is not HTTP
+_CR_LF = b"\r\n"
 
 
 class ChunkedError(ValueError):
@@ -36,30 +37,37 @@ class Dechunker:
 
     def feed(self, data: bytes) -> bytes:
         """The payload bytes in `data` (possibly empty)."""
+        if self._line:  # a line split across reads: complete it (it holds no newline)
+            data, self._line = self._line + data, b""
         out: list[bytes] = []
-        view, at, size = memoryview(data), 0, len(data)
-        while at < size and self._state != _DONE:
-            if self._state == _DATA:
-                take = min(self._left, size - at)
-                out.append(bytes(view[at : at + take]))
-                at += take
-                self._left -= take
-                if not self._left:
-                    self._state = _DATA_END
+        at, size = 0, len(data)
+        while at < size:
+            state = self._state
+            if state == _DATA:
+                end = at + self._left
+                out.append(data[at:end])
+                if end > size:
+                    self._left = end - size
+                    break
+                self._left, self._state, at = 0, _DATA_END, end
+            elif state == _DONE:
+                break
             else:
-                at = self._line_step(data, at)
+                at = self._line_step(data, at, state)
         return b"".join(out)
 
-    def _line_step(self, data: bytes, at: int) -> int:
-        """Consume up to the end of a line (size, CRLF after data, trailer); the new offset."""
+    def _line_step(self, data: bytes, at: int, state: int) -> int:
+        """Consume one line (size, CRLF after data, trailer); the new offset."""
         end = data.find(b"\n", at)
         if end < 0:
-            self._line += data[at:]
+            self._line = data[at:]
             if len(self._line) > MAX_SIZE_LINE:
                 raise ChunkedError("chunk size line too long")
             return len(data)
-        line, self._line = (self._line + data[at:end]).rstrip(b"\r"), b""
-        self._on_line(line)
+        if state == _DATA_END and end - at <= 1 and data[at] in _CR_LF:  # the usual CRLF
+            self._state = _SIZE
+        else:
+            self._on_line(data[at:end].rstrip(b"\r"))
         return end + 1
 
     def _on_line(self, line: bytes) -> None:

@@ -9,9 +9,9 @@ of the root session. No deltas, statuses, user parts or child-session parts. Its
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from core import jsonfast
 from core._tracker_effects import PartFinalized, SessionError
 
 __all__ = ["dumps", "result_line", "run_json"]
@@ -47,11 +47,7 @@ def result_line(result: dict[str, Any]) -> dict[str, Any]:
 
 def dumps(obj: dict[str, Any]) -> str:
     """One NDJSON line (no newline), compact like `JSON.stringify`."""
-    return _COMPACT(obj)
-
-
-# Built once: `json.dumps` with options builds an encoder per call, and this runs per part.
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+    return jsonfast.compact(obj)
 
 
 def _part_kind(part: dict[str, Any], thinking: bool) -> str | None:

@@ -31,9 +31,10 @@ None for data that is not a JSON object (the caller counts those).
 from __future__ import annotations
 
 import codecs
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from core import jsonfast
 
 __all__ = ["SseDecoder", "SseFrame", "parse_event"]
 
@@ -161,7 +162,7 @@ class SseDecoder:
 def parse_event(frame: SseFrame) -> dict[str, Any] | None:
     """Decode a frame's data as a JSON object; None (never an exception) if it is not one."""
     try:
-        value = json.loads(frame.data)
+        value = jsonfast.loads(frame.data)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
