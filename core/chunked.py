@@ -49,7 +49,17 @@ class Dechunker:
                 if end > size:
                     self._left = end - size
                     break
-                self._left, self._state, at = 0, _DATA_END, end
+                self._left = 0
+                if data.startswith(b"\r\n", end):  # the usual CRLF after the data
+                    at, self._state = end + 2, _SIZE
+                else:
+                    at, self._state = end, _DATA_END
+            elif (
+                state == _SIZE
+                and (nl := data.find(b"\n", at, at + MAX_SIZE_LINE)) > 0
+                and (left := _plain_size(data[at:nl])) is not None
+            ):
+                at, self._left, self._state = nl + 1, left, (_DATA if left else _TRAILER)
             elif state == _DONE:
                 break
             else:
@@ -80,6 +90,19 @@ class Dechunker:
                 self._left = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError as exc:
                 raise ChunkedError(f"bad chunk size line {line[:40]!r}") from exc
+            if self._left < 0:
+                raise ChunkedError(f"bad chunk size line {line[:40]!r}")
             self._state = _DATA if self._left else _TRAILER
         elif not line:  # _TRAILER: a blank line ends the message
             self._state = _DONE
+
+
+def _plain_size(line: bytes) -> int | None:
+    """The size on a size line (LF taken off) when it is hexadecimal digits and CR, the usual
+    case; None for anything else (extensions, malformed: the careful path decides)."""
+    if not line.endswith(b"\r") or not line[:-1].isalnum():
+        return None
+    try:
+        return int(line[:-1], 16)
+    except ValueError:
+        return None

@@ -44,7 +44,11 @@ def test_a_stream_cut_inside_a_chunk_is_not_done():
     assert not dechunker.done
 
 
-@pytest.mark.parametrize("body", [b"zz\r\n", b"5\r\nhelloXX\r\n", b"1" * 5000])
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\n", b"5\r\nhelloXX\r\n", b"1" * 5000, b"-5\r\nhello\r\n", b"\r\n"],
+    ids=["not-hex", "no-crlf-after-data", "endless-size-line", "negative", "empty"],
+)
 def test_garbage_raises(body):
     with pytest.raises(ChunkedError):
         Dechunker().feed(body)
