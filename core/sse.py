@@ -31,8 +31,7 @@ None for data that is not a JSON object (the caller counts those).
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from core import jsonfast
 
@@ -41,9 +40,9 @@ __all__ = ["SseDecoder", "SseFrame", "parse_event"]
 _BOM = "\ufeff"
 
 
-@dataclass(frozen=True, slots=True)
-class SseFrame:
-    """One dispatched SSE event: its joined data, its `event` type and the last event id."""
+class SseFrame(NamedTuple):
+    """One dispatched SSE event: its joined data, its `event` type and the last event id. (A
+    named tuple: one is built per event, and it builds faster than a frozen dataclass.)"""
 
     data: str
     event: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 
 SyncReason = Literal["idle", "reconnect", "lost", "final"]
@@ -26,13 +27,14 @@ class Tracked:
         if not more:
             return first
         batches = (first, *more)
+        kept = all(len(batch.raw_json) == len(batch.raw) for batch in batches)
         return cls(
             root_session_id=first.root_session_id,
-            effects=tuple(e for batch in batches for e in batch.effects),
-            raw=tuple(e for batch in batches for e in batch.raw),
+            effects=tuple(chain.from_iterable(batch.effects for batch in batches)),
+            raw=tuple(chain.from_iterable(batch.raw for batch in batches)),
             size=sum(batch.size for batch in batches),
-            raw_json=tuple(t for batch in batches for t in batch.raw_json)
-            if all(len(batch.raw_json) == len(batch.raw) for batch in batches)
+            raw_json=tuple(chain.from_iterable(batch.raw_json for batch in batches))
+            if kept
             else (),
         )
 
