@@ -52,14 +52,20 @@ class TranscriptWriter:
         if len(texts) != len(events):
             self.write_many(events)
             return
+        text = "\n".join(texts)
+        if text.count("\n") == len(texts) - 1:  # no text spans lines: write them as they are
+            self._write(text + "\n")
+            return
         pairs = zip(events, texts, strict=True)
         self.write_texts(text if "\n" not in text else _ENCODE(event) for event, text in pairs)
 
     def write_texts(self, texts: Iterable[str]) -> None:
         """JSON texts as they are (the stream's events as received), one a line, flushed."""
+        self._write("".join(line + "\n" for line in texts))
+
+    def _write(self, text: str) -> None:
         if self._file is None:
             return
-        text = "".join(line + "\n" for line in texts)
         self._file.write(self._masker.frame(text))  # were a tool to print the server's password
         self._file.flush()
 
