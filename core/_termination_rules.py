@@ -28,6 +28,7 @@ class Trigger(enum.Enum):
     TIMEOUT = "timeout"  # the phase's wall clock ran out
     STALL = "stall"  # no progress for the stall timeout
     RETRIES_SPENT = "retries_spent"  # provider retries over the attempt's budget
+    GUARD = "guard"  # a spend budget passed, a loop seen, compactions over their budget
     INTERRUPT = "interrupt"  # Ctrl-C, SIGTERM or a cancel from the embedder
     ABORT_ENDED = "abort_ended"  # the aborted session went idle, or the grace ran out
     CONCLUDE = "conclude"  # a verdict is decided: checks, provider error, lost server or stream
@@ -47,6 +48,8 @@ _RULES: tuple[tuple[Trigger, tuple[State, ...], State], ...] = (
     # Before the first prompt and while the checks run the runner works, not the session.
     (Trigger.STALL, (_S.PROMPTING, _S.RUNNING), _S.ABORTING),
     (Trigger.RETRIES_SPENT, (_S.RUNNING,), _S.ABORTING),
+    # While the checks run the session is idle: the follow-up is refused instead.
+    (Trigger.GUARD, (_S.PROMPTING, _S.RUNNING), _S.ABORTING),
     # Before the first prompt there is nothing to abort; while aborting, an interrupt
     # concludes at once (CONCLUDE) rather than waiting for the abort already under way.
     (Trigger.INTERRUPT, (_S.PROMPTING, _S.RUNNING, _S.CHECKING), _S.ABORTING),

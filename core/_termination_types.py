@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core._termination_text import describe_error
+from core.guards import GuardLimits
 
 FinishClass = Literal["ok", "cut", "failure"]
 OK_FINISHES = frozenset({"stop", "end_turn"})
@@ -45,6 +46,7 @@ class Limits:
     provider_retries: int = 8
     phase_timeout: float = 3600.0
     stall_timeout: float = 600.0
+    guards: GuardLimits = field(default_factory=GuardLimits)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +98,7 @@ class Attempt:
     tokens: dict[str, int] = field(default_factory=dict)
     cost: float = 0.0
     retries: int = 0
+    compactions: int = 0
     error: str | None = None
     baseline: str | None = None
     # What the turn showed so far: only an attempt that showed life is ended by an idle.
@@ -144,6 +147,7 @@ class Attempt:
             "tokens": dict(self.tokens),
             "cost": round(self.cost, 6),
             "retries": self.retries,
+            "compactions": self.compactions,
             "error": self.error,
             "duration": round((self.ended_at or self.started_at) - self.started_at, 3),
         }

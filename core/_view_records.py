@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from core._view_tools import clip
+from core.guards import step_tokens
 
 Styled = tuple[str, str]
 
@@ -101,8 +102,8 @@ def retry(status: dict[str, Any], now_ms: int) -> list[Styled]:
     return [(f"retrying{when}, attempt {status.get('attempt', '?')}{message}", "retry")]
 
 
-def step_finish(part: dict[str, Any]) -> list[Styled]:
-    """A step-finish part: reason, tokens and cost on one dim line."""
+def step_finish(part: dict[str, Any], spent: str = "") -> list[Styled]:
+    """A step-finish part: reason, tokens and cost on one dim line, then the running totals."""
     figures = [f"step done: {part.get('reason') or '?'}"]
     tokens = part.get("tokens")
     if isinstance(tokens, dict):
@@ -110,7 +111,25 @@ def step_finish(part: dict[str, Any]) -> list[Styled]:
     cost = part.get("cost")
     if isinstance(cost, int | float):
         figures.append(f"${cost:.4f}")
-    return [("── " + " · ".join(figures), "step")]
+    return [("── " + " · ".join(figures) + (f" ({spent})" if spent else ""), "step")]
+
+
+class Spent:
+    """Running totals of the session tree's steps (what `budgets` limit)."""
+
+    __slots__ = ("cost", "steps", "tokens")
+
+    def __init__(self) -> None:
+        self.steps, self.tokens, self.cost = 0, 0, 0.0
+
+    def add(self, part: dict[str, Any]) -> str:
+        """Count a step-finish part; the totals so far, as the view shows them."""
+        self.steps += 1
+        self.tokens += step_tokens(part.get("tokens"))
+        cost = part.get("cost")
+        self.cost += float(cost) if isinstance(cost, int | float) else 0.0
+        steps = f"{self.steps} step" + ("s" if self.steps != 1 else "")
+        return f"total: {steps} · {self.tokens:,} tokens · ${self.cost:.4f}"
 
 
 def token_figures(tokens: dict[str, Any]) -> str:

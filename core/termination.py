@@ -10,6 +10,7 @@ in the current `State`; an illegal one is ignored: no effects, and the state sta
   CHECKING --FOLLOW_UP (resume / repair)--> PROMPTING
   STARTING, PROMPTING, RUNNING, CHECKING --TIMEOUT--> ABORTING
   PROMPTING, RUNNING --STALL--> ABORTING;  RUNNING --RETRIES_SPENT--> ABORTING
+  PROMPTING, RUNNING --GUARD (a budget spent, a loop: `core.guards`)--> ABORTING
   PROMPTING, RUNNING, CHECKING --INTERRUPT--> ABORTING
   ABORTING --ABORT_ENDED (an idle, or the grace: 10 s, 0.5 s after an interrupt)--> DONE
   any state but DONE --CONCLUDE (checks, provider error, prompt or server lost)--> DONE
@@ -22,9 +23,7 @@ checks run, and the verdict table of SPEC §5 applies: ok + checks pass is `done
 pass with no permission rejected is `done_gracefully`; a provider error is `failed`; otherwise
 a repair (ok finish, only front-matter/command failures) or a resume, each within its budget,
 else `incomplete`. Every follow-up is decided once per attempt: a decision moves the state on.
-
-Permissions are decided by the responder alone; the policy only counts the rejections it is
-told of (`permission_answered`, once per request id), because one forbids `done_gracefully`.
+After a guard's breach no follow-up is sent: the phase ends with the breach's verdict.
 """
 
 from __future__ import annotations
@@ -45,7 +44,15 @@ from core._termination_types import (
     SendPrompt,
     classify,
 )
-from core.tracker import MessageUpdated, PartFinalized, SessionError, SessionIdle, StatusChanged
+from core.guards import Breach, Guards
+from core.tracker import (
+    MessageUpdated,
+    PartFinalized,
+    Passthrough,
+    SessionError,
+    SessionIdle,
+    StatusChanged,
+)
 
 __all__ = [
     "ABORT_GRACE",
@@ -83,6 +90,8 @@ class Policy:
         self._last_progress = now
         self._pending: Abort | None = None
         self._give_up_at = 0.0  # when an abort concludes without waiting for the idle
+        self.guards = Guards(limits.guards)
+        self.breach: Breach | None = None  # the first budget spent or loop seen
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -107,31 +116,21 @@ class Policy:
         for effect in effects:
             self._last_progress = now
             out.extend(self._observe_one(effect, now))
+            if (breach := self.guards.observe(effect)) is not None and self.breach is None:
+                self.breach = breach  # no follow-up prompt after this (`_follow_up`)
+                out.extend(self._abort(Trigger.GUARD, breach.verdict, breach.reason, now))
         return out
 
-    def permission_answered(
-        self,
-        *,
-        request_id: str,
-        reply: str,
-        permission: str,
-        patterns: tuple[str, ...],
-        session_id: str,
-    ) -> None:
-        """The responder answered a request; a rejection counts once against a graceful finish."""
-        # The responder may report a request more than once (a record at decision time, one
-        # after the reply failed): the request id, not the record, is what counts.
+    def permission_answered(self, *, request_id: str, reply: str, **fields: Any) -> None:
+        """The responder (it alone decides) answered a request (`fields`: permission, patterns,
+        session_id); a rejection counts once against a graceful finish. It may report a request
+        more than once (at decision time, and after the reply failed): its id is what counts."""
         if request_id in self._answered:
             return
         self._answered.add(request_id)
         if reply == "reject":
-            record = {
-                "reply": reply,
-                "permission": permission,
-                "patterns": list(patterns),
-                "session_id": session_id,
-                "request_id": request_id,
-            }
+            patterns = list(fields.pop("patterns", ()))
+            record = {"reply": reply, **fields, "patterns": patterns, "request_id": request_id}
             self.rejected_permissions.append(record)
 
     def tick(self, now: float) -> list[Any]:
@@ -174,7 +173,8 @@ class Policy:
     def summary(self) -> dict[str, Any]:
         """The attempts so far and the rejected permissions (for the result, whatever ends it)."""
         attempts = [attempt.as_dict() for attempt in self.attempts]
-        return {"attempts": attempts, "rejected_permissions": list(self.rejected_permissions)}
+        rejected, spend = list(self.rejected_permissions), self.guards.totals()
+        return {"attempts": attempts, "rejected_permissions": rejected, "spend": spend}
 
     # -- transitions -----------------------------------------------------------------------------
 
@@ -202,6 +202,8 @@ class Policy:
                 attempt.alive = attempt.alive or self._can(Trigger.ATTEMPT_ENDED)
             case SessionIdle():
                 return self._on_idle(now)
+            case Passthrough(event_type="session.compacted") if self.attempts:
+                self.attempts[-1].compactions += 1
         return []
 
     def _on_retry(self, status: dict[str, Any], now: float) -> list[Any]:
@@ -252,6 +254,8 @@ class Policy:
     def _follow_up(
         self, trigger: Trigger, kind: str, text: str, reason: str | None, now: float
     ) -> list[Any]:
+        if self.breach is not None and trigger is Trigger.FOLLOW_UP:  # spent: no more turns
+            return self._conclude(self.breach.verdict, self.breach.reason, now)
         if not self._fire(trigger):
             return []
         number = len(self.attempts) + 1

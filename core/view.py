@@ -93,6 +93,7 @@ class TerminalView:
         self._stream: _Stream | None = None
         self._col0 = True  # no inline line is open
         self._directory: str | None = None
+        self._spent = records.Spent()
 
     def effect(self, effect: Any, now_ms: int) -> list[Out]:
         """The output for one tracker effect (nothing for types the view does not show)."""
@@ -167,7 +168,8 @@ class TerminalView:
         if kind == "tool":
             return self._lines(tool_lines(effect.part, self._directory), effect.session_id)
         if kind == "step-finish":
-            return self._lines(records.step_finish(effect.part), effect.session_id)
+            shown = records.step_finish(effect.part, self._spent.add(effect.part))
+            return self._lines(shown, effect.session_id)
         return self._dim(f"· unknown part {kind}", effect.part)
 
     def _on_text(self, effect: PartFinalized) -> list[Out]:

@@ -62,6 +62,7 @@ class PhaseResult:
     server_log: str | None = None
     server_log_tail: tuple[str, ...] = ()
     totals: dict[str, Any] = field(default_factory=dict)
+    spend: dict[str, Any] = field(default_factory=dict)  # the whole session tree's (budgets)
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,7 @@ class PhaseResult:
             server_log=facts.server_log,
             server_log_tail=facts.server_log_tail,
             totals=totals_of(attempts),
+            spend=dict(concluded.summary.get("spend", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +119,7 @@ def totals_of(attempts: tuple[dict[str, Any], ...]) -> dict[str, Any]:
         "tokens": tokens,
         "cost": round(sum(a.get("cost", 0.0) for a in attempts), 6),
         "retries": sum(a.get("retries", 0) for a in attempts),
+        "compactions": sum(a.get("compactions", 0) for a in attempts),
     }
 
 

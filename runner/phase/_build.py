@@ -13,7 +13,9 @@ from typing import Any
 
 from runner.phase._check import (
     Invalid,
+    amount,
     at,
+    at_least,
     choice,
     count,
     duration,
@@ -48,7 +50,10 @@ from runner.phase._spec import (
 SECTIONS = {
     "permissions": ("default", "allow", "deny", "feedback"),
     "done": ("artifacts", "frontmatter", "command"),
-    "budgets": ("resumes", "repairs", "provider_retries"),
+    "budgets": (
+        *("resumes", "repairs", "provider_retries"),
+        *("cost_usd", "tokens", "steps", "repeats", "compactions"),
+    ),
     "timeouts": ("phase", "stall", "start", "outage"),
     "server": ("attach", "opencode"),
     "output": ("transcript", "result"),
@@ -66,7 +71,13 @@ _SCALARS: dict[str, Callable[[Any], Any]] = {
     "variant": optional(text),
     "thinking": flag,
 }
-_BUDGETS = dict.fromkeys(SECTIONS["budgets"], count)
+_BUDGETS = {
+    **dict.fromkeys(("resumes", "repairs", "provider_retries", "compactions"), count),
+    "cost_usd": amount,
+    "tokens": at_least(1),
+    "steps": at_least(1),
+    "repeats": at_least(2),
+}
 _TIMEOUTS = dict.fromkeys(SECTIONS["timeouts"], duration)
 
 

@@ -143,6 +143,20 @@ def count(value: Any) -> int:
     return value
 
 
+def at_least(minimum: int) -> Callable[[Any], int]:
+    """A checker accepting an integer of at least `minimum`."""
+    wanted = f"an integer of at least {minimum}"
+    bad = lambda value: isinstance(value, bool) or not isinstance(value, int) or value < minimum  # noqa: E731
+    return lambda value: _raise(expected(wanted, value)) if bad(value) else value
+
+
+def amount(value: Any) -> float:
+    """A non-negative number (an amount of money)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise expected("a non-negative number", value)
+    return float(value)
+
+
 def choice(*options: str) -> Callable[[Any], str]:
     """A checker accepting exactly one of `options`."""
     wanted = " or ".join(repr(option) for option in options)

@@ -49,11 +49,17 @@ class DoneChecks:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Budgets:
-    """How many follow-up prompts and provider retries one phase may spend."""
+    """How many follow-up prompts and provider retries one phase may spend; what it may spend
+    over its whole session tree (None: unlimited); how many repeats make a loop."""
 
     resumes: int = 3
     repairs: int = 2
     provider_retries: int = 8
+    cost_usd: float | None = None
+    tokens: int | None = None
+    steps: int | None = None
+    repeats: int = 5
+    compactions: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actors._process import ServerSpec
+from core.guards import GuardLimits
 from core.permissions import PermissionPolicy
 from core.termination import Limits, Policy
 from messages.records import PhaseStarted
@@ -49,12 +50,21 @@ def permission_policy(spec: PhaseSpec) -> PermissionPolicy:
 
 def termination_policy(spec: PhaseSpec, session_id: str, now: float) -> Policy:
     """The phase's termination policy, its clock starting `now`."""
+    budgets = spec.budgets
+    guards = GuardLimits(
+        cost_usd=budgets.cost_usd,
+        tokens=budgets.tokens,
+        steps=budgets.steps,
+        repeats=budgets.repeats,
+        compactions=budgets.compactions,
+    )
     limits = Limits(
-        resumes=spec.budgets.resumes,
-        repairs=spec.budgets.repairs,
-        provider_retries=spec.budgets.provider_retries,
+        resumes=budgets.resumes,
+        repairs=budgets.repairs,
+        provider_retries=budgets.provider_retries,
         phase_timeout=spec.timeouts.phase,
         stall_timeout=spec.timeouts.stall,
+        guards=guards,
     )
     return Policy(limits, prompt=spec.prompt, session_id=session_id, now=now)
 

@@ -42,7 +42,7 @@ class Plan:
 
 FULL = Plan(
     wall=wall.Sizes(runs=5, warm_up=True),
-    pipeline=pipeline.Sizes(events=100_000, repeats=3),
+    pipeline=pipeline.Sizes(events=100_000, repeats=5),
     latency=latency.Sizes(rate=2_000, seconds=10),
     rss=cli_rss.Sizes(lengths=(10_000, 100_000), warm_up=True),
     heap=memory.Sizes(lengths=(10_000, 100_000)),
@@ -51,7 +51,7 @@ SMOKE = Plan(
     wall=wall.Sizes(runs=1, warm_up=False),
     pipeline=pipeline.Sizes(events=2_000, repeats=1),
     latency=latency.Sizes(rate=2_000, seconds=1),
-    rss=cli_rss.Sizes(lengths=(200, 2_000), warm_up=False),
+    rss=cli_rss.Sizes(lengths=(200, 2_000), warm_up=False, runs=1),
     heap=memory.Sizes(lengths=(1_000, 2_000)),
 )
 
@@ -115,9 +115,9 @@ def summary(results: dict[str, Any]) -> None:
         rows.append((name, f"{lat['p50']:.2f}", f"{lat['p99']:.2f}", None, "p99 <= 5 ms"))
     if "rss_kib" in results:
         r = results["rss_kib"]
-        short, long = r["10k_run"]["deltas"], r["100k_run"]["deltas"]
+        short, long = r["10k_runs"][0]["deltas"], r["100k_runs"][0]["deltas"]
         name = f"peak RSS KiB: {long:,} / {short:,} deltas"
-        rows.append((name, f"{r['100k']:,}", f"{r['10k']:,}", r["ratio"], "<= 1.20x"))
+        rows.append((name, f"{r['100k']:,.0f}", f"{r['10k']:,.0f}", r["ratio"], "<= 1.20x"))
     for name, measured, against, ratio, goal in rows:
         shown = "" if ratio is None else f"{ratio:.2f}x"
         out(f"  {name:<44} {measured:>10} {against:>10} {shown:>7}   {goal}")

@@ -48,10 +48,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     # what ran ran well (no timing in it): every run exited 0, every event reached the transcript
     assert set(results["wall"]["runner"]["exit_codes"]) == {0}
     assert set(results["wall"]["opencode_run"]["exit_codes"]) == {0}
-    assert (
-        results["rss_kib"]["10k_run"]["exit_code"]
-        == results["rss_kib"]["100k_run"]["exit_code"]
-        == 0
-    )
+    rss = results["rss_kib"]
+    assert {run["exit_code"] for run in rss["10k_runs"] + rss["100k_runs"]} == {0}
     loopback = results["pipeline"]["loopback"]
     assert loopback["runner_transcript_events"] == loopback["runner_forwarded"] > 0

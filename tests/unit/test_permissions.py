@@ -39,3 +39,10 @@ def test_decide(policy, permission, reply, message):
 def test_describe_names_permission_and_patterns():
     assert describe({"permission": "bash", "patterns": ["echo hi"]}) == ("bash", ("echo hi",))
     assert describe({}) == ("?", ())
+
+
+def test_opencode_doom_loop_request_is_answered_by_the_policy_like_any_other():
+    request = {"permission": "doom_loop", "patterns": ["read"]}
+    assert decide(PermissionPolicy(), request).reply == "reject"
+    assert decide(PermissionPolicy(allow=frozenset({"doom_loop"})), request).reply == "once"
+    assert describe(request) == ("doom_loop", ("read",))

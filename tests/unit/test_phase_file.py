@@ -24,6 +24,7 @@ from runner.phase import (
     parse_phase,
     render_output_path,
 )
+from runner.phase.derive import termination_policy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -175,6 +176,17 @@ def test_minimal_file_gets_every_default(folder):
         default="reject", allow=(), deny=(), feedback=DEFAULT_FEEDBACK
     )
     assert spec.budgets == Budgets(resumes=3, repairs=2, provider_retries=8)
+    assert (spec.budgets.cost_usd, spec.budgets.tokens, spec.budgets.steps) == (None, None, None)
+    assert (spec.budgets.repeats, spec.budgets.compactions) == (5, None)
+
+
+def test_spend_and_loop_budgets(folder):
+    budgets = "budgets: {cost_usd: 2, tokens: 500000, steps: 40, repeats: 3, compactions: 0}\n"
+    spec = load(write(folder, MINIMAL + budgets))
+    assert spec.budgets == Budgets(cost_usd=2.0, tokens=500_000, steps=40, repeats=3, compactions=0)
+    limits = termination_policy(spec, "ses_1", 0.0).limits.guards
+    assert (limits.cost_usd, limits.tokens, limits.steps) == (2.0, 500_000, 40)
+    assert (limits.repeats, limits.compactions) == (3, 0)
     assert spec.timeouts == Timeouts(phase=3600.0, stall=600.0, start=30.0)
     assert (spec.agent, spec.model, spec.variant, spec.thinking) == (None, None, None, False)
     assert spec.done == DoneChecks(artifacts=(), frontmatter=(), command=None)
@@ -432,6 +444,14 @@ BAD_FILES = [
      "phase.yaml: budgets.resumes: expected a non-negative integer, got 1.5"),
     ("budget-null", MINIMAL + "budgets: {resumes: null}\n",
      "phase.yaml: budgets.resumes: expected a non-negative integer, got null"),
+    ("cost-word", MINIMAL + "budgets: {cost_usd: lots}\n",
+     "phase.yaml: budgets.cost_usd: expected a non-negative number, got 'lots'"),
+    ("cost-negative", MINIMAL + "budgets: {cost_usd: -0.5}\n",
+     "phase.yaml: budgets.cost_usd: expected a non-negative number, got -0.5"),
+    ("repeats-one", MINIMAL + "budgets: {repeats: 1}\n",
+     "phase.yaml: budgets.repeats: expected an integer of at least 2, got 1"),
+    ("tokens-zero", MINIMAL + "budgets: {tokens: 0}\n",
+     "phase.yaml: budgets.tokens: expected an integer of at least 1, got 0"),
     ("duration-word", MINIMAL + "timeouts: {phase: soon}\n",
      f"phase.yaml: timeouts.phase: {DURATION}, got 'soon'"),
     ("duration-unit", MINIMAL + "timeouts: {phase: 2d}\n",

@@ -327,7 +327,7 @@ ITEM_CASES = [
         [
             Line(
                 "── step done: stop · 1,234 in / 56 out / 7 reasoning · cache 100 read / 5 write"
-                " · $0.0012",
+                " · $0.0012 (total: 1 step · 1,402 tokens · $0.0012)",
                 "step",
             )
         ],
@@ -337,7 +337,12 @@ ITEM_CASES = [
         final(
             {"type": "step-finish", "reason": "tool-calls", "tokens": {"input": 100, "output": 20}}
         ),
-        [Line("── step done: tool-calls · 100 in / 20 out", "step")],
+        [
+            Line(
+                "── step done: tool-calls · 100 in / 20 out (total: 1 step · 120 tokens · $0.0000)",
+                "step",
+            )
+        ],
     ),
     ("unknown_part", final({"type": "hologram", "x": 1}), [Line("· unknown part hologram", "dim")]),
     ("not_an_item", object(), []),
@@ -853,9 +858,10 @@ def test_person_sees_tool_read_capture_line_by_line():
         *HEAD,
         "Reading a file.",
         "✓ read README.md → 2 lines",
-        "── step done: tool-calls · 100 in / 20 out · $0.0000",
+        "── step done: tool-calls · 100 in / 20 out · $0.0000"
+        " (total: 1 step · 120 tokens · $0.0000)",
         "Done reading.",
-        "── step done: stop · 100 in / 20 out · $0.0000",
+        "── step done: stop · 100 in / 20 out · $0.0000 (total: 2 steps · 240 tokens · $0.0000)",
         *TAIL,
     ]
     assert text.endswith("\n")
@@ -870,9 +876,10 @@ def test_person_sees_permission_reject_capture_line_by_line():
         "⚠ permission bash (echo hi > bash_out.txt) rejected by phase policy",
         "✗ bash echo hi > bash_out.txt → error: The user rejected permission to use this"
         " specific tool call with the following feedback: Not allowed in probe",
-        "── step done: tool-calls · 100 in / 20 out · $0.0000",
+        "── step done: tool-calls · 100 in / 20 out · $0.0000"
+        " (total: 1 step · 120 tokens · $0.0000)",
         "After rejection.",
-        "── step done: stop · 100 in / 20 out · $0.0000",
+        "── step done: stop · 100 in / 20 out · $0.0000 (total: 2 steps · 240 tokens · $0.0000)",
         *TAIL,
     ]
 
