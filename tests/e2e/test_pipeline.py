@@ -225,27 +225,31 @@ def test_plain_output_of_a_tool_heavy_script_line_by_line(attached):
     turns.append({"text": ["All ", "done."], "usage": usage})
     run = attached({"turns": turns}, mode="plain", permissions=ALLOW_ALL)
     assert_done(run)
-    step = "── step done: tool-calls · 1,000 in / 10 out · $0.0000"
+
+    def step(n, reason="tool-calls"):
+        total = f"(total: {n} step{'s' if n > 1 else ''} · {1010 * n:,} tokens · $0.0000)"
+        return f"── step done: {reason} · 1,000 in / 10 out · $0.0000 {total}"
+
     lines = run.out.splitlines()
     body = lines[lines.index("Reading.") : lines.index("All done.") + 2]
     assert body == [
         "Reading.",
         "✓ read README.md → 3 lines",
-        step,
+        step(1),
         "✓ write out.txt → 2 bytes",
-        step,
+        step(2),
         "✓ bash echo hi → exit 0",
         "    hi",
-        step,
+        step(3),
         "✓ grep fixture → 1 match",
-        step,
+        step(4),
         "✓ glob *.md → 1 file",
-        step,
+        step(5),
         "✓ todowrite → 1/2 done",
         "    [x] step one",
         "    [~] step two",
-        step,
+        step(6),
         "All done.",
-        "── step done: stop · 1,000 in / 10 out · $0.0000",
+        step(7, "stop"),
     ]
     assert "\x1b" not in run.out
