@@ -195,7 +195,10 @@ def split_model(model: str) -> tuple[str, str]:
 
 
 def _prompt(text: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+    part = {"type": "text", "text": text}
+    if options.get("partID") is not None:
+        part["id"] = options["partID"]
+    body: dict[str, Any] = {"parts": [part]}
     for key in ("agent", "system", "variant", "tools", "messageID"):
         if options.get(key) is not None:
             body[key] = options[key]

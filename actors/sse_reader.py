@@ -39,7 +39,13 @@ from actors.opencode_client import OpencodeClient
 from core.chunked import ChunkedError
 from core.redact import StreamRedactor
 from core.sse import SseDecoder
-from messages.stream import EventsReceived, StreamConnected, StreamDropped, StreamFailed
+from messages.stream import (
+    EventsReceived,
+    Reconnect,
+    StreamConnected,
+    StreamDropped,
+    StreamFailed,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +136,9 @@ class SseReaderActor(SupervisedActor):
         match message:
             case _Tick():
                 self.check_watchdog()
+            case Reconnect(reason=reason):
+                logger.info("sse: reopening the stream: {}", reason)
+                self._shut(reason)
             case _:
                 logger.warning("SseReaderActor ignored unexpected message {!r}", message)
 

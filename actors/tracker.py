@@ -5,16 +5,22 @@ Thin shell around the pure `Tracker` (part versions, finalisation, session tree)
 publishes one `Tracked` per batch and passes the stream's news on in order with them. It asks
 for a resync on a reconnect, when its inbox dropped batches (`EventsLost`: the runner fell
 behind), and one last time when the stream failed for good; after that final resync it ends
-the phase (`EndPhase`), so nothing the server still holds is lost from the verdict.
+the phase (`EndPhase`), so nothing the server still holds is lost from the verdict. With
+`silent` set, a ticker drives the gate's silent-stream check: when a silent resync shows the
+session moved on, the tracker says so (`Notice`) and asks for the stream again (`reconnect`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
+from actors._worker import start_ticker
 from core.sync_gate import FINAL, GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker
 from messages.control import EndPhase
@@ -23,6 +29,12 @@ from messages.records import Notice, Resynced
 from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
 BACKLOG = 512  # batches waiting in the inbox taken with the one at hand, at most
+TICK = 1.0  # seconds between two silent-stream checks, at most
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """Time to check for a silent stream."""
 
 
 class TrackerActor(SupervisedActor):
@@ -34,18 +46,37 @@ class TrackerActor(SupervisedActor):
         root_session_id: str,
         publish: Callable[[Any], None],
         report: Report | None = None,
+        silent: float | None = None,
+        reconnect: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(report=report)
         self._root = root_session_id
         self._tracker = Tracker(root_session_id)
-        self._gate = SyncGate(root_session_id)
+        self._gate = SyncGate(root_session_id, silent=silent, now=clock())
+        self._silent = silent
+        self._reconnect = reconnect
+        self._clock = clock
+        self._ticking = threading.Event()  # set: the ticker ends
         self._publish = publish
         self._failed: StreamFailed | None = None
         self._connected = False
 
+    def on_start(self) -> None:
+        """Start the silent-stream ticker, when asked for one."""
+        if self._silent is not None:
+            start_ticker(self.actor_ref, _Tick(), min(TICK, self._silent / 4), self._ticking)
+
+    def on_stop(self) -> None:
+        """End the ticker."""
+        self._ticking.set()
+        super().on_stop()
+
     def on_receive(self, message: Any) -> None:
-        """Batches and news from the stream, and snapshots from the sync actor."""
+        """Batches and news from the stream, snapshots from the sync actor, ticks."""
         match message:
+            case _Tick():
+                self._act(self._gate.on_tick(self._clock()))
             case EventsReceived():
                 self._on_events([message, *self.actor_inbox.take_more(EventsReceived, BACKLOG)])
             case EventsLost():
@@ -87,7 +118,9 @@ class TrackerActor(SupervisedActor):
                         texts.append(batch.texts[index])
         if raw:
             size = sum(batch.size for batch in batches)
-            self._act(self._gate.on_effects(effects), raw=tuple(raw), size=size, texts=texts)
+            parts = any(event.get("type", "")[:13] == "message.part." for event in raw)
+            out = self._gate.on_effects(effects, self._clock(), parts)
+            self._act(out, raw=tuple(raw), size=size, texts=texts)
 
     def _on_lost(self) -> None:
         dropped = self.actor_inbox.take_dropped()
@@ -98,13 +131,17 @@ class TrackerActor(SupervisedActor):
 
     def _on_snapshot(self, message: SnapshotFetched) -> None:
         effects: list[Any] = []
-        new_messages = False
+        new_messages, news = False, self._tracker.snapshot_news
         for session_id, snapshot in message.snapshots:
             new_messages = new_messages or (session_id == self._root and bool(snapshot))
             effects.extend(self._tracker.apply_snapshot(list(snapshot), session_id=session_id))
         recovered = sum(isinstance(effect, PartFinalized) for effect in effects)
         out = self._gate.on_snapshot(
-            message.reason, effects, root_idle=message.root_idle, new_messages=new_messages
+            message.reason,
+            effects,
+            root_idle=message.root_idle,
+            new_messages=new_messages,
+            moved=self._tracker.snapshot_news > news,
         )
         self._publish(Resynced(reason=message.reason, recovered=recovered, error=message.error))
         self._act(out)
@@ -135,6 +172,12 @@ class TrackerActor(SupervisedActor):
         if out.request_sync is not None:
             sessions = tuple(sorted(self._tracker.session_ids))
             self._publish(RequestSync(session_ids=sessions, reason=out.request_sync))
+        if out.reconnect and self._reconnect is not None:
+            why = (
+                f"the stream carried no part event for {self._silent:g}s while the session moved on"
+            )
+            self._publish(Notice(level="warning", text=f"{why}; reopening it"))
+            self._reconnect(why)
 
 
 def _session_of(event: dict[str, Any]) -> str | None:

@@ -134,6 +134,15 @@ class OpenPart:
         )
 
 
+def moved(slot: OpenPart | None, part: dict[str, Any]) -> bool:
+    """Does a snapshot's unfinished `part` show more than the stream did (`slot`)?"""
+    if slot is None:
+        return True
+    if part.get("type") in TEXT_TYPES:
+        return part.get("text") != slot.chunks.text()
+    return part != slot.part
+
+
 class SnapshotShapeError(RunnerError):
     """A message snapshot is not the `[{info, parts}]` list opencode documents."""
 

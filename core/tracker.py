@@ -67,6 +67,7 @@ from core._tracker_rules import (
     fingerprint,
     is_final,
     is_noise,
+    moved,
     unpack,
 )
 
@@ -101,6 +102,7 @@ class Tracker:
         self._roles: dict[str, str | None] = {}
         self._marks: dict[str, int] = {}
         self._status: dict[str, dict[str, Any]] = {}
+        self.snapshot_news = 0  # unfinished parts a snapshot showed further on than the stream
 
     @property
     def session_ids(self) -> frozenset[str]:
@@ -180,6 +182,8 @@ class Tracker:
         role = self.role_of(message_id)
         if not is_final(part, role):
             slot = self._open.get(part_id)
+            if source == "snapshot" and moved(slot, part):
+                self.snapshot_news += 1  # the session moved on where the stream showed nothing
             if slot is None:
                 self._open[part_id] = OpenPart(part)
             else:

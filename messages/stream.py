@@ -23,6 +23,14 @@ class EventsLost:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Reconnect:
+    """To the reader: reopen the stream now (a phase saw it carry nothing while its session
+    moved on); the reconnect and its resync follow as after any break."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamConnected:
     """`server.connected` arrived on connection number `connection` (1 = first)."""
 

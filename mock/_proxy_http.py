@@ -22,7 +22,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from mock._proxy_sse import FrameCounter
+from mock._proxy_sse import FrameCounter, HeartbeatsOnly
 
 if TYPE_CHECKING:
     from mock.proxy import FaultProxy
@@ -58,6 +58,7 @@ class Exchange:
         self.events = 0  # complete SSE frames relayed on this exchange
         self.cut_order = 0  # which `cut_after` order `cut_left` belongs to
         self.cut_left = 0
+        self.muted = False  # `FaultProxy.mute_streams`: heartbeats only from now on
 
     def attach(self, upstream: socket.socket) -> None:
         """Remember the upstream socket; shut it at once if the exchange was already aborted."""
@@ -201,11 +202,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         proxy._stream_opened(exchange)
-        counter = FrameCounter()
+        counter, only = FrameCounter(), None
         while chunk := response.read1(READ_SIZE):
-            ends = counter.feed(chunk)
+            inside, ends = counter.inside, counter.feed(chunk)
             if not proxy._await_flow(exchange):  # dropped or stopping
                 return
+            if exchange.muted:
+                only = only or HeartbeatsOnly(inside)
+                self._send_chunk(only.feed(chunk, ends))
+                continue
             keep = proxy._cut_plan(exchange, len(ends))
             if keep is not None:
                 self._send_chunk(chunk[: ends[keep - 1]] if keep else b"")

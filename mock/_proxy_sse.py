@@ -32,6 +32,36 @@ class FrameCounter:
         self._line += _content(chunk[pos:])
         return ends
 
+    @property
+    def inside(self) -> bool:
+        """True when the bytes fed so far end inside a frame."""
+        return bool(self._line or self._pending)
+
+
+class HeartbeatsOnly:
+    """What a muted stream relays: the rest of the frame in flight when it was muted, then only
+    complete `server.heartbeat` frames (a stream alive but silent, as in opencode #46733)."""
+
+    def __init__(self, inside: bool) -> None:
+        self._finish = inside  # a frame was half relayed: send its rest first
+        self._held = b""  # the start of a frame not complete yet
+
+    def feed(self, chunk: bytes, ends: list[int]) -> bytes:
+        """The bytes of `chunk` to relay; `ends` are its frame ends (`FrameCounter.feed`)."""
+        out, start = [], 0
+        if self._finish:
+            if not ends:
+                return chunk
+            out.append(chunk[: ends[0]])
+            start, ends, self._finish = ends[0], ends[1:], False
+        for end in ends:
+            frame = self._held + chunk[start:end]
+            if b'"server.heartbeat"' in frame:
+                out.append(frame)
+            self._held, start = b"", end
+        self._held += chunk[start:]
+        return b"".join(out)
+
 
 def _content(segment: bytes) -> int:
     return len(segment) - segment.count(b"\r")

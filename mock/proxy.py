@@ -16,6 +16,8 @@ condition variable, what to do:
 - `cut_every(n)`: from now on every stream (open and new) is cut after relaying `n` complete
   frames of its own, until `cut_every(None)`: a stream that keeps flapping.
 - `drop_streams()`: shut every open stream's sockets now (same client view as a cut).
+- `mute_streams()`: every open stream relays only heartbeats from now on (alive, silent); new
+  streams are not muted.
 - `refuse_for(seconds)`: until `clock()` passes the deadline, accepted connections are reset
   (RST, no response): the client sees a connection error, never an HTTP status.
   `refuse_streams_for(seconds)` does the same to event stream requests only (the request is
@@ -167,6 +169,13 @@ class FaultProxy:
                 stream.abort()
             self._cond.notify_all()
         return len(streams)
+
+    def mute_streams(self) -> int:
+        """Let every open stream pass heartbeats only from now on; returns how many."""
+        with self._cond:
+            for stream in self._streams:
+                stream.muted = True
+            return len(self._streams)
 
     # -- counters and waits ------------------------------------------------------------------
 

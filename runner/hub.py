@@ -18,7 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from messages.stream import StreamConnected, StreamDropped, StreamFailed
+import pykka
+
+from actors._worker import tell_quietly
+from messages.stream import Reconnect, StreamConnected, StreamDropped, StreamFailed
 
 Consumer = Callable[[Any], None]
 
@@ -30,6 +33,16 @@ class StreamHub:
         self._lock = threading.Lock()
         self._subscribers: tuple[Consumer, ...] = ()
         self._state: StreamConnected | StreamFailed | None = None
+        self._reader: pykka.ActorRef | None = None
+
+    def attach(self, reader: pykka.ActorRef) -> None:
+        """The reader whose stream this hub hands on (for `reconnect`)."""
+        self._reader = reader
+
+    def reconnect(self, reason: str) -> None:
+        """Ask the reader to reopen the stream (it only `tell`s: never waits)."""
+        if self._reader is not None:
+            tell_quietly(self._reader, Reconnect(reason=reason))
 
     @property
     def failed(self) -> bool:

@@ -92,6 +92,7 @@ class SharedServer:
                     policy=policy,
                     secrets=secrets,
                 )
+                hub.attach(reader)
                 found = self._hubs[key] = (hub, reader)
         if failed is not None:
             stop_actor(failed, 10)

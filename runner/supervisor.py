@@ -145,12 +145,13 @@ class Supervisor:
             baseline=take_baseline(spec.directory, criteria),
             directory=spec.directory,
             secrets=self._secrets,
+            silent=spec.timeouts.silent,
         )
         self._check_cancel()
         policy = ReconnectPolicy(outage=spec.timeouts.outage)
         hub = self._server.hub(client, policy, self._secrets)
         wiring.router.publish(banner(spec, ready, session_id))  # the transcript's header
-        wiring.start_session(actors, hub.subscribe)
+        wiring.start_session(actors, hub.subscribe, hub.reconnect)
         self._mark("watching the session")
         return self._watch(wiring)
 

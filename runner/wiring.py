@@ -81,6 +81,7 @@ class SessionActors:
     baseline: ArtifactBaseline
     directory: Path
     secrets: tuple[str, ...] = ()
+    silent: float | None = None  # `timeouts.silent`: a busy session's stream with no part event
 
     def termination(self) -> dict[str, Any]:
         """The termination actor's arguments (besides where it publishes)."""
@@ -135,8 +136,14 @@ class Wiring:
             self.router.connect(EVENTS, outputs.events)
         self._barrier()
 
-    def start_session(self, actors: SessionActors, subscribe: Callable[[Consumer], Any]) -> None:
-        """The actors watching the session; the tracker joins the stream last."""
+    def start_session(
+        self,
+        actors: SessionActors,
+        subscribe: Callable[[Consumer], Any],
+        reconnect: Callable[[str], None] | None = None,
+    ) -> None:
+        """The actors watching the session; the tracker joins the stream last (`reconnect`
+        reopens that stream: the tracker asks when it went silent)."""
         publish, client, session_id = self.router.publish, actors.client, actors.session_id
         self.termination = self._start(
             TERMINATION, TerminationActor, **actors.termination(), publish=publish
@@ -152,7 +159,14 @@ class Wiring:
             publish=publish,
             secrets=actors.secrets,
         )
-        tracker = self._start(TRACKER, TrackerActor, root_session_id=session_id, publish=publish)
+        tracker = self._start(
+            TRACKER,
+            TrackerActor,
+            root_session_id=session_id,
+            publish=publish,
+            silent=actors.silent,
+            reconnect=reconnect,
+        )
         self._barrier()
         self._unsubscribe = subscribe(lambda message: tell_quietly(tracker, message))
 

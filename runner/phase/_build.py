@@ -54,7 +54,7 @@ SECTIONS = {
         *("resumes", "repairs", "provider_retries"),
         *("cost_usd", "tokens", "steps", "repeats", "compactions"),
     ),
-    "timeouts": ("phase", "stall", "start", "outage"),
+    "timeouts": ("phase", "stall", "start", "outage", "silent"),
     "server": ("attach", "opencode"),
     "output": ("transcript", "result"),
 }

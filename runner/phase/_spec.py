@@ -70,6 +70,7 @@ class Timeouts:
     stall: float = 600.0
     start: float = 30.0
     outage: float = 60.0
+    silent: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

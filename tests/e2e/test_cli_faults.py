@@ -217,3 +217,25 @@ def test_a_secret_streamed_across_three_deltas_is_nowhere(stage, attach, tmp_pat
         if line.get("type") == "message.part.delta"
     ]
     assert "".join(deltas).startswith("The key is [redacted], done.")
+
+
+def test_a_stream_that_goes_on_with_heartbeats_only_is_reopened_and_ends_done(stage, attach):
+    deltas = [f"s{i:03d} " for i in range(60)]
+    setup = stage({"turns": [{"text": deltas, "delay": 0.2}]})  # 12 s of streaming
+
+    def mute(stage):
+        stage.mock.journal.wait_for(1, timeout=60)
+        stage.proxy.wait_for_events(8, timeout=30)
+        assert stage.proxy.mute_streams() == 1  # alive, heartbeats only (opencode #46733)
+
+    timeouts = {"phase": "2m", "stall": "1m", "silent": "2s"}
+    run = attach(setup, args=("--json",), during=mute, timeouts=timeouts)
+    assert_consistent(run, "done", 0)
+    assert_every_part_once(run, setup)
+    texts = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["part"]["text"] for line in texts if line["type"] == "text"] == ["".join(deltas)]
+    assert any(r["reason"] == "silent" for r in run.records("resynced"))
+    notices = [r["text"] for r in run.records("notice")]
+    assert any("no part event for 2s" in text for text in notices), notices
+    assert run.result["reconnects"] >= 1
+    assert run.result["duration"] < 40  # reopened, not left to the stall timeout (1m)

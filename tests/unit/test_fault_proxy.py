@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from mock._proxy_sse import FrameCounter
+from mock._proxy_sse import FrameCounter, HeartbeatsOnly
 from mock.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(30)
@@ -528,3 +528,24 @@ def test_frame_counter_byte_at_a_time():
     counter = FrameCounter()
     ends = [i + 1 for i in range(len(STREAM)) if counter.feed(STREAM[i : i + 1])]
     assert ends == STREAM_ENDS
+
+
+HEARTBEAT = b'data: {"type":"server.heartbeat","properties":{}}\n\n'
+PART = b'data: {"type":"message.part.updated","properties":{"n":1}}\n\n'
+
+
+@pytest.mark.parametrize("cut", range(1, len(PART + HEARTBEAT + PART + HEARTBEAT)))
+def test_a_muted_stream_relays_heartbeats_only_whatever_the_splits(cut):
+    stream = PART + HEARTBEAT + PART + HEARTBEAT
+    counter, only = FrameCounter(), HeartbeatsOnly(inside=False)
+    out = b"".join(only.feed(chunk, counter.feed(chunk)) for chunk in (stream[:cut], stream[cut:]))
+    assert out == HEARTBEAT + HEARTBEAT
+
+
+def test_muting_mid_frame_finishes_the_frame_in_flight_first():
+    counter = FrameCounter()
+    first, rest = PART[:10], PART[10:] + PART + HEARTBEAT
+    counter.feed(first)  # relayed before the mute
+    only = HeartbeatsOnly(inside=counter.inside)
+    assert counter.inside
+    assert only.feed(rest, counter.feed(rest)) == PART[10:] + HEARTBEAT

@@ -421,7 +421,8 @@ BAD_FILES = [
     ("unknown-nested-key", MINIMAL + "budgets: {resume: 3}\n",
      "phase.yaml: budgets.resume: unknown key (did you mean 'resumes'?)"),
     ("unknown-nested-no-guess", MINIMAL + "timeouts: {forever: 1}\n",
-     "phase.yaml: timeouts.forever: unknown key (expected one of: phase, stall, start, outage)"),
+     "phase.yaml: timeouts.forever: unknown key"
+     " (expected one of: phase, stall, start, outage, silent)"),
     ("missing-name", "prompt: hi\n", "phase.yaml: name: missing required key"),
     ("bad-name", "name: my phase\nprompt: hi\n",
      "phase.yaml: name: expected an identifier (letters, digits, '-', '_', '.'), got 'my phase'"),

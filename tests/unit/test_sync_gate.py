@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.sync_gate import SyncGate
-from core.tracker import SessionIdle, StatusChanged
+from core.tracker import PartDelta, SessionIdle, StatusChanged
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -100,3 +100,67 @@ def test_lossy_syncs_are_one_at_a_time_and_one_more_follows_if_asked_meanwhile()
     assert (out.forward, out.request_sync) == (["part"], "lost")  # the latest ask, once
     assert gate.on_snapshot("lost", [], root_idle=False, new_messages=False).request_sync is None
     assert gate.on_reconnect().request_sync == "reconnect"
+
+
+def busy(session=ROOT):
+    return StatusChanged(session_id=session, status={"type": "busy"})
+
+
+def delta(session=ROOT):
+    return PartDelta(session_id=session, message_id="m", part_id="p", part_type="text", delta="x")
+
+
+def silent_gate(silent=60.0):
+    gate = SyncGate(ROOT, silent=silent, now=0.0)
+    gate.on_effects([busy()], now=0.0)
+    return gate
+
+
+def test_a_busy_root_without_part_events_gets_a_silent_sync():
+    gate = silent_gate()
+    assert gate.on_tick(59.9).request_sync is None
+    assert gate.on_tick(60.0).request_sync == "silent"
+    assert gate.on_tick(61.0).request_sync is None  # one in flight; the clock restarted
+    gate.on_snapshot("silent", [], root_idle=False, new_messages=False)
+    assert gate.on_tick(119.9).request_sync is None
+    assert gate.on_tick(120.0).request_sync == "silent"
+
+
+def test_part_events_idle_and_no_limit_mean_no_silent_sync():
+    gate = silent_gate()
+    gate.on_effects([delta()], now=50.0)
+    assert gate.on_tick(100.0).request_sync is None  # 50 s since the last part event
+    gate.on_effects([SessionIdle(session_id=ROOT)], now=100.0)
+    assert gate.on_tick(1000.0).request_sync is None  # idle: nothing to wait for
+    assert SyncGate(ROOT).on_tick(1000.0).request_sync is None  # no `silent` set
+    child = silent_gate()
+    child.on_effects([busy("ses_child"), StatusChanged(session_id=ROOT, status={"type": "idle"})])
+    assert child.on_tick(1000.0).request_sync is None  # the root is idle, a child busy
+
+
+def test_a_silent_sync_that_shows_progress_asks_for_the_stream_again():
+    gate = silent_gate()
+    assert gate.on_tick(60.0).request_sync == "silent"
+    moved = gate.on_snapshot("silent", [], root_idle=False, new_messages=False, moved=True)
+    assert moved.reconnect
+    gate.on_tick(120.0)
+    found = gate.on_snapshot("silent", [delta()], root_idle=False, new_messages=True)
+    assert found.reconnect
+    assert found.forward == [delta()]
+    gate.on_tick(180.0)
+    still = gate.on_snapshot("silent", [], root_idle=False, new_messages=False)
+    assert not still.reconnect  # nothing moved: the stall timeout rules
+
+
+def test_a_silent_sync_synthesises_the_idle_the_silent_stream_swallowed():
+    gate = silent_gate()
+    gate.on_tick(60.0)
+    out = gate.on_snapshot("silent", [], root_idle=True, new_messages=True, moved=False)
+    assert out.forward == [SessionIdle(session_id=ROOT)]
+
+
+def test_part_events_without_effects_still_count_as_news():
+    gate = silent_gate()
+    gate.on_effects([], now=50.0, parts=True)  # a running tool's update: no effect
+    assert gate.on_tick(100.0).request_sync is None
+    assert gate.on_tick(110.0).request_sync == "silent"
