@@ -2,8 +2,9 @@
 
 A thin shell around the pure `Policy`: it feeds it tracked effects, permission answers and
 `Tick`s (every 0.25 s, so an interrupt's 0.5 s grace ends on time; tests pass `tick=None` and
-tell them), and performs its effects on worker threads: a prompt (baseline first; a timed-out
-POST is checked against the snapshot before it is sent again), the `done` checks, the abort.
+tell them), and performs its effects on worker threads: a prompt (baseline first; it carries
+its own message and part id, so a timed-out POST, or a prompt whose turn never started, is sent
+again without being stored twice), the check that its turn started, the `done` checks, the abort.
 Its decision goes out as `Concluded`, which the supervisor makes the phase's verdict.
 """
 
@@ -22,7 +23,8 @@ from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
 from core.errors import RequestTimeoutError
-from core.termination import Abort, Conclude, Policy, RunChecks, SendPrompt, prompt_arrived
+from core.ids import AscendingIds
+from core.termination import Abort, CheckPrompt, Conclude, Policy, Resend, RunChecks, SendPrompt
 from messages.control import Begin, Concluded, EndPhase, Tick
 from messages.pipeline import SetBaseline, Tracked
 from messages.records import AttemptStarted, Notice, PermissionAnswered, PromptSent
@@ -74,6 +76,8 @@ class TerminationActor(SupervisedActor):
         self._aborter = Worker("termination-abort")  # never queued behind a long check
         self._stopped = threading.Event()
         self._commands = CommandGuard()
+        self._ids = AscendingIds()
+        self._sent: dict[int, tuple[str, dict[str, Any]]] = {}  # attempt -> text, prompt options
 
     def on_start(self) -> None:
         """Start the ticker that drives timeouts."""
@@ -132,6 +136,12 @@ class TerminationActor(SupervisedActor):
                         AttemptStarted(number=number, kind=kind, prompt=text, reason=reason)
                     )
                     self._submit(lambda e=effect: self._send(e), "sent")
+                case CheckPrompt():
+                    self._submit(self._turn_started, "prompt_checked")
+                case Resend(number=number):
+                    text = "the prompt was accepted but no turn started; sending it again"
+                    self._publish(Notice(level="warning", text=text))
+                    self._submit(lambda n=number: self._post(*self._sent[n]), "resent")
                 case RunChecks():
                     self._submit(self._check, "checked")
                 case Abort(reason=reason):
@@ -152,8 +162,12 @@ class TerminationActor(SupervisedActor):
                 attempt = self._policy.attempts[-1]
                 logger.debug("prompt {} ({}) accepted", attempt.number, attempt.kind)
                 self._publish(PromptSent(number=attempt.number, baseline=attempt.baseline))
-            case "sent_failed":
+            case "sent_failed" | "resent_failed":
                 self._perform(self._policy.prompt_failed(str(outcome.value), now))
+            case "prompt_checked":
+                self._perform(self._policy.prompt_checked(outcome.value, now))
+            case "prompt_checked_failed":  # say nothing: the stall timeout still rules
+                logger.warning("could not check that the prompt started: {}", outcome.value)
             case "checked":
                 failures, fixable = outcome.value
                 self._perform(self._policy.checks_done(failures, repairable=fixable, now=now))
@@ -180,12 +194,27 @@ class TerminationActor(SupervisedActor):
         self._publish(SetBaseline(message_id=baseline))  # for the sync actor
         tell_quietly(self.actor_ref, _Outcome("baseline", baseline))
         options = asdict(self._options)  # model, agent, variant
+        options["messageID"] = self._ids.next("msg", after=baseline)
+        options["partID"] = self._ids.next("prt")
+        self._sent[effect.number] = (effect.text, options)
+        self._post(effect.text, options)
+
+    def _post(self, text: str, options: dict[str, Any]) -> None:
+        """POST the prompt; once more after a timeout (its ids make that safe)."""
         try:
-            self._client.prompt_async(session_id, effect.text, **options)
+            self._client.prompt_async(self._policy.session_id, text, **options)
         except RequestTimeoutError:
-            recent = self._client.messages(session_id, limit=5)
-            if not prompt_arrived(recent, effect.text, baseline):
-                self._client.prompt_async(session_id, effect.text, **options)
+            self._client.prompt_async(self._policy.session_id, text, **options)
+
+    def _turn_started(self) -> bool:
+        """Is the session busy, or has an assistant message come after the prompt?"""
+        session_id = self._policy.session_id
+        if self._client.status().get(session_id, {}).get("type", "idle") != "idle":
+            return True
+        latest = self._client.messages(session_id, limit=1)
+        attempt = self._policy.attempts[-1]
+        info = latest[-1]["info"] if latest else {}
+        return info.get("role") == "assistant" and attempt.newer(info.get("id"))
 
     def _abort_session(self) -> bool:
         return self._client.abort(self._policy.session_id)

@@ -1,10 +1,19 @@
 """The termination policy's rules: its states, its one transition table (see
-`core.termination`), and how a snapshot shows that a prompt arrived."""
+`core.termination`). The table:
+
+  STARTING --START--> PROMPTING --POSTED--> RUNNING --ATTEMPT_ENDED--> CHECKING
+  CHECKING --FOLLOW_UP (resume / repair)--> PROMPTING
+  STARTING, PROMPTING, RUNNING, CHECKING --TIMEOUT--> ABORTING
+  PROMPTING, RUNNING --STALL--> ABORTING;  RUNNING --RETRIES_SPENT--> ABORTING
+  PROMPTING, RUNNING --GUARD (a budget spent, a loop: `core.guards`)--> ABORTING
+  PROMPTING, RUNNING, CHECKING --INTERRUPT--> ABORTING
+  ABORTING --ABORT_ENDED (an idle, or the grace: 10 s, 0.5 s after an interrupt)--> DONE
+  any state but DONE --CONCLUDE (checks, provider error, prompt or server lost)--> DONE
+"""
 
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 
 class State(enum.Enum):
@@ -68,14 +77,3 @@ TURN_STATES = frozenset({State.RUNNING, State.ABORTING})
 def next_state(state: State, trigger: Trigger) -> State | None:
     """The state `trigger` leads to from `state`, or None when it is not legal there."""
     return TRANSITIONS.get((state, trigger))
-
-
-def prompt_arrived(messages: list[dict[str, Any]], text: str, baseline: str | None) -> bool:
-    """After a timed-out POST: does the snapshot hold our user message, newer than `baseline`?"""
-    for message in messages:
-        info = message.get("info", {})
-        newer = baseline is None or str(info.get("id", "")) > baseline
-        texts = [p.get("text") for p in message.get("parts", ()) if p.get("type") == "text"]
-        if newer and info.get("role") == "user" and text in texts:
-            return True
-    return False

@@ -4,16 +4,9 @@ Theory of operation. The policy is a state machine fed with tracked effects, per
 answers, clock ticks and the outcomes of the IO it asked for; it returns effects (values) the
 termination actor performs. Each input method reads its input, names the `Trigger` it amounts
 to, and asks the one transition table (`core._termination_rules`) whether that trigger is legal
-in the current `State`; an illegal one is ignored: no effects, and the state stays. The table:
-
-  STARTING --START--> PROMPTING --POSTED--> RUNNING --ATTEMPT_ENDED--> CHECKING
-  CHECKING --FOLLOW_UP (resume / repair)--> PROMPTING
-  STARTING, PROMPTING, RUNNING, CHECKING --TIMEOUT--> ABORTING
-  PROMPTING, RUNNING --STALL--> ABORTING;  RUNNING --RETRIES_SPENT--> ABORTING
-  PROMPTING, RUNNING --GUARD (a budget spent, a loop: `core.guards`)--> ABORTING
-  PROMPTING, RUNNING, CHECKING --INTERRUPT--> ABORTING
-  ABORTING --ABORT_ENDED (an idle, or the grace: 10 s, 0.5 s after an interrupt)--> DONE
-  any state but DONE --CONCLUDE (checks, provider error, prompt or server lost)--> DONE
+in the current `State`; an illegal one is ignored: no effects, and the state stays (the table
+is drawn in `core._termination_rules`). A prompt that never starts its turn is sent once more
+(`core._prompt_watch`).
 
 An idle ends an attempt only after the attempt showed life (an assistant message newer than
 its baseline, or a session error): opencode repeats idles after errors and aborts,
@@ -31,7 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from core import _termination_text as words
-from core._termination_rules import TURN_STATES, State, Trigger, next_state, prompt_arrived
+from core._prompt_watch import CheckPrompt, PromptWatch, Resend
+from core._termination_rules import TURN_STATES, State, Trigger, next_state
 from core._termination_types import (
     ABORT_GRACE,
     EXIT_CODES,
@@ -54,22 +48,9 @@ from core.tracker import (
     StatusChanged,
 )
 
-__all__ = [
-    "ABORT_GRACE",
-    "EXIT_CODES",
-    "INTERRUPT_GRACE",
-    "Abort",
-    "Attempt",
-    "Conclude",
-    "Limits",
-    "Policy",
-    "RunChecks",
-    "SendPrompt",
-    "State",
-    "Trigger",
-    "classify",
-    "prompt_arrived",
-]
+__all__ = ["ABORT_GRACE", "EXIT_CODES", "INTERRUPT_GRACE", "Abort", "Attempt", "CheckPrompt"]
+__all__ += ["Conclude", "Limits", "Policy", "Resend", "RunChecks", "SendPrompt", "State", "Trigger"]
+__all__ += ["classify"]
 
 
 class Policy:
@@ -91,6 +72,7 @@ class Policy:
         self._pending: Abort | None = None
         self._give_up_at = 0.0  # when an abort concludes without waiting for the idle
         self.guards = Guards(limits.guards)
+        self.prompt_watch = PromptWatch()
         self.breach: Breach | None = None  # the first budget spent or loop seen
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -103,6 +85,7 @@ class Policy:
         """The attempt's baseline is known and its prompt is about to be posted."""
         if self._fire(Trigger.POSTED):
             self.attempts[-1].baseline = baseline
+            self.prompt_watch.posted(self.attempts[-1].number, now)
             self._last_progress = now
         return []
 
@@ -145,7 +128,13 @@ class Policy:
         if now - self._last_progress >= self.limits.stall_timeout:
             limit = words.describe_duration(self.limits.stall_timeout)
             return self._abort(Trigger.STALL, "stalled", f"no progress for {limit}", now)
-        return []
+        check = self.prompt_watch.due(now) if self.state is State.RUNNING else None
+        return [check] if check is not None else []
+
+    def prompt_checked(self, started: bool, now: float) -> list[Any]:
+        """What `CheckPrompt` found: did the turn start? A `Resend` once if not."""
+        resend = self.prompt_watch.checked(started, now) if self.state is State.RUNNING else None
+        return [resend] if resend is not None else []
 
     def checks_done(
         self, failures: tuple[tuple[str, str], ...], *, repairable: bool, now: float
@@ -188,6 +177,8 @@ class Policy:
     def _observe_one(self, effect: Any, now: float) -> list[Any]:
         if getattr(effect, "session_id", None) != self.session_id:
             return []
+        if isinstance(effect, StatusChanged) and effect.status.get("type") in ("busy", "retry"):
+            self.prompt_watch.saw_start()
         match effect:
             case StatusChanged(status=status) if status.get("type") == "retry":
                 return self._on_retry(status, now)
@@ -223,6 +214,7 @@ class Policy:
         if attempt is not None and self.state in TURN_STATES and attempt.newer(info.get("id")):
             attempt.alive = True
             attempt.latest = info
+            self.prompt_watch.saw_start()
 
     def _on_idle(self, now: float) -> list[Any]:
         if self._can(Trigger.ABORT_ENDED):

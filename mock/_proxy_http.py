@@ -126,6 +126,12 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if self.path.startswith("/event") and not proxy._admit_stream():
             _reset(self.connection)
             return
+        if self.command == "POST" and proxy._swallow(self.path):
+            self._read_body()  # accepted, and never forwarded: a prompt that is lost
+            self.send_response(204)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            return
         exchange = Exchange(self.connection)
         proxy._register(exchange)
         try:

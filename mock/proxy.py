@@ -17,14 +17,15 @@ condition variable, what to do:
   frames of its own, until `cut_every(None)`: a stream that keeps flapping.
 - `drop_streams()`: shut every open stream's sockets now (same client view as a cut).
 - `mute_streams()`: every open stream relays only heartbeats from now on (alive, silent); new
-  streams are not muted.
+  streams are not muted. `swallow_prompts(n)`: the next `n` prompts are answered 204 and lost.
 - `refuse_for(seconds)`: until `clock()` passes the deadline, accepted connections are reset
   (RST, no response): the client sees a connection error, never an HTTP status.
   `refuse_streams_for(seconds)` does the same to event stream requests only (the request is
   read, then the connection reset), so plain requests (prompts, resyncs) still get through.
 
-Plain requests are never faulted. Counters are kept under the same condition, so tests wait
-on them (`wait_for_streams`, `wait_for_events`, `wait_for_refusals`) instead of sleeping.
+Plain requests are never faulted, but for swallowed prompts. Counters are kept under the same
+condition (`mock._proxy_counts`), so tests wait on them (`wait_for_streams`, `wait_for_events`,
+`wait_for_refusals`) instead of sleeping.
 `stop()` shuts every socket in flight and returns promptly, stalls included.
 """
 
@@ -33,8 +34,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 
+from mock._proxy_counts import Counters
 from mock._proxy_http import Exchange, ProxyServer, is_loopback_ip, parse_upstream
 
 __all__ = ["FaultProxy"]
@@ -43,7 +44,7 @@ _EVERY = -1  # the `cut_order` of a stream that follows `cut_every`
 _POLL_INTERVAL = 0.05  # how often the accept loop checks for shutdown: bounds stop() latency
 
 
-class FaultProxy:
+class FaultProxy(Counters):
     """A fault-injecting HTTP proxy on 127.0.0.1 in front of one upstream server."""
 
     def __init__(
@@ -74,6 +75,8 @@ class FaultProxy:
         self._events = 0
         self._streams_opened = 0
         self._refused = 0
+        self._swallowed: list[str] = []  # paths of the prompts answered and dropped
+        self._to_swallow = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -107,12 +110,7 @@ class FaultProxy:
     def __enter__(self) -> FaultProxy:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop()
 
     @property
@@ -177,51 +175,16 @@ class FaultProxy:
                 stream.muted = True
             return len(self._streams)
 
-    # -- counters and waits ------------------------------------------------------------------
+    def swallow_prompts(self, n: int) -> None:
+        """Answer the next `n` `prompt_async` POSTs with 204 and drop them (opencode #46792)."""
+        with self._cond:
+            self._to_swallow = n
 
     @property
-    def events_relayed(self) -> int:
-        """Complete SSE events relayed to clients, over all streams."""
+    def swallowed(self) -> tuple[str, ...]:
+        """Paths of the prompts swallowed so far."""
         with self._cond:
-            return self._events
-
-    @property
-    def streams_opened(self) -> int:
-        """Event streams whose response headers reached a client."""
-        with self._cond:
-            return self._streams_opened
-
-    @property
-    def open_streams(self) -> int:
-        """Event streams open right now."""
-        with self._cond:
-            return len(self._streams)
-
-    @property
-    def connections_refused(self) -> int:
-        """Connections reset inside a `refuse_for` window."""
-        with self._cond:
-            return self._refused
-
-    def wait_for_streams(self, n: int, timeout: float) -> None:
-        """Block until `n` event streams have been opened in all; TimeoutError otherwise."""
-        self._wait(lambda: self._streams_opened >= n, f"{n} streams opened", timeout)
-
-    def wait_for_events(self, n: int, timeout: float) -> None:
-        """Block until `n` events have been relayed in all; TimeoutError otherwise."""
-        self._wait(lambda: self._events >= n, f"{n} events relayed", timeout)
-
-    def wait_for_refusals(self, n: int, timeout: float) -> None:
-        """Block until `n` connections have been refused in all; TimeoutError otherwise."""
-        self._wait(lambda: self._refused >= n, f"{n} connections refused", timeout)
-
-    def _wait(self, predicate: Callable[[], bool], what: str, timeout: float) -> None:
-        with self._cond:
-            if not self._cond.wait_for(predicate, timeout=timeout):
-                raise TimeoutError(
-                    f"FaultProxy: no {what} within {timeout}s (streams opened "
-                    f"{self._streams_opened}, events {self._events}, refused {self._refused})"
-                )
+            return tuple(self._swallowed)
 
     # -- hooks for the handler threads (mock._proxy_http) ------------------------------------
 
@@ -231,6 +194,16 @@ class FaultProxy:
                 self._refused += 1
                 self._cond.notify_all()
                 return False
+            return True
+
+    def _swallow(self, path: str) -> bool:
+        with self._cond:
+            if self._to_swallow <= 0 or not path.split("?", maxsplit=1)[0].endswith(
+                "/prompt_async"
+            ):
+                return False
+            self._to_swallow -= 1
+            self._swallowed.append(path)
             return True
 
     def _admit_stream(self) -> bool:

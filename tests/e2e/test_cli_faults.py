@@ -239,3 +239,17 @@ def test_a_stream_that_goes_on_with_heartbeats_only_is_reopened_and_ends_done(st
     assert any("no part event for 2s" in text for text in notices), notices
     assert run.result["reconnects"] >= 1
     assert run.result["duration"] < 40  # reopened, not left to the stall timeout (1m)
+
+
+def test_a_prompt_answered_204_and_lost_is_sent_again_and_stored_once(stage, attach):
+    setup = stage({"turns": [{"text": "Done the task."}]})
+    setup.proxy.swallow_prompts(1)  # opencode #46792: accepted, never started
+    run = attach(setup, args=("--json",))
+    assert_consistent(run, "done", 0)
+    assert len(setup.proxy.swallowed) == 1
+    notices = [r["text"] for r in run.records("notice")]
+    assert "the prompt was accepted but no turn started; sending it again" in notices
+    users = [m for m in setup.snapshot(run.result["session_id"]) if m["info"]["role"] == "user"]
+    assert len(users) == 1
+    assert [p["text"] for p in users[0]["parts"] if p["type"] == "text"] == ["Do the task."]
+    assert len(setup.mock.journal.turns()) == 1

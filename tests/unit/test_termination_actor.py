@@ -35,6 +35,7 @@ class FakeClient:
         self._arrives = arrives
         self.prompted = threading.Event()
         self.aborted = threading.Event()
+        self.statuses = {}  # what GET /session/status returns
 
     def messages(self, session_id, limit=None):
         self.reads += 1
@@ -49,6 +50,9 @@ class FakeClient:
                 part = {"type": "text", "text": text}
                 self.history.append({"info": {"id": "msg_001", "role": "user"}, "parts": [part]})
             raise RequestTimeoutError("POST prompt_async: no answer")
+
+    def status(self):
+        return dict(self.statuses)
 
     def abort(self, session_id):
         self.aborts.append(session_id)
@@ -134,29 +138,61 @@ def test_begin_sends_the_prompt_once_after_setting_the_baseline(tmp_path):
     assert synced.get(timeout=5) == SetBaseline(message_id=None)
     assert next_of(published, PromptSent) == PromptSent(number=1, baseline=None)
     assert client.reads == 0
-    assert client.prompts == [
-        (ROOT, "Do it", {"model": "test/mock-model", "agent": None, "variant": None})
-    ]
+    ((session, text, options),) = client.prompts
+    assert (session, text) == (ROOT, "Do it")
+    assert options.pop("messageID").startswith("msg_")
+    assert options.pop("partID").startswith("prt_")  # its own ids: a resend is stored once
+    assert options == {"model": "test/mock-model", "agent": None, "variant": None}
     finish_turn(ref)
     verdict = next_of(published, Concluded)
     assert (verdict.verdict, verdict.exit_code) == ("done", 0)
     assert [a["kind"] for a in verdict.summary["attempts"]] == ["initial"]
 
 
-def test_a_timed_out_post_that_reached_the_server_is_not_sent_again(tmp_path):
-    client = FakeClient(timeouts=1, arrives=True)
+@pytest.mark.parametrize("arrives", [True, False])
+def test_a_timed_out_post_is_sent_once_more_with_the_same_ids(tmp_path, arrives):
+    client = FakeClient(timeouts=1, arrives=arrives)
     ref, published, _ = start(client, tmp_path)
     ref.tell(Begin())
     next_of(published, PromptSent)
-    assert len(client.prompts) == 1
+    first, second = client.prompts
+    assert first == second  # same message and part id: opencode stores it once
 
 
-def test_a_timed_out_post_that_did_not_reach_the_server_is_sent_once_more(tmp_path):
-    client = FakeClient(timeouts=1, arrives=False)
-    ref, published, _ = start(client, tmp_path)
-    ref.tell(Begin())
-    next_of(published, PromptSent)
+def test_a_prompt_whose_turn_never_started_is_sent_again_once(tmp_path):
+    ref, published, clock, client = running(tmp_path)
+    tick_at(ref, clock, 4.9)
+    nothing_more(ref, published)
+    tick_at(ref, clock, 5.0)  # no busy status, no assistant message: look, then send again
+    notice = next_of(published, Notice)
+    assert notice.text == "the prompt was accepted but no turn started; sending it again"
+    client.prompted.clear()
+    assert client.prompted.wait(5)
+    first, again = client.prompts
+    assert first == again
+    tick_at(ref, clock, 10.0)  # looked once more; sent no third time
+    tick_at(ref, clock, 30.0)
+    nothing_more(ref, published)
     assert len(client.prompts) == 2
+
+
+def test_a_prompt_whose_session_turned_busy_is_not_checked(tmp_path):
+    ref, published, clock, client = running(tmp_path)
+    busy = StatusChanged(session_id=ROOT, status={"type": "busy"})
+    ref.tell(Tracked(root_session_id=ROOT, effects=(busy,)))
+    reads = client.reads
+    tick_at(ref, clock, 30.0)
+    nothing_more(ref, published)
+    assert (len(client.prompts), client.reads) == (1, reads)
+
+
+def test_a_prompt_the_server_shows_busy_when_checked_is_not_sent_again(tmp_path):
+    ref, published, clock, client = running(tmp_path)
+    client.statuses = {ROOT: {"type": "busy"}}  # the stream missed it; the server knows
+    tick_at(ref, clock, 5.0)
+    tick_at(ref, clock, 30.0)
+    nothing_more(ref, published)
+    assert len(client.prompts) == 1
 
 
 def test_a_prompt_that_keeps_timing_out_fails_the_phase(tmp_path):
