@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
+import jsonschema
 import yaml
 
 from actors._command import CommandGuard, run_command
@@ -31,7 +32,7 @@ from actors._command import CommandGuard, run_command
 HASH_MAX_FILE = 1 << 20  # files at most this big get a content hash at baseline
 HASH_BUDGET = 32 << 20  # total bytes hashed at baseline, so a huge tree stays cheap
 
-CheckKind = Literal["artifacts", "frontmatter", "command"]
+CheckKind = Literal["artifacts", "frontmatter", "command", "structured"]
 FrontMatterRule = tuple[tuple[str, ...], tuple[str, ...]]
 
 
@@ -43,14 +44,18 @@ class DoneCriteria:
     frontmatter: tuple[FrontMatterRule, ...] = ()
     command: str | None = None
     command_timeout: float = 300.0
+    schema: Mapping[str, Any] | None = None  # `output_schema`: the structured result must fit
 
     @property
     def empty(self) -> bool:
         """True when no check is configured, so every finish passes."""
-        return not self.artifacts and not self.frontmatter and self.command is None
+        nothing = not self.artifacts and not self.frontmatter
+        return nothing and self.command is None and self.schema is None
 
     @classmethod
-    def from_checks(cls, done, *, command_timeout: float = 300.0) -> DoneCriteria:
+    def from_checks(
+        cls, done, *, command_timeout: float = 300.0, schema: Mapping[str, Any] | None = None
+    ) -> DoneCriteria:
         """Build from the phase file's `DoneChecks` (duck-typed: `runner` is not imported)."""
         rules = tuple((tuple(c.globs), tuple(c.required)) for c in done.frontmatter)
         return cls(
@@ -58,6 +63,7 @@ class DoneCriteria:
             frontmatter=rules,
             command=done.command,
             command_timeout=command_timeout,
+            schema=schema,
         )
 
 
@@ -102,7 +108,8 @@ def repairable(report: CheckReport) -> bool:
     """True when every failure is front matter or command (a repair prompt), False otherwise."""
     if report.passed:
         return False
-    return all(failure.kind in ("frontmatter", "command") for failure in report.failures)
+    kinds = ("frontmatter", "command", "structured")
+    return all(failure.kind in kinds for failure in report.failures)
 
 
 def _matches(directory: Path, pattern: str) -> list[Path]:
@@ -245,14 +252,34 @@ def _check_command(
     yield CheckFailure(kind="command", detail=detail)
 
 
+def _check_structured(schema: Mapping[str, Any] | None, value: Any) -> Iterator[CheckFailure]:
+    """With `output_schema`: a structured result that validates against it."""
+    if schema is None:
+        return
+    if value is None:
+        detail = "no structured result: call the StructuredOutput tool with the result"
+        yield CheckFailure(kind="structured", detail=detail)
+        return
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(value)
+    )
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        detail = f"the structured result does not fit the schema at {where}: {error.message}"
+        yield CheckFailure(kind="structured", detail=detail)
+
+
 def run_checks(
     directory: Path,
     criteria: DoneCriteria,
     baseline: ArtifactBaseline,
     guard: CommandGuard | None = None,
+    structured: Any = None,
 ) -> CheckReport:
-    """Run every check (artifacts, front matter, command, in that order) and report all failures."""
+    """Run every check (structured result, artifacts, front matter, command, in that order) and
+    report all failures."""
     failures = [
+        *_check_structured(criteria.schema, structured),
         *_check_artifacts(directory, criteria.artifacts, baseline),
         *_check_frontmatter(directory, criteria.frontmatter),
     ]

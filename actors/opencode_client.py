@@ -199,7 +199,7 @@ def _prompt(text: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if options.get("partID") is not None:
         part["id"] = options["partID"]
     body: dict[str, Any] = {"parts": [part]}
-    for key in ("agent", "system", "variant", "tools", "messageID"):
+    for key in ("agent", "system", "variant", "tools", "messageID", "format"):
         if options.get(key) is not None:
             body[key] = options[key]
     if options.get("model"):

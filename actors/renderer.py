@@ -150,6 +150,9 @@ class RendererActor(SupervisedActor):
         if isinstance(message, VerdictReached):
             head = {"verdict": message.verdict, "reason": message.reason}
             objects = [result_line({**head, "exit_code": message.exit_code, **message.summary})]
+            if message.summary.get("structured") is not None:  # `output_schema`: the result
+                structured = message.summary["structured"]
+                objects.insert(0, {"type": "runner.structured", "structured": structured})
         elif isinstance(message, Tracked):
             now_ms, root = self._clock_ms(), message.root_session_id
             found = (

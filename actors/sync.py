@@ -6,6 +6,11 @@ except after an idle (the root is idle then), `GET /session/status`; it publishe
 `SnapshotFetched` (for the tracker). Failures are reported in the reply, never raised: the
 tracker must release a held idle either way. Secrets
 (the server's password, were a tool to print it) are masked before the snapshot goes anywhere.
+
+opencode 1.18.33 cannot list a page of messages that holds a prompt sent with an output format
+(`output_schema`): it answers HTTP 400 ("Expected OutputFormatJsonSchema"). The messages after
+that prompt still list, so the root's snapshot is then the largest page that does (a binary
+search on `limit`): everything the attempt produced, without its own prompt.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker
 from actors.opencode_client import OpencodeClient
-from core.errors import RunnerError
+from core.errors import RunnerError, UpstreamHTTPError
 from core.redact import masked
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched
 
@@ -83,12 +88,30 @@ class SyncActor(SupervisedActor):
     def _after_baseline(self, baseline: str | None) -> list[dict[str, Any]]:
         """The root's messages after the baseline: the newest page, or all if that is short."""
         if baseline is not None:
-            page = self._client.messages(self._root, limit=PAGE)
+            page = self._root_page(PAGE)
             complete = len(page) < PAGE
             reaches_baseline = not newer_than(page[:1], baseline)
             if complete or reaches_baseline:
                 return newer_than(page, baseline)
-        return newer_than(self._client.messages(self._root), baseline)
+        return newer_than(self._root_page(None), baseline)
+
+    def _root_page(self, limit: int | None) -> list[dict[str, Any]]:
+        """The root's newest `limit` messages (all: None), past a prompt that cannot list."""
+        try:
+            return self._client.messages(self._root, limit=limit)
+        except UpstreamHTTPError as exc:
+            if exc.status != 400 or "OutputFormat" not in exc.body:
+                raise
+        low, high, found = 1, limit or PAGE, []
+        while low <= high:  # the largest page that lists
+            middle = (low + high) // 2
+            try:
+                found, low = self._client.messages(self._root, limit=middle), middle + 1
+            except UpstreamHTTPError as exc:
+                if exc.status != 400:
+                    raise
+                high = middle - 1
+        return found
 
     @staticmethod
     def _failed(request: RequestSync, error: BaseException | None) -> SnapshotFetched:

@@ -37,6 +37,7 @@ class PromptOptions:
     model: str | None = None
     agent: str | None = None
     variant: str | None = None
+    format: dict[str, Any] | None = None  # `output_schema`: {"type": "json_schema", "schema"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +143,8 @@ class TerminationActor(SupervisedActor):
                     text = "the prompt was accepted but no turn started; sending it again"
                     self._publish(Notice(level="warning", text=text))
                     self._submit(lambda n=number: self._post(*self._sent[n]), "resent")
-                case RunChecks():
-                    self._submit(self._check, "checked")
+                case RunChecks(structured=structured):
+                    self._submit(lambda s=structured: self._check(s), "checked")
                 case Abort(reason=reason):
                     self._publish(Notice(level="warning", text=f"aborting the session: {reason}"))
                     self._commands.kill()  # a check still running is moot now
@@ -219,8 +220,9 @@ class TerminationActor(SupervisedActor):
     def _abort_session(self) -> bool:
         return self._client.abort(self._policy.session_id)
 
-    def _check(self) -> tuple[tuple[tuple[str, str], ...], bool]:
-        report = run_checks(self._directory, self._criteria, self._artifacts, self._commands)
+    def _check(self, structured: Any) -> tuple[tuple[tuple[str, str], ...], bool]:
+        criteria, artifacts, guard = self._criteria, self._artifacts, self._commands
+        report = run_checks(self._directory, criteria, artifacts, guard, structured)
         failures = tuple((failure.kind, failure.detail) for failure in report.failures)
         return failures, repairable(report)
 

@@ -9,7 +9,8 @@ from core._termination_text import describe_error
 from core.guards import GuardLimits
 
 FinishClass = Literal["ok", "cut", "failure"]
-OK_FINISHES = frozenset({"stop", "end_turn"})
+# `structured`: the turn ended by calling opencode's StructuredOutput tool (`output_schema`).
+OK_FINISHES = frozenset({"stop", "end_turn", "structured"})
 FAILURE_FINISHES = frozenset({"length", "max_tokens", "content-filter", "content_filter", "error"})
 EXIT_CODES = {
     "done": 0,
@@ -61,7 +62,9 @@ class SendPrompt:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunChecks:
-    """Run the phase's `done` checks."""
+    """Run the phase's `done` checks (`structured`: the attempt's structured result, if any)."""
+
+    structured: Any = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +108,7 @@ class Attempt:
     alive: bool = False
     latest: dict[str, Any] | None = None
     last_error: dict[str, Any] | None = None
+    structured: Any = None  # the structured result of the attempt's last message (output_schema)
 
     def newer(self, message_id: Any) -> bool:
         """Is the message newer than the attempt's baseline (not history)?"""
@@ -115,9 +119,14 @@ class Attempt:
         latest = self.latest or {}
         self.ended_at = now
         self.finish = latest.get("finish")
+        self.structured = latest.get("structured")
+        if self.structured is not None and self.finish == "tool-calls":
+            self.finish = "structured"
         error = self.last_error or latest.get("error")
         name = error.get("name") if error else None
-        if name in FAILURE_ERRORS:  # the model ran out of room or was filtered: resume
+        if name == "StructuredOutputError":  # no structured result: the checks say so, a repair
+            self.finish, self.error = "structured", describe_error(error)
+        elif name in FAILURE_ERRORS:  # the model ran out of room or was filtered: resume
             self.finish = self.finish or FAILURE_ERRORS[name]
             self.error = describe_error(error)
         elif error and name != "MessageAbortedError":  # an abort of ours is no provider error

@@ -163,7 +163,11 @@ class Policy:
         """The attempts so far and the rejected permissions (for the result, whatever ends it)."""
         attempts = [attempt.as_dict() for attempt in self.attempts]
         rejected, spend = list(self.rejected_permissions), self.guards.totals()
-        return {"attempts": attempts, "rejected_permissions": rejected, "spend": spend}
+        structured = next(
+            (a.structured for a in reversed(self.attempts) if a.structured is not None), None
+        )
+        summary = {"attempts": attempts, "rejected_permissions": rejected, "spend": spend}
+        return {**summary, "structured": structured}
 
     # -- transitions -----------------------------------------------------------------------------
 
@@ -225,7 +229,7 @@ class Policy:
         if attempt.end(now):
             return self._conclude("failed", f"provider error: {attempt.error}", now)
         self._fire(Trigger.ATTEMPT_ENDED)
-        return [RunChecks()]
+        return [RunChecks(structured=attempt.structured)]
 
     def _resume(self, details: tuple[str, ...], now: float) -> list[Any]:
         if self._resumes >= self.limits.resumes:

@@ -63,6 +63,7 @@ class PhaseResult:
     server_log_tail: tuple[str, ...] = ()
     totals: dict[str, Any] = field(default_factory=dict)
     spend: dict[str, Any] = field(default_factory=dict)  # the whole session tree's (budgets)
+    structured: Any = None  # the last structured result (`output_schema`), valid or not
 
     @property
     def ok(self) -> bool:
@@ -95,6 +96,7 @@ class PhaseResult:
             server_log_tail=facts.server_log_tail,
             totals=totals_of(attempts),
             spend=dict(concluded.summary.get("spend", {})),
+            structured=concluded.summary.get("structured"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from typing import Any, TextIO
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy
-from actors.termination import PromptOptions
 from core.errors import RunnerError
 from messages.control import Concluded
 from messages.records import VerdictReached
@@ -38,6 +37,7 @@ from runner.phase.derive import (
     DENY_BLOCKING_TOOLS,
     banner,
     permission_policy,
+    prompt_options,
     server_spec,
     termination_policy,
 )
@@ -134,13 +134,13 @@ class Supervisor:
         facts.session_id = session_id = self._create_session(client)
         self._mark(f"session {session_id} created")
         self._check_cancel()
-        criteria = DoneCriteria.from_checks(spec.done)
+        criteria = DoneCriteria.from_checks(spec.done, schema=spec.output_schema)
         actors = SessionActors(
             client=client,
             session_id=session_id,
             permissions=permission_policy(spec),
             policy=termination_policy(spec, session_id, time.monotonic()),
-            prompt=PromptOptions(model=spec.model, agent=spec.agent, variant=spec.variant),
+            prompt=prompt_options(spec),
             criteria=criteria,
             baseline=take_baseline(spec.directory, criteria),
             directory=spec.directory,

@@ -110,6 +110,7 @@ class PhaseSpec:
     timeouts: Timeouts = field(default_factory=Timeouts)
     server: ServerOptions = field(default_factory=ServerOptions)
     opencode_config: Mapping[str, Any] | None = None
+    output_schema: Mapping[str, Any] | None = None  # the structured result's JSON Schema
     output: OutputOptions
 
     @property

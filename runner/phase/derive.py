@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actors._process import ServerSpec
+from actors.termination import PromptOptions
 from core.guards import GuardLimits
 from core.permissions import PermissionPolicy
 from core.termination import Limits, Policy
@@ -46,6 +47,13 @@ def permission_policy(spec: PhaseSpec) -> PermissionPolicy:
         deny=frozenset(permissions.deny),
         feedback=permissions.feedback,
     )
+
+
+def prompt_options(spec: PhaseSpec) -> PromptOptions:
+    """What every prompt of the phase carries besides its text (`format`: `output_schema`)."""
+    schema = spec.output_schema
+    output = None if schema is None else {"type": "json_schema", "schema": dict(schema)}
+    return PromptOptions(model=spec.model, agent=spec.agent, variant=spec.variant, format=output)
 
 
 def termination_policy(spec: PhaseSpec, session_id: str, now: float) -> Policy:

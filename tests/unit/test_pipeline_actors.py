@@ -14,7 +14,7 @@ from actors.responder import REPLY_ATTEMPTS, ResponderActor
 from actors.sync import SyncActor, newer_than
 from actors.tracker import TrackerActor
 from actors.transcript import TranscriptActor, record_type
-from core.errors import ServerUnreachableError
+from core.errors import ServerUnreachableError, UpstreamHTTPError
 from core.permissions import PermissionPolicy
 from core.tracker import PermissionAsked, QuestionAsked, SessionIdle
 from messages.control import EndPhase
@@ -309,6 +309,41 @@ def test_sync_actor_fetches_everything_only_when_the_page_misses_the_baseline(ba
     ((_, messages),) = replies.get(timeout=5).snapshots
     assert messages == tuple(m for m in history if m["info"]["id"] > baseline)
     assert [c for c in client.calls if c[0] == "messages"] == calls
+
+
+class FormatClient(FakeClient):
+    """opencode 1.18.33 with a prompt sent with an output format: a page that holds it is 400."""
+
+    def __init__(self, history, prompt_id):
+        super().__init__(messages={"ses_r": history})
+        self._prompt_id = prompt_id
+
+    def messages(self, session_id, limit=None):
+        page = super().messages(session_id, limit)
+        if any(m["info"]["id"] == self._prompt_id for m in page):
+            raise UpstreamHTTPError(
+                method="GET",
+                path="/session/ses_r/message",
+                status=400,
+                body="Expected OutputFormatJsonSchema, got {...} at [0].info.format",
+            )
+        return page
+
+
+@pytest.mark.parametrize("baseline", [None, "msg_010"])
+def test_a_root_whose_prompt_carried_an_output_format_still_resyncs(baseline):
+    history = [msg(f"msg_{i:03d}") for i in range(1, 21)]
+    prompt = {"info": {"id": "msg_011", "role": "user"}, "parts": []}
+    history[10] = prompt  # the attempt's prompt, with its format: unlistable
+    client = FormatClient(history, "msg_011")
+    replies = queue.Queue()
+    sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
+    sync.tell(SetBaseline(message_id=baseline))
+    sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
+    reply = replies.get(timeout=5)
+    assert reply.error is None
+    ((_, messages),) = reply.snapshots
+    assert [m["info"]["id"] for m in messages] == [f"msg_{i:03d}" for i in range(12, 21)]
 
 
 def test_sync_actor_reports_failures_instead_of_raising():

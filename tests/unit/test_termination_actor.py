@@ -36,6 +36,7 @@ class FakeClient:
         self.prompted = threading.Event()
         self.aborted = threading.Event()
         self.statuses = {}  # what GET /session/status returns
+        self.sent = queue.Queue()  # every prompt POSTed, in order
 
     def messages(self, session_id, limit=None):
         self.reads += 1
@@ -43,6 +44,7 @@ class FakeClient:
 
     def prompt_async(self, session_id, text, **options):
         self.prompts.append((session_id, text, options))
+        self.sent.put(options)
         self.prompted.set()
         if self._timeouts:
             self._timeouts -= 1
@@ -109,13 +111,17 @@ def tick_at(ref, clock, now):
     ref.tell(Tick())
 
 
-def running(tmp_path, client=None, **limits):
-    """An actor whose first prompt went out at t=0 (the policy is RUNNING)."""
+def running(tmp_path, client=None, started=True, **limits):
+    """An actor whose first prompt went out at t=0 (the policy is RUNNING); `started`: the
+    session turned busy, as it does at once for a prompt that arrived."""
     clock = FakeClock()
     client = client or FakeClient()
     ref, published, _ = start(client, tmp_path, clock, **limits)
     ref.tell(Begin())
     next_of(published, PromptSent)  # the baseline outcome was handled before this
+    if started:
+        busy = StatusChanged(session_id=ROOT, status={"type": "busy"})
+        ref.tell(Tracked(root_session_id=ROOT, effects=(busy,)))
     return ref, published, clock, client
 
 
@@ -142,7 +148,7 @@ def test_begin_sends_the_prompt_once_after_setting_the_baseline(tmp_path):
     assert (session, text) == (ROOT, "Do it")
     assert options.pop("messageID").startswith("msg_")
     assert options.pop("partID").startswith("prt_")  # its own ids: a resend is stored once
-    assert options == {"model": "test/mock-model", "agent": None, "variant": None}
+    assert options == {"model": "test/mock-model", "agent": None, "variant": None, "format": None}
     finish_turn(ref)
     verdict = next_of(published, Concluded)
     assert (verdict.verdict, verdict.exit_code) == ("done", 0)
@@ -160,15 +166,13 @@ def test_a_timed_out_post_is_sent_once_more_with_the_same_ids(tmp_path, arrives)
 
 
 def test_a_prompt_whose_turn_never_started_is_sent_again_once(tmp_path):
-    ref, published, clock, client = running(tmp_path)
+    ref, published, clock, client = running(tmp_path, started=False)
     tick_at(ref, clock, 4.9)
     nothing_more(ref, published)
     tick_at(ref, clock, 5.0)  # no busy status, no assistant message: look, then send again
     notice = next_of(published, Notice)
     assert notice.text == "the prompt was accepted but no turn started; sending it again"
-    client.prompted.clear()
-    assert client.prompted.wait(5)
-    first, again = client.prompts
+    first, again = client.sent.get(timeout=5), client.sent.get(timeout=5)
     assert first == again
     tick_at(ref, clock, 10.0)  # looked once more; sent no third time
     tick_at(ref, clock, 30.0)
@@ -177,9 +181,7 @@ def test_a_prompt_whose_turn_never_started_is_sent_again_once(tmp_path):
 
 
 def test_a_prompt_whose_session_turned_busy_is_not_checked(tmp_path):
-    ref, published, clock, client = running(tmp_path)
-    busy = StatusChanged(session_id=ROOT, status={"type": "busy"})
-    ref.tell(Tracked(root_session_id=ROOT, effects=(busy,)))
+    ref, published, clock, client = running(tmp_path)  # busy: the turn started
     reads = client.reads
     tick_at(ref, clock, 30.0)
     nothing_more(ref, published)
@@ -187,7 +189,7 @@ def test_a_prompt_whose_session_turned_busy_is_not_checked(tmp_path):
 
 
 def test_a_prompt_the_server_shows_busy_when_checked_is_not_sent_again(tmp_path):
-    ref, published, clock, client = running(tmp_path)
+    ref, published, clock, client = running(tmp_path, started=False)
     client.statuses = {ROOT: {"type": "busy"}}  # the stream missed it; the server knows
     tick_at(ref, clock, 5.0)
     tick_at(ref, clock, 30.0)
