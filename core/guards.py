@@ -77,7 +77,7 @@ class Guards:
         self.steps = 0
         self.compactions = 0
         self._rows: dict[str, _Row] = {}
-        self._streams: dict[str, list[Any]] = {}  # part id -> [tail, characters unchecked]
+        self._streams: dict[str, list[Any]] = {}  # part id -> [pieces, characters unchecked]
 
     def totals(self) -> dict[str, Any]:
         """The running spend and compactions (the result's `spend`)."""
@@ -150,13 +150,15 @@ class Guards:
         if stream is None:
             if len(self._streams) >= MAX_PARTS:
                 del self._streams[next(iter(self._streams))]
-            stream = self._streams[effect.part_id] = ["", 0]
-        stream[0] = (stream[0] + effect.delta)[-TAIL:]
+            stream = self._streams[effect.part_id] = [[], 0]
+        pieces = stream[0]
+        pieces.append(effect.delta)  # joined only at a check: a delta costs an append
         stream[1] += len(effect.delta)
         if stream[1] < CHECK_EVERY:
             return None
-        stream[1] = 0
-        piece = repeated_tail(stream[0], self.limits.repeats)
+        tail = "".join(pieces)[-TAIL:]
+        pieces[:], stream[1] = [tail], 0
+        piece = repeated_tail(tail, self.limits.repeats)
         if piece is None:
             return None
         return Breach("stalled", f"looping: text repeating {self.limits.repeats} times: {piece}")
