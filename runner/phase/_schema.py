@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from runner.phase._check import Invalid, expected, resolve_path
 
 
 def output_schema(value: Any, *, base: Path, home: str | None) -> dict[str, Any]:
     """The schema, loaded and checked; `Invalid` names the problem."""
+    import jsonschema  # 0.1 s: only for phases that have a schema, not before opencode starts
+
     if isinstance(value, str):
         value = _read(resolve_path(value, base, home))
     if not isinstance(value, dict):

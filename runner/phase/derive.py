@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from actors._process import ServerSpec
-from actors.termination import PromptOptions
 from core.guards import GuardLimits
 from core.permissions import PermissionPolicy
 from core.termination import Limits, Policy
@@ -49,8 +48,12 @@ def permission_policy(spec: PhaseSpec) -> PermissionPolicy:
     )
 
 
-def prompt_options(spec: PhaseSpec) -> PromptOptions:
+def prompt_options(spec: PhaseSpec) -> Any:
     """What every prompt of the phase carries besides its text (`format`: `output_schema`)."""
+    # Imported here: the CLI loads this module before it starts opencode, ahead of the heavy
+    # modules (pykka, requests) that actors.termination brings.
+    from actors.termination import PromptOptions
+
     schema = spec.output_schema
     output = None if schema is None else {"type": "json_schema", "schema": dict(schema)}
     return PromptOptions(model=spec.model, agent=spec.agent, variant=spec.variant, format=output)
