@@ -28,7 +28,7 @@ node_modules/.installed: package.json
 	touch $@
 
 run: setup ## Set up, then run the example phase on the mock LLM
-	PYTHON=$(PY) examples/hello/run.sh
+	$(PY) -m runner examples/hello/phase.yaml
 
 test: setup ## Run every test: unit, end-to-end and parity against the real opencode server
 	$(PY) -m pytest $(PYTEST_ARGS)

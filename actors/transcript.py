@@ -152,6 +152,10 @@ class TranscriptActor(SupervisedActor):
 
 
 def record_type(message: Any) -> str:
-    """`VerdictReached` -> `runner.verdict_reached`."""
-    name = type(message).__name__
-    return "runner." + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """A `VerdictReached` -> `runner.verdict_reached`."""
+    return record_name(type(message))
+
+
+def record_name(kind: type) -> str:
+    """`VerdictReached` (the class) -> `runner.verdict_reached`."""
+    return "runner." + re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()

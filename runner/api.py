@@ -23,6 +23,7 @@ from actors._process import Prespawned
 from actors.renderer import MODES
 from runner._events import EventBuffer
 from runner._logs import logger
+from runner._mock import EmbeddedMock
 from runner.phase import PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec
 from runner.result import PhaseResult
@@ -195,12 +196,27 @@ def run_phases(
     parallel: int = 1,
     batch: Batch | None = None,
     prespawned: Mapping[Any, Prespawned] | None = None,
+    mock: EmbeddedMock | None = None,
     **options: Any,
 ) -> list[PhaseResult]:
     """Run phases, `parallel` at a time; phases asking for the same server share one."""
     specs = [_spec_of(phase) for phase in phases]
     if not specs:
         return []
+    if mock is not None:  # started by the caller (the CLI, before its early servers)
+        return _run_all(specs, parallel, batch, prespawned, options)
+    with EmbeddedMock(specs) as ours:  # a phase's `mock` (runner._mock)
+        options["env"] = {**(options.get("env") or {}), **ours.env}
+        return _run_all(specs, parallel, batch, prespawned, options)
+
+
+def _run_all(
+    specs: list[PhaseSpec],
+    parallel: int,
+    batch: Batch | None,
+    prespawned: Mapping[Any, Prespawned] | None,
+    options: dict[str, Any],
+) -> list[PhaseResult]:
     servers = _servers(specs, options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
 

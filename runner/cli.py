@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from actors import Prespawned
 from core.errors import PhaseFileError, ServerStartError
+from runner._mock import EmbeddedMock
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec, sibling
 
@@ -30,6 +31,20 @@ if TYPE_CHECKING:
 EXIT_USAGE = 64
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 SAFETY_NET_TIMEOUT = 5.0
+EPILOG = """\
+other commands:
+  python -m runner check PHASE.yaml ...     validate phase files, start nothing (0 or 64)
+  python -m runner show RUN.jsonl [--plain|--json|--thinking]
+                                            print a recorded run as it was shown live
+
+exit codes:
+  0 done   1 failed (server, stream, provider error)   2 incomplete, stalled or timed out
+  64 bad arguments or phase file   130 SIGINT   143 SIGTERM   129 SIGHUP
+
+example:
+  python -m runner examples/hello/phase.yaml --plain
+  python -m runner phases/*.yaml --parallel 3 --json > events.ndjson
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +56,12 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of SPEC §2."""
-    parser = _Parser(prog="python -m runner", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="python -m runner",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("phases", nargs="+", metavar="PHASE.yaml", help="phase files to run")
     parser.add_argument(
         "--parallel",
@@ -66,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print NDJSON events")
     output.add_argument("--plain", action="store_true", help="no colours or styles")
     parser.add_argument("--attach", metavar="URL", help="use a running opencode server")
+    parser.add_argument(
+        "--mock", metavar="SCRIPT", help="serve the phases from the scripted mock LLM"
+    )
     parser.add_argument("--transcript", metavar="PATH", help="where to write the transcript")
     parser.add_argument("--verbose", action="store_true", help="diagnostics on stderr")
     return parser
@@ -81,8 +104,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def load_all(args: argparse.Namespace) -> list[PhaseSpec]:
-    """Validate every phase file before anything starts."""
+def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec]:
+    """Validate every phase file before anything starts (`create`: make the output folders;
+    else only check that they could be made)."""
     if args.transcript and len(args.phases) > 1 and "{name}" not in args.transcript:
         raise PhaseFileError(
             f"--transcript: several phases need a {{name}} placeholder, got {args.transcript!r}"
@@ -94,23 +118,25 @@ def load_all(args: argparse.Namespace) -> list[PhaseSpec]:
         thinking=args.thinking,
         attach=args.attach,
         transcript=args.transcript,
+        mock=args.mock,
     )
     specs = [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
     for spec in specs:
-        _prepare_outputs(spec, flag="--transcript" if args.transcript else None)
+        _prepare_outputs(spec, flag="--transcript" if args.transcript else None, create=create)
     return specs
 
 
-def _prepare_outputs(spec: PhaseSpec, *, flag: str | None) -> None:
-    """The output folders exist and can be written, before anything starts."""
+def _prepare_outputs(spec: PhaseSpec, *, flag: str | None, create: bool) -> None:
+    """The output folders exist (or could be made) and can be written, before anything starts."""
     for key, path in (
         ("output.transcript", spec.output.transcript),
         ("output.result", spec.output.result),
     ):
         folder = Path(path).parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            writable = os.access(folder, os.W_OK)
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(_existing(folder), os.W_OK)
         except OSError as exc:
             writable, why = False, exc.strerror
         else:
@@ -118,6 +144,13 @@ def _prepare_outputs(spec: PhaseSpec, *, flag: str | None) -> None:
         if not writable:
             where = flag if flag and key == "output.transcript" else f"{spec.source}: {key}"
             raise PhaseFileError(f"{where}: cannot write to {folder} ({why})")
+
+
+def _existing(folder: Path) -> Path:
+    """`folder`, or its nearest ancestor that exists (where it would be made)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
 
 
 def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
@@ -156,24 +189,37 @@ def exit_code(results: list[PhaseResult], signalled: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, validate, run, and return the exit code."""
+    """Parse, validate, run, and return the exit code (or `check` / `show`: runner.commands)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("check", "show") and not Path(argv[0]).is_file():
+        from runner import commands
+
+        return (commands.check_main if argv[0] == "check" else commands.show_main)(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         specs = load_all(args)
+        mock = EmbeddedMock(specs)
     except PhaseFileError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    early = prestart(specs, args.parallel)
-    try:
-        return _run(args, specs, early)
-    except KeyboardInterrupt:  # before its handler was installed (the heavy imports)
-        return SIGNAL_EXIT[signal.SIGINT]
-    finally:
-        for prespawned in early.values():  # what no phase adopted
-            prespawned.discard()
+    with mock:
+        os.environ.update(mock.env)  # the early servers inherit it
+        early = prestart(specs, args.parallel)
+        try:
+            return _run(args, specs, early, mock)
+        except KeyboardInterrupt:  # before its handler was installed (the heavy imports)
+            return SIGNAL_EXIT[signal.SIGINT]
+        finally:
+            for prespawned in early.values():  # what no phase adopted
+                prespawned.discard()
 
 
-def _run(args: argparse.Namespace, specs: list[PhaseSpec], early: dict[Any, Prespawned]) -> int:
+def _run(
+    args: argparse.Namespace,
+    specs: list[PhaseSpec],
+    early: dict[Any, Prespawned],
+    mock: EmbeddedMock,
+) -> int:
     """Run the phases: the heavy imports happen here, while the early servers boot."""
     from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
 
@@ -186,6 +232,7 @@ def _run(args: argparse.Namespace, specs: list[PhaseSpec], early: dict[Any, Pres
             parallel=args.parallel,
             batch=batch,
             prespawned=early,
+            mock=mock,
             mode=output_mode(args, sys.stdout),
             out=sys.stdout,
             verbose=args.verbose,

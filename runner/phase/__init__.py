@@ -33,6 +33,7 @@ from runner.phase._check import (
     text,
 )
 from runner.phase._prompt import var_name
+from runner.phase._schema import mock_script
 from runner.phase._spec import (
     Budgets,
     DoneChecks,
@@ -74,6 +75,7 @@ class Overrides:
     attach: str | None = None
     transcript: str | None = None
     result: str | None = None
+    mock: str | None = None
 
 
 def load_phase(
@@ -119,7 +121,18 @@ def parse_phase(
         spec = build(data, ctx)
     except Invalid as exc:
         raise PhaseFileError(f"{source}: {exc}") from None
-    return _apply(spec, flags, ctx)
+    return _with_mock(_apply(spec, flags, ctx))
+
+
+def _with_mock(spec: PhaseSpec) -> PhaseSpec:
+    """A phase on the mock LLM talks to it through opencode's provider config: when the file
+    gives none, the default one (its URL comes from `MOCK_LLM_URL`, set by the run)."""
+    if spec.mock is None or spec.opencode_config is not None:
+        return spec
+    from mock import opencode_provider_config
+
+    config = opencode_provider_config("{env:MOCK_LLM_URL}")
+    return replace(spec, opencode_config=config, model=spec.model or config["model"])
 
 
 def _apply(spec: PhaseSpec, flags: Overrides, ctx: Context) -> PhaseSpec:
@@ -131,6 +144,9 @@ def _apply(spec: PhaseSpec, flags: Overrides, ctx: Context) -> PhaseSpec:
         changes["agent"] = _flag("--agent", text, flags.agent)
     if flags.thinking is not None:
         changes["thinking"] = _flag("--thinking", flag, flags.thinking)
+    if flags.mock is not None:
+        script = partial(mock_script, base=Path.cwd(), home=ctx.home)
+        changes["mock"] = _flag("--mock", script, flags.mock)
     if flags.attach is not None:
         attach = _flag("--attach", loopback_url, flags.attach)
         changes["server"] = replace(spec.server, attach=attach)

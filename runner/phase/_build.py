@@ -33,7 +33,7 @@ from runner.phase._check import (
     text,
 )
 from runner.phase._prompt import prompt_of, variables_of
-from runner.phase._schema import output_schema
+from runner.phase._schema import mock_script, output_schema
 from runner.phase._spec import (
     DEFAULT_RESULT,
     DEFAULT_TRANSCRIPT,
@@ -61,7 +61,7 @@ SECTIONS = {
 }
 TOP_KEYS = (
     *("name", "label", "prompt", "prompt_file", "vars", "agent", "model", "variant"),
-    *("directory", "thinking", "opencode_config", "output_schema"),
+    *("directory", "thinking", "opencode_config", "output_schema", "mock"),
     *SECTIONS,
 )
 # A nested key written at the top level (`resumes: 3`) is suggested with its section.
@@ -138,6 +138,7 @@ def _sections(top: dict, ctx: Context, name: str) -> dict[str, Any]:
         "timeouts": section("timeouts", partial(_simple, table=_TIMEOUTS, cls=Timeouts)),
         "server": section("server", partial(_server, ctx=ctx)),
         "opencode_config": section("opencode_config", optional(_opencode_config)),
+        "mock": section("mock", optional(partial(mock_script, base=ctx.base_dir, home=ctx.home))),
         "output_schema": section(
             "output_schema", optional(partial(output_schema, base=ctx.base_dir, home=ctx.home))
         ),

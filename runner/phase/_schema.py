@@ -1,4 +1,6 @@
-"""The phase key `output_schema`: a JSON Schema for the phase's structured result.
+"""The phase keys that name a file of another format: `output_schema` and `mock`.
+
+`output_schema` is a JSON Schema for the phase's structured result.
 
 An inline mapping, or the path of a `.json` file (relative to the phase file) holding one. It
 must describe an object (opencode offers it to the model as the parameters of a tool named
@@ -12,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.phase._check import Invalid, expected, resolve_path
+from runner.phase._check import Invalid, expected, resolve_path, text
 
 
 def output_schema(value: Any, *, base: Path, home: str | None) -> dict[str, Any]:
@@ -46,3 +48,17 @@ def _read(path: Path) -> Any:
         raise Invalid(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise Invalid(f"{path} is not JSON: {exc}") from None
+
+
+def mock_script(value: Any, *, base: Path, home: str | None) -> Path:
+    """`mock`: a mock LLM script (JSON or YAML) that loads; its absolute path."""
+    from mock import ScriptError, load_script  # the embedded default LLM (runner._mock)
+
+    path = resolve_path(text(value), base, home)
+    if not path.is_file():
+        raise Invalid(f"no such file: {path}")
+    try:
+        load_script(path)
+    except ScriptError as exc:
+        raise Invalid(f"not a mock script: {exc}") from None
+    return path

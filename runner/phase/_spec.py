@@ -111,6 +111,7 @@ class PhaseSpec:
     server: ServerOptions = field(default_factory=ServerOptions)
     opencode_config: Mapping[str, Any] | None = None
     output_schema: Mapping[str, Any] | None = None  # the structured result's JSON Schema
+    mock: Path | None = None  # the mock LLM script the run serves the phase from (runner._mock)
     output: OutputOptions
 
     @property

@@ -18,6 +18,16 @@ pytestmark = pytest.mark.timeout(30)
 GOOD = "name: p\nprompt: hi\nmodel: test/mock-model\n"
 
 
+def run_cli_args(capsys, argv):
+    """main(argv)'s exit code, its stderr and its stdout."""
+    try:
+        code = main(argv)
+    except SystemExit as exited:
+        code = exited.code
+    captured = capsys.readouterr()
+    return code, captured.err.strip(), captured.out
+
+
 def run_cli(capsys, tmp_path, text, *flags):
     """main()'s exit code (argparse exits through SystemExit) and its stderr."""
     (tmp_path / "p.yaml").write_text(text)
@@ -28,37 +38,37 @@ def run_cli(capsys, tmp_path, text, *flags):
     return code, capsys.readouterr().err.strip()
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (
-            GOOD + "budgets:\n  resumes: three\n",
-            "budgets.resumes: expected a non-negative integer, got 'three'",
-        ),
-        (GOOD + "budgets:\n  resume: 1\n", "budgets.resume: unknown key (did you mean 'resumes'?)"),
-        (GOOD + "promt: x\n", "promt: unknown key (did you mean 'prompt'?)"),
-        (GOOD + "budgets:\n  repairs: -1\n", "budgets.repairs: expected a non-negative integer"),
-        (GOOD + "timeouts:\n  phase: soon\n", "timeouts.phase: expected a duration"),
-        (GOOD + "timeouts:\n  stall: 0s\n", "timeouts.stall: must be greater than zero"),
-        ("name: p\nprompt: hi\nmodel: gpt4\n", "model: expected provider/model, got 'gpt4'"),
-        ("name: p\nmodel: a/b\n", "prompt: missing required key (give prompt or prompt_file)"),
-        ("name: p\nprompt: hi ${WHO}\n", "prompt: unknown variable ${WHO}"),
-        (GOOD + "permissions:\n  default: maybe\n", "permissions.default:"),
-        (GOOD + "permissions:\n  allow: bash\n", "permissions.allow:"),
-        (GOOD + "directory: /no/such/dir\n", "directory: "),
-        (GOOD + "server:\n  attach: http://10.0.0.1:4096\n", "server.attach:"),
-        (GOOD + "done:\n  artifacts: notes.md\n", "done.artifacts:"),
-        (GOOD + "done:\n  frontmatter:\n    required: [a]\n", "done.frontmatter"),
-        (GOOD + "output:\n  transcript: runs/{nme}.jsonl\n", "output.transcript:"),
-        (GOOD + "thinking: maybe\n", "thinking:"),
-        ("- a\n- b\n", "expected a mapping"),
-        ("name: p\nprompt: [unclosed\n", "line"),
-        ("", "empty"),
-        ("prompt: hi\n", "name:"),
-        (GOOD + "opencode_config: [1]\n", "opencode_config:"),
-        (GOOD + "vars:\n  X: [1]\n", "vars.X:"),
-    ],
-)
+BAD_FILES = [
+    (
+        GOOD + "budgets:\n  resumes: three\n",
+        "budgets.resumes: expected a non-negative integer, got 'three'",
+    ),
+    (GOOD + "budgets:\n  resume: 1\n", "budgets.resume: unknown key (did you mean 'resumes'?)"),
+    (GOOD + "promt: x\n", "promt: unknown key (did you mean 'prompt'?)"),
+    (GOOD + "budgets:\n  repairs: -1\n", "budgets.repairs: expected a non-negative integer"),
+    (GOOD + "timeouts:\n  phase: soon\n", "timeouts.phase: expected a duration"),
+    (GOOD + "timeouts:\n  stall: 0s\n", "timeouts.stall: must be greater than zero"),
+    ("name: p\nprompt: hi\nmodel: gpt4\n", "model: expected provider/model, got 'gpt4'"),
+    ("name: p\nmodel: a/b\n", "prompt: missing required key (give prompt or prompt_file)"),
+    ("name: p\nprompt: hi ${WHO}\n", "prompt: unknown variable ${WHO}"),
+    (GOOD + "permissions:\n  default: maybe\n", "permissions.default:"),
+    (GOOD + "permissions:\n  allow: bash\n", "permissions.allow:"),
+    (GOOD + "directory: /no/such/dir\n", "directory: "),
+    (GOOD + "server:\n  attach: http://10.0.0.1:4096\n", "server.attach:"),
+    (GOOD + "done:\n  artifacts: notes.md\n", "done.artifacts:"),
+    (GOOD + "done:\n  frontmatter:\n    required: [a]\n", "done.frontmatter"),
+    (GOOD + "output:\n  transcript: runs/{nme}.jsonl\n", "output.transcript:"),
+    (GOOD + "thinking: maybe\n", "thinking:"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("name: p\nprompt: [unclosed\n", "line"),
+    ("", "empty"),
+    ("prompt: hi\n", "name:"),
+    (GOOD + "opencode_config: [1]\n", "opencode_config:"),
+    (GOOD + "vars:\n  X: [1]\n", "vars.X:"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_FILES)
 def test_bad_phase_file_exits_64_naming_file_and_key(capsys, tmp_path, text, message):
     code, err = run_cli(capsys, tmp_path, text)
     assert code == 64
@@ -121,3 +131,40 @@ def test_unwritable_output_in_the_file_exits_64_naming_the_key(capsys, tmp_path)
     assert err.startswith(
         f"runner: {tmp_path / 'p.yaml'}: output.result: cannot write to /proc/nope"
     )
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_FILES)
+def test_check_says_what_a_run_says_and_starts_nothing(capsys, tmp_path, text, message):
+    ran, run_err = run_cli(capsys, tmp_path, text)
+    checked, check_err, _ = run_cli_args(capsys, ["check", str(tmp_path / "p.yaml")])
+    assert (checked, check_err) == (ran, run_err) == (64, run_err)
+    assert message in check_err
+
+
+def test_check_of_good_files_is_0_and_creates_no_folder(capsys, tmp_path):
+    text = GOOD + "output:\n  transcript: out/deep/{name}.jsonl\n"
+    (tmp_path / "p.yaml").write_text(text)
+    example = PROJECT_ROOT / "examples" / "hello" / "phase.yaml"
+    code, _, out = run_cli_args(capsys, ["check", str(tmp_path / "p.yaml"), str(example)])
+    assert code == 0
+    assert out.splitlines() == [
+        f"ok: {tmp_path / 'p.yaml'} (phase p)",
+        f"ok: {example} (phase hello)",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_reports_every_bad_file(capsys, tmp_path):
+    (tmp_path / "a.yaml").write_text(GOOD + "promt: x\n")
+    (tmp_path / "b.yaml").write_text("name: b\n")
+    paths = [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    code, err, _ = run_cli_args(capsys, ["check", *paths])
+    assert code == 64
+    assert len(err.splitlines()) == 2
+
+
+def test_help_lists_the_exit_codes_an_example_and_the_commands(capsys):
+    code, _, out = run_cli_args(capsys, ["--help"])
+    assert code == 0
+    for text in ("exit codes:", "64 bad arguments", "130 SIGINT", "example:", "runner check"):
+        assert text in out, out

@@ -17,7 +17,7 @@ ALLOWED = {
     "core": {"core"},
     "messages": {"messages", "core"},
     "actors": {"actors", "messages", "core"},
-    "runner": {"runner", "actors", "messages", "core"},
+    "runner": {"runner", "actors", "messages", "core", "mock"},  # mock: the embedded default LLM
     "mock": {"mock"},
 }
 # Pure layers import only the standard library, and libraries that do no IO either: orjson

@@ -1,0 +1,126 @@
+"""`python -m runner check PHASE.yaml ...` and `python -m runner show TRANSCRIPT.jsonl`.
+
+`check` validates phase files exactly as a run does (the same flags, the same one-line errors)
+and starts nothing: no server, no output folder created. Exit 0, or 64 at the first bad file
+(every file is checked and reported).
+
+`show` renders a recorded run again, through the same tracker, renderer and view as it was
+shown live: each raw event of the transcript goes through a `Tracker` of the run's root
+session, each `runner.*` record becomes its message again, and a `RendererActor` prints them in
+order (`--plain`, `--json`, `--thinking`; rich on a terminal). The clock of the view is the
+time of the latest record, so a retry countdown reads as it did. What a resync recovered is
+not in the transcript as raw events, so a part only a resync saw is not shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import PhaseFileError
+from runner.cli import EXIT_USAGE, build_parser, load_all, output_mode
+
+__all__ = ["check_main", "show_main"]
+
+
+def check_main(argv: list[str]) -> int:
+    """`check`: validate each phase file; 0 when all are good, else 64."""
+    parser = build_parser()
+    parser.prog = "python -m runner check"
+    args = parser.parse_args(argv)
+    code = 0
+    for path in args.phases:
+        try:
+            (spec,) = load_all(argparse.Namespace(**{**vars(args), "phases": [path]}), create=False)
+        except PhaseFileError as exc:
+            print(f"runner: {exc}", file=sys.stderr)
+            code = EXIT_USAGE
+        else:
+            print(f"ok: {path} (phase {spec.name})")
+    return code
+
+
+def show_main(argv: list[str]) -> int:
+    """`show`: print a recorded run as it was shown live."""
+    parser = argparse.ArgumentParser(prog="python -m runner show")
+    parser.add_argument("transcript", metavar="TRANSCRIPT.jsonl")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print NDJSON events")
+    group.add_argument("--plain", action="store_true", help="no colours or styles")
+    parser.add_argument("--thinking", action="store_true", help="show the agent's reasoning")
+    args = parser.parse_args(argv)
+    try:
+        lines = _read(Path(args.transcript))
+    except (OSError, ValueError) as exc:
+        print(f"runner: {args.transcript}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _replay(lines, mode=output_mode(args, sys.stdout), thinking=args.thinking)
+    return 0
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                raise ValueError(f"line {number} is not JSON") from None
+    if not lines or lines[0].get("type") != "runner.header":
+        raise ValueError("not a runner transcript (no runner.header line first)")
+    return lines
+
+
+def _replay(lines: list[dict[str, Any]], *, mode: str, thinking: bool) -> None:
+    import pykka  # the heavy modules: only once the arguments are known
+
+    from actors.renderer import SHOW, RendererActor
+    from actors.transcript import record_name
+    from core.tracker import Tracker
+    from messages.pipeline import Tracked
+
+    records = {record_name(kind): kind for kind in SHOW}
+    root = _root(lines)
+    tracker = Tracker(root or "")
+    clock = [0]
+    renderer = RendererActor.start(
+        mode=mode, out=sys.stdout, thinking=thinking, clock_ms=lambda: clock[0]
+    )
+    try:
+        for line in lines[1:]:
+            kind = str(line.get("type"))
+            if not kind.startswith("runner."):
+                effects = tuple(tracker.apply(line)) if root else ()
+                if effects:
+                    renderer.tell(Tracked(root_session_id=root, effects=effects, raw=(line,)))
+            elif (message := _message(records.get(kind), line)) is not None:
+                clock[0] = int(float(line.get("time", 0)) * 1000)
+                renderer.ask(message, timeout=30)  # in order, at the time it was recorded
+    finally:
+        renderer.stop(timeout=10)
+        pykka.ActorRegistry.stop_all(timeout=10)
+
+
+def _root(lines: list[dict[str, Any]]) -> str | None:
+    for line in lines:
+        if line.get("type") in ("runner.header", "runner.phase_started") and line.get("session_id"):
+            return str(line["session_id"])
+    return None
+
+
+def _message(kind: type | None, line: dict[str, Any]) -> Any:
+    """A record line as its message again (None for records the view does not show)."""
+    if kind is None:
+        return None
+    names = {field.name for field in dataclasses.fields(kind)}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in line.items() if k in names}
+    try:
+        return kind(**fields)
+    except TypeError:
+        return None

@@ -1,0 +1,106 @@
+"""`python -m runner check` and `python -m runner show` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.test_cli import cli, write_note  # noqa: F401 (a fixture)
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def runner(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *map(str, args)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_show_prints_what_the_live_plain_run_printed(cli):  # noqa: F811
+    turns = [
+        {"text": "Writing the note.", "tool_calls": [write_note()]},
+        {"tool_calls": [{"name": "read", "arguments": {"filePath": "notes/note.md"}}]},
+        {"text": ["All ", "done."]},
+    ]
+    run = cli({"turns": turns}, done={"artifacts": ["notes/note.md"]})
+    assert run.code == 0, run.stderr[-2000:]
+    shown = runner("show", run.result["transcript"], "--plain")
+    assert shown.returncode == 0, shown.stderr
+    live = run.stdout.splitlines()
+    again = shown.stdout.splitlines()
+    assert "All done." in live
+    assert again == live
+
+
+def test_show_json_prints_the_run_format_lines_and_the_result(cli):  # noqa: F811
+    run = cli({"turns": [{"text": "Hello."}]})
+    shown = runner("show", run.result["transcript"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    kinds = [line.split('"type":"', 1)[1].split('"', 1)[0] for line in shown.stdout.splitlines()]
+    assert kinds == ["step_start", "text", "step_finish", "runner.result"]
+
+
+def test_show_of_a_file_that_is_no_transcript_is_64_with_one_line(tmp_path):
+    bogus = tmp_path / "x.jsonl"
+    bogus.write_text('{"type": "session.idle"}\n')
+    shown = runner("show", bogus)
+    assert shown.returncode == 64
+    assert shown.stderr.strip() == (
+        f"runner: {bogus}: not a runner transcript (no runner.header line first)"
+    )
+
+
+def run_isolated(tmp_path, *args):
+    env = {**os.environ, **isolated_env(tmp_path)}
+    env.pop("MOCK_LLM_URL", None)
+    env.pop("OPENCODE_SERVER_PASSWORD", None)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *map(str, args)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+
+
+def test_the_example_phase_runs_as_is_on_its_embedded_mock(tmp_path):
+    example = tmp_path / "hello"
+    shutil.copytree(PROJECT_ROOT / "examples" / "hello", example)
+    run = run_isolated(tmp_path, example / "phase.yaml", "--plain")
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    assert "verdict: done" in run.stdout
+    assert (example / "workspace" / "notes" / "hello.md").is_file()
+
+
+def test_mock_flag_serves_a_phase_that_names_no_provider(tmp_path):
+    script = tmp_path / "script.yaml"
+    script.write_text("turns:\n  - text: Hi from the flag.\n")
+    project = make_project(tmp_path / "work")
+    phase = tmp_path / "p.yaml"
+    phase.write_text(f"name: p\nprompt: Say hi.\ndirectory: {project}\n")
+    run = run_isolated(tmp_path, phase, "--plain", "--mock", script)
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    assert "Hi from the flag." in run.stdout
+
+
+def test_a_bad_mock_script_is_64_with_one_line(tmp_path):
+    script = tmp_path / "script.json"
+    script.write_text('{"turns": [{"text": 3}]}')
+    phase = tmp_path / "p.yaml"
+    phase.write_text("name: p\nprompt: Say hi.\nmock: script.json\n")
+    run = run_isolated(tmp_path, "check", phase)
+    assert run.returncode == 64
+    assert run.stderr.strip().startswith(f"runner: {phase}: mock: not a mock script: ")
+    assert "\n" not in run.stderr.strip()
