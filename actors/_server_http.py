@@ -28,7 +28,7 @@ def probe(
                 return str(client.health(timeout=1.0).get("version", "")), None
             except UpstreamHTTPError as exc:
                 if exc.status == 401:
-                    return "", f"opencode at {url} rejected the password (HTTP 401)"
+                    return "", _refused(url, password)
                 if clock() >= deadline:
                     return "", f"opencode at {url} is not healthy: {exc}"
             except RunnerError as exc:
@@ -38,6 +38,12 @@ def probe(
         return "", "stopped"
     finally:
         client.close()
+
+
+def _refused(url: str, password: str | None) -> str:
+    if password is None:
+        return f"opencode at {url} asks for a password: set OPENCODE_SERVER_PASSWORD (HTTP 401)"
+    return f"opencode at {url} rejected the password in OPENCODE_SERVER_PASSWORD (HTTP 401)"
 
 
 def abort_busy_sessions(url: str, password: str | None) -> None:

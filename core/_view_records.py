@@ -97,7 +97,8 @@ def retry(status: dict[str, Any], now_ms: int) -> list[Styled]:
     """A `retry` status: `retrying in 4s, attempt 2: rate limited`."""
     when = ""
     if isinstance(status.get("next"), int | float):
-        when = f" in {max(0, math.ceil((status['next'] - now_ms) / 1000))}s"
+        left = max(0, status["next"] - now_ms)
+        when = f" in {round(left)}ms" if left < 1000 else f" in {math.ceil(left / 1000)}s"
     message = f": {status['message']}" if status.get("message") else ""
     return [(f"retrying{when}, attempt {status.get('attempt', '?')}{message}", "retry")]
 

@@ -106,11 +106,18 @@ def _edit(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
 
 def _bash(inputs: dict[str, Any], state: dict[str, Any], _directory: str | None) -> Described:
     code = _exit_code(state)
-    output = _metadata(state).get("output", state.get("output"))
+    metadata = _metadata(state)
+    output = metadata.get("output", state.get("output"))
     lines = str(output or "").rstrip("\n").splitlines()
-    details = [clip(line, 200) if line.strip() else "" for line in lines[:OUTPUT_LINES]]
-    if len(lines) > OUTPUT_LINES:
-        details.append(f"… {len(lines) - OUTPUT_LINES} more lines")
+    if metadata.get("truncated") and metadata.get("outputPath"):
+        # opencode kept the output's tail for the model and saved the whole of it: say where,
+        # and show the last lines (where an error usually is), not the cut-off first ones.
+        details = [f"… truncated by opencode; the full output is in {metadata['outputPath']}"]
+        details += [clip(line, 200) if line.strip() else "" for line in lines[-OUTPUT_LINES:]]
+    else:
+        details = [clip(line, 200) if line.strip() else "" for line in lines[:OUTPUT_LINES]]
+        if len(lines) > OUTPUT_LINES:
+            details.append(f"… {len(lines) - OUTPUT_LINES} more lines")
     outcome = f"exit {code}" if code is not None else None
     return clip(str(inputs.get("command") or "")), outcome, details
 

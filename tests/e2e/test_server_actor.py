@@ -171,7 +171,9 @@ def test_attach_with_a_wrong_password_fails_at_once(spec_for):
     start_server(spec_for(attach_url=ready.url, attach_password="wrong"), attached_inbox)
     failed = attached_inbox.expect((ServerFailed, ServerReady), timeout=5)
     assert isinstance(failed, ServerFailed)
-    assert failed.reason == f"opencode at {ready.url} rejected the password (HTTP 401)"
+    assert failed.reason == (
+        f"opencode at {ready.url} rejected the password in OPENCODE_SERVER_PASSWORD (HTTP 401)"
+    )
     owner.stop()
 
 

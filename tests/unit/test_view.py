@@ -287,12 +287,20 @@ ITEM_CASES = [
         [Line("retrying in 4s, attempt 2: rate limited", "retry")],
     ),
     (
+        "retry_under_a_second_in_milliseconds",
+        StatusChanged(
+            session_id=ROOT,
+            status={"type": "retry", "attempt": 2, "message": "429", "next": NOW + 300},
+        ),
+        [Line("retrying in 300ms, attempt 2: 429", "retry")],
+    ),
+    (
         "retry_in_the_past_is_zero",
         StatusChanged(
             session_id=ROOT,
             status={"type": "retry", "attempt": 5, "message": "overloaded", "next": NOW - 900},
         ),
-        [Line("retrying in 0s, attempt 5: overloaded", "retry")],
+        [Line("retrying in 0ms, attempt 5: overloaded", "retry")],
     ),
     ("busy_is_quiet", StatusChanged(session_id=ROOT, status={"type": "busy"}), []),
     ("idle_is_quiet", SessionIdle(session_id=ROOT), []),
@@ -463,6 +471,29 @@ TOOL_CASES = [
         ],
     ),
     (
+        "bash_output_opencode_truncated_names_the_saved_file",
+        tool(
+            "bash",
+            {"command": "seq 10000", "description": "count"},
+            output="...\n\n001\n" + "".join(f"{i}\n" for i in range(4002, 10001)),
+            metadata={
+                "exit": 0,
+                "truncated": True,
+                "outputPath": "/home/u/.local/share/opencode/tool-output/tool_1",
+                "output": "...\n\n001\n" + "".join(f"{i}\n" for i in range(4002, 10001)),
+            },
+        ),
+        [
+            Line("✓ bash seq 10000 → exit 0", "tool.ok"),
+            Line(
+                "    … truncated by opencode; the full output is in"
+                " /home/u/.local/share/opencode/tool-output/tool_1",
+                "dim",
+            ),
+            *(Line(f"    {i}", "dim") for i in range(9996, 10001)),
+        ],
+    ),
+    (
         "bash_nonzero_exit",
         tool("bash", {"command": "false"}, output="", metadata={"exit": 1, "output": ""}),
         [Line("✗ bash false → exit 1", "tool.error")],
@@ -620,7 +651,7 @@ def test_view_line_during_stream_ends_inline_and_stream_resumes_below():
     assert feed_all(view, [delta("Hel"), retry, delta("lo"), text_final("Hello")]) == [
         Write("Hel"),
         Write("\n"),
-        Line("retrying in 0s, attempt 1: 429", "retry"),
+        Line("retrying in 0ms, attempt 1: 429", "retry"),
         Write("lo"),
         Write("\n"),
     ]
