@@ -30,8 +30,8 @@ node_modules/.installed: package.json
 run: setup ## Set up, then run the example phase on the mock LLM
 	$(PY) -m runner examples/hello/phase.yaml
 
-test: setup ## Run every test: unit, end-to-end and parity against the real opencode server
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup ## Run every test: unit, end-to-end, parity, and the example's own tests (plugin)
+	$(PY) -m pytest -p runner.testing tests examples/hello/test_hello.py $(PYTEST_ARGS)
 
 test-unit: setup ## Run the unit tests only (no opencode server)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
