@@ -194,6 +194,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         if fault.retry_after is not None:
             self.send_header("Retry-After", f"{fault.retry_after:g}")
+        if fault.retry_after_ms is not None:
+            self.send_header("retry-after-ms", f"{fault.retry_after_ms:g}")
+        for name, value in fault.headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

@@ -51,6 +51,8 @@ class Fault:
     kind: str
     attempts: frozenset[int] | None
     retry_after: float | None = None
+    retry_after_ms: float | None = None  # `retry-after-ms`, which opencode prefers
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (`x-ratelimit-*`, ...)
     message: str | None = None
     after_chunks: int = 0
     delay: float = 0.0

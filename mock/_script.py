@@ -13,7 +13,9 @@ TURN keys: text, reasoning (str or list of str: one delta each), tool_calls (lis
 delay (seconds between chunks), faults (list of FAULT). A turn needs at least one of text,
 reasoning, tool_calls or faults.
 FAULT keys: kind (one of 429, 500, 400, stall, cut, drip, malformed), attempt (int >= 1, a
-list of them, or "all"; default 1), and per kind: retry_after and message (429/500/400),
+list of them, or "all"; default 1), and per kind: retry_after (seconds: `Retry-After`),
+retry_after_ms (`retry-after-ms`), headers (more response headers, e.g. `x-ratelimit-*`)
+and message (429/500/400),
 after_chunks (stall: default 0; cut and malformed: default 1), delay (drip, required).
 A list whose first item has a `type` is the flat CodeCome format (see `mock._flat`).
 Every problem is a `ScriptError` reading `<source>: <path>: <problem>`.
@@ -57,7 +59,7 @@ from mock._model import (
 
 _TURN_KEYS = ("text", "reasoning", "tool_calls", "usage", "finish", "delay", "faults")
 _FAULT_KEYS = {
-    **dict.fromkeys(ERROR_KINDS, ("retry_after", "message")),
+    **dict.fromkeys(ERROR_KINDS, ("retry_after", "retry_after_ms", "headers", "message")),
     "stall": ("after_chunks",),
     "cut": ("after_chunks",),
     "malformed": ("after_chunks",),
@@ -198,6 +200,15 @@ def _fault(raw: Any, path: str) -> Fault:
         fields["attempts"] = _attempts(obj["attempt"], at_key(path, "attempt"))
     if "retry_after" in obj:
         fields["retry_after"] = expect_number(obj["retry_after"], at_key(path, "retry_after"))
+    if "retry_after_ms" in obj:
+        where = at_key(path, "retry_after_ms")
+        fields["retry_after_ms"] = expect_number(obj["retry_after_ms"], where)
+    if "headers" in obj:
+        headers = expect_object(obj["headers"], at_key(path, "headers"))
+        fields["headers"] = tuple(
+            (str(name), expect_str(value, at_key(at_key(path, "headers"), name), empty_ok=True))
+            for name, value in headers.items()
+        )
     if "message" in obj:
         fields["message"] = expect_str(obj["message"], at_key(path, "message"), empty_ok=False)
     if kind in _DEFAULT_AFTER_CHUNKS:

@@ -104,3 +104,14 @@ def test_a_bad_mock_script_is_64_with_one_line(tmp_path):
     assert run.returncode == 64
     assert run.stderr.strip().startswith(f"runner: {phase}: mock: not a mock script: ")
     assert "\n" not in run.stderr.strip()
+
+
+def test_a_sub_second_provider_hint_is_honoured_and_shown_in_milliseconds(cli):  # noqa: F811
+    fault = {"kind": "429", "retry_after_ms": 300, "headers": {"x-ratelimit-remaining": "0"}}
+    run = cli({"turns": [{"text": "After the hint.", "faults": [fault]}]})
+    assert run.code == 0, run.stderr[-2000:]
+    retry = [line for line in run.stdout.splitlines() if line.startswith("retrying in ")]
+    assert len(retry) == 1, run.stdout
+    assert retry[0].split(",")[0].endswith("ms"), retry  # e.g. "retrying in 297ms"
+    first, second = run.mock.journal.turns()
+    assert 0.25 <= second.time - first.time < 2.0  # waited the hint, not a default backoff

@@ -471,3 +471,15 @@ def test_tools_comparing_themselves_run_opencode_offline_as_the_runner_does():
     from mock._env import OFFLINE_ENV as MOCK_FLAGS
 
     assert MOCK_FLAGS == RUNNER_FLAGS
+
+
+def test_a_fault_sends_retry_after_ms_and_rate_limit_headers(start_mock):
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"}
+    fault = {"kind": "429", "retry_after_ms": 300, "headers": headers}
+    mock = start_mock([{"text": "Later.", "faults": [fault]}])
+    refused = _post(mock, _body())
+    assert refused.status_code == 429
+    assert refused.headers["retry-after-ms"] == "300"
+    assert "Retry-After" not in refused.headers
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"] == "300ms"
