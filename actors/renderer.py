@@ -88,6 +88,7 @@ class RendererActor(SupervisedActor):
         thinking: bool = False,
         verbose: bool = False,
         prefix: str | None = None,
+        live_status: bool = True,
         redact: tuple[str, ...] = (),
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         report: Report | None = None,
@@ -101,6 +102,10 @@ class RendererActor(SupervisedActor):
         self._clock_ms = clock_ms
         self._view = TerminalView(thinking=thinking, verbose=verbose, prefix=prefix)
         self._console = _rich_console(out) if mode == "rich" else None
+        self._live: Any = None  # rich on a terminal: a status line under the scrollback
+        # One live region per terminal: with --parallel (a prefix) the phases share it, so none.
+        terminal = getattr(out, "isatty", lambda: False)() and prefix is None
+        self._live_status = live_status and mode == "rich" and terminal
         self._redact = tuple(secret for secret in redact if secret)
         self._masker = StreamRedactor(self._redact)  # for JSON text, where secrets are escaped
         self._closed = False
@@ -124,9 +129,18 @@ class RendererActor(SupervisedActor):
             except (OSError, ValueError):
                 self._closed = True
 
+    def on_start(self) -> None:
+        """Rich on a terminal: open the live region (`actors._live`)."""
+        if self._live_status:
+            from actors._live import LiveArea
+
+            self._live = LiveArea(self._console, self._clock_ms)
+
     def on_stop(self) -> None:
-        """Leave the terminal at the start of a line."""
+        """Leave the terminal at the start of a line (and clear the live region)."""
         self.flush()
+        if self._live is not None:
+            self._live.stop()
         super().on_stop()
 
     def _render(self, message: Any) -> None:
@@ -138,6 +152,8 @@ class RendererActor(SupervisedActor):
                 self._print(self._view.effects(message.effects, self._clock_ms()))
             else:
                 self._print(SHOW[type(message)](self._view, message))
+            if self._live is not None:
+                _update(self._live, message)
         except (BrokenPipeError, ValueError, OSError) as exc:
             self._closed = True
             logger.warning("renderer: output closed ({}); nothing more is printed", exc)
@@ -174,7 +190,7 @@ class RendererActor(SupervisedActor):
         if self._console is None:
             self._out.write("".join(_plain(out) for out in outs))
         else:
-            _print_rich(self._console, outs)
+            _print_rich(self._console, outs, self._live)
         self._out.flush()
 
 
@@ -201,10 +217,29 @@ def _rich_console(out: TextIO) -> Any:
     return Console(file=out, force_terminal=True, highlight=False, soft_wrap=True)
 
 
-def _print_rich(console: Any, outs: list[Out]) -> None:
-    """Print `outs` as rich Text (never markup: agent text may contain brackets)."""
+def _update(live: Any, message: Any) -> None:
+    """Tell the status line what the message means."""
+    status = live.status
+    if isinstance(message, Tracked):
+        status.observe(message.effects, message.raw)
+    elif isinstance(message, AttemptStarted):
+        status.attempt_started(message.number)
+    elif isinstance(message, PermissionAnswered):
+        status.permission_answered()
+    elif isinstance(message, VerdictReached):
+        status.finished(message.verdict)
+    live.refresh()
+
+
+def _print_rich(console: Any, outs: list[Out], live: Any = None) -> None:
+    """Print `outs` as rich Text (never markup: agent text may contain brackets); through the
+    live region when there is one."""
     from rich.text import Text
 
     for out in outs:
+        if live is not None:
+            text = Text(_clean(out.text), style=RICH_STYLES.get(out.style, ""))
+            (live.write if isinstance(out, Write) else live.line)(text)
+            continue
         end = "" if isinstance(out, Write) else "\n"
         console.print(Text(_clean(out.text), style=RICH_STYLES.get(out.style, "")), end=end)

@@ -273,3 +273,53 @@ def test_renderer_skips_a_look_alike_of_a_known_message():
 def test_renderer_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         RendererActor.start(mode="html", out=io.StringIO())
+
+
+class Terminal(io.StringIO):
+    """A StringIO that says it is a terminal (rich mode then keeps a live status line)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+def test_rich_mode_on_a_terminal_keeps_a_status_line_under_the_scrollback(color_env):
+    out = Terminal()
+    actor = RendererActor.start(mode="rich", out=out, clock_ms=lambda: NOW)
+    deltas = ("Hello ", "world.\nSecond ", "line")
+    effects = tuple(
+        PartDelta(session_id=ROOT, message_id="m", part_id="p", part_type="text", delta=d)
+        for d in deltas
+    )
+    actor.tell(Tracked(root_session_id=ROOT, effects=effects))
+    settle(actor)
+    drawn = CONTROL.sub("", out.getvalue())
+    assert "Hello world." in drawn  # a whole line went to the scrollback
+    assert "● writing · 0s · 0 steps · 0 tokens · $0.0000" in drawn  # under it, the status
+    actor.stop(timeout=10)
+    lines = [line for line in CONTROL.sub("\n", out.getvalue()).splitlines() if line.strip()]
+    assert "Second line" in lines  # what was still streaming is printed at the stop
+
+
+def test_rich_mode_without_a_terminal_prints_no_status_line(color_env):
+    actor, out = start("rich")
+    actor.tell(tracked(text_final("Hello.")))
+    settle(actor)
+    actor.stop(timeout=10)
+    assert "●" not in out.getvalue()
+
+
+def test_phases_sharing_a_terminal_keep_no_live_region(color_env):
+    out = Terminal()
+    actors = [
+        RendererActor.start(mode="rich", out=out, clock_ms=lambda: NOW, prefix=name)
+        for name in ("a", "b")
+    ]
+    for actor in actors:
+        actor.tell(tracked(text_final("Hello.")))
+        settle(actor)
+        actor.stop(timeout=10)
+    assert "●" not in out.getvalue()
+    assert CONTROL.sub("", out.getvalue()).count("Hello.") == 2
