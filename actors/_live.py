@@ -1,4 +1,5 @@
-"""The rich view's bottom area: the line streaming now and the status line under it.
+"""The rich view's bottom area: the line streaming now and the status line under it; with
+`--parallel`, a table of the phases instead (`LiveBoard`).
 
 In rich mode on a terminal the renderer prints through `LiveArea` instead of straight to the
 console. Complete lines go to the scrollback above (`console.print`); the text of a line still
@@ -15,11 +16,12 @@ from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.table import Table
 from rich.text import Text
 
 from core.status import LiveStatus
 
-__all__ = ["LiveArea"]
+__all__ = ["LiveArea", "LiveBoard"]
 
 REFRESH_PER_SECOND = 4
 
@@ -77,3 +79,48 @@ class LiveArea:
         if pending.plain:
             self._live.console.print(pending)
         self._live.stop()
+
+
+class LiveBoard:
+    """`--parallel` on a terminal: one live table, a row per phase (name, state, attempt,
+    elapsed, steps, tokens, cost); each phase's renderer updates its row and prints only its
+    verdict above (the full output of every phase is in its transcript). The table stays on
+    screen at the end, as the batch's summary."""
+
+    def __init__(self, console: Console, clock_ms: Callable[[], int]) -> None:
+        self._clock_ms = clock_ms
+        self._lock = threading.Lock()
+        self._rows: dict[str, LiveStatus] = {}
+        self._live = Live(self, console=console, refresh_per_second=REFRESH_PER_SECOND)
+        self._live.start()
+
+    def row(self, name: str) -> LiveStatus:
+        """The row of phase `name` (added now)."""
+        with self._lock:
+            status = self._rows[name] = LiveStatus(self._clock_ms())
+        return status
+
+    def print(self, text: Text) -> None:
+        """A line above the table."""
+        self._live.console.print(text)
+
+    def refresh(self) -> None:
+        """Redraw now."""
+        self._live.refresh()
+
+    def stop(self) -> None:
+        """Draw the table a last time and leave it."""
+        self._live.stop()
+
+    def __rich__(self) -> Table:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("phase", "state", "attempt", "elapsed", "steps", "tokens", "cost"):
+            table.add_column(column, justify="left" if column in ("phase", "state") else "right")
+        now = self._clock_ms()
+        with self._lock:
+            rows = list(self._rows.items())
+        for name, status in rows:
+            shown = status.fields(now)
+            keys = ("state", "attempt", "elapsed", "steps", "tokens", "cost")
+            table.add_row(name, *(shown[key] for key in keys))
+        return table

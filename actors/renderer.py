@@ -89,6 +89,7 @@ class RendererActor(SupervisedActor):
         verbose: bool = False,
         prefix: str | None = None,
         live_status: bool = True,
+        board: Any = None,
         redact: tuple[str, ...] = (),
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         report: Report | None = None,
@@ -101,8 +102,10 @@ class RendererActor(SupervisedActor):
         self._thinking = thinking
         self._clock_ms = clock_ms
         self._view = TerminalView(thinking=thinking, verbose=verbose, prefix=prefix)
-        self._console = _rich_console(out) if mode == "rich" else None
+        self._console = rich_console(out) if mode == "rich" else None
         self._live: Any = None  # rich on a terminal: a status line under the scrollback
+        self._board = board if mode == "rich" else None  # --parallel: a row of a shared table
+        self._row: Any = None
         # One live region per terminal: with --parallel (a prefix) the phases share it, so none.
         terminal = getattr(out, "isatty", lambda: False)() and prefix is None
         self._live_status = live_status and mode == "rich" and terminal
@@ -131,7 +134,9 @@ class RendererActor(SupervisedActor):
 
     def on_start(self) -> None:
         """Rich on a terminal: open the live region (`actors._live`)."""
-        if self._live_status:
+        if self._board is not None:
+            self._row = self._board.row(self._view.prefix or "phase")
+        elif self._live_status:
             from actors._live import LiveArea
 
             self._live = LiveArea(self._console, self._clock_ms)
@@ -148,17 +153,30 @@ class RendererActor(SupervisedActor):
         try:
             if self._mode == "json":
                 self._json(message)
+            elif self._board is not None:
+                self._on_board(message)
             elif isinstance(message, Tracked):
                 self._print(self._view.effects(message.effects, self._clock_ms()))
             else:
                 self._print(SHOW[type(message)](self._view, message))
             if self._live is not None:
-                _update(self._live, message)
+                _observe(self._live.status, message, self._clock_ms())
+                self._live.refresh()
         except (BrokenPipeError, ValueError, OSError) as exc:
             self._closed = True
             logger.warning("renderer: output closed ({}); nothing more is printed", exc)
         except Exception:
             logger.exception("renderer: could not show {}", type(message).__name__)
+
+    def _on_board(self, message: Any) -> None:
+        """`--parallel` on a terminal: the phase's row; only its verdict is printed."""
+        _observe(self._row, message, self._clock_ms())
+        if isinstance(message, VerdictReached):  # one print: the blocks of two phases never mix
+            from rich.text import Text
+
+            lines = [_styled(out) for out in SHOW[VerdictReached](self._view, message)]
+            self._board.print(Text("\n").join(lines))
+        self._board.refresh()
 
     def _json(self, message: Any) -> None:
         """NDJSON lines: run-format objects of a batch, the closing `runner.result`, or none."""
@@ -210,16 +228,15 @@ def _plain(out: Out) -> str:
     return _clean(out.text) + "\n" if isinstance(out, Line) else _clean(out.text)
 
 
-def _rich_console(out: TextIO) -> Any:
+def rich_console(out: TextIO) -> Any:
     """A Console writing to `out`, colours forced, no highlighting or wrapping."""
     from rich.console import Console
 
     return Console(file=out, force_terminal=True, highlight=False, soft_wrap=True)
 
 
-def _update(live: Any, message: Any) -> None:
-    """Tell the status line what the message means."""
-    status = live.status
+def _observe(status: Any, message: Any, now_ms: int) -> None:
+    """Tell a status line (`core.status.LiveStatus`) what the message means."""
     if isinstance(message, Tracked):
         status.observe(message.effects, message.raw)
     elif isinstance(message, AttemptStarted):
@@ -227,8 +244,14 @@ def _update(live: Any, message: Any) -> None:
     elif isinstance(message, PermissionAnswered):
         status.permission_answered()
     elif isinstance(message, VerdictReached):
-        status.finished(message.verdict)
-    live.refresh()
+        status.finished(message.verdict, now_ms)
+
+
+def _styled(out: Out) -> Any:
+    """A view output as rich Text (cleaned, styled, never markup)."""
+    from rich.text import Text
+
+    return Text(_clean(out.text), style=RICH_STYLES.get(out.style, ""))
 
 
 def _print_rich(console: Any, outs: list[Out], live: Any = None) -> None:
@@ -238,8 +261,7 @@ def _print_rich(console: Any, outs: list[Out], live: Any = None) -> None:
 
     for out in outs:
         if live is not None:
-            text = Text(_clean(out.text), style=RICH_STYLES.get(out.style, ""))
-            (live.write if isinstance(out, Write) else live.line)(text)
+            (live.write if isinstance(out, Write) else live.line)(_styled(out))
             continue
         end = "" if isinstance(out, Write) else "\n"
         console.print(Text(_clean(out.text), style=RICH_STYLES.get(out.style, "")), end=end)

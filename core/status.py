@@ -37,6 +37,7 @@ class LiveStatus:
         self.tokens = 0
         self.cost = 0.0
         self._retry_at: float | None = None  # epoch ms of the next provider retry
+        self._ended_ms: int | None = None  # the clock stops at the verdict
 
     def observe(self, effects: Iterable[Any], raw: Iterable[dict[str, Any]] = ()) -> None:
         """A tracked batch: its effects, and its raw events (a tool's `running` has no effect)."""
@@ -54,23 +55,34 @@ class LiveStatus:
         """The runner answered a permission request."""
         self.state = _WAITING
 
-    def finished(self, verdict: str) -> None:
-        """The verdict is out."""
-        self.state, self._retry_at = f"verdict: {verdict}", None
+    def finished(self, verdict: str, now_ms: int | None = None) -> None:
+        """The verdict is out (at `now_ms`: the elapsed time stops there)."""
+        self.state, self._retry_at, self._ended_ms = f"verdict: {verdict}", None, now_ms
 
     def line(self, now_ms: int) -> str:
         """The status line at `now_ms`."""
+        shown = self.fields(now_ms)
+        figures = [shown["state"], shown["elapsed"]]
+        if self.attempt:
+            figures.append(f"attempt {self.attempt}")
+        steps = f"{self.steps} step" + ("s" if self.steps != 1 else "")
+        figures += [steps, f"{shown['tokens']} tokens", shown["cost"]]
+        return "● " + " · ".join(figures)
+
+    def fields(self, now_ms: int) -> dict[str, str]:
+        """The figures one by one, as text (a row of the `--parallel` table)."""
         state = self.state
         if self._retry_at is not None:
             left = max(0.0, self._retry_at - now_ms)
             state = f"retrying in {left / 1000:.0f}s" if left >= 1000 else "retrying now"
-        elapsed = describe_duration(max(0, now_ms - self.started_ms) // 1000)
-        figures = [state, elapsed]
-        if self.attempt:
-            figures.append(f"attempt {self.attempt}")
-        steps = f"{self.steps} step" + ("s" if self.steps != 1 else "")
-        figures += [steps, f"{self.tokens:,} tokens", f"${self.cost:.4f}"]
-        return "● " + " · ".join(figures)
+        return {
+            "state": state,
+            "elapsed": _elapsed(self.started_ms, self._ended_ms or now_ms),
+            "attempt": str(self.attempt or ""),
+            "steps": str(self.steps),
+            "tokens": f"{self.tokens:,}",
+            "cost": f"${self.cost:.4f}",
+        }
 
     def _on_part(self, part: Any) -> None:
         if not isinstance(part, dict) or part.get("type") != "tool":
@@ -103,3 +115,7 @@ class LiveStatus:
         self.tokens += step_tokens(part.get("tokens"))
         cost = part.get("cost")
         self.cost += float(cost) if isinstance(cost, int | float) else 0.0
+
+
+def _elapsed(start_ms: int, now_ms: int) -> str:
+    return describe_duration(max(0, now_ms - start_ms) // 1000)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -120,6 +121,7 @@ def start_phase(
     env: Mapping[str, str] | None = None,
     prefix: str | None = None,
     server: SharedServer | None = None,
+    board: Any = None,
 ) -> PhaseHandle:
     """Start a phase in the background; `PhaseFileError` if the file is wrong."""
     if mode not in MODES:
@@ -134,6 +136,7 @@ def start_phase(
         env=dict(env or {}),
         on_event=on_event,
         events=events.put,
+        board=board,
     )
     return PhaseHandle(Supervisor(spec, options, server=server), events)
 
@@ -219,6 +222,9 @@ def _run_all(
 ) -> list[PhaseResult]:
     servers = _servers(specs, options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
+    board = _board(options, parallel, len(specs))
+    if board is not None:
+        options = {**options, "board": board}
 
     def one(spec: PhaseSpec) -> PhaseResult:
         prefix = spec.name if parallel > 1 else None
@@ -234,5 +240,19 @@ def _run_all(
                 batch.cancel("interrupted while waiting for the results")
                 raise
     finally:
+        if board is not None:
+            board.stop()
         for shared in servers.values():
             shared.stop(quick=batch.cancelled is not None)
+
+
+def _board(options: dict[str, Any], parallel: int, phases: int) -> Any:
+    """Rich output on a terminal with phases side by side: one live table for them all."""
+    out = options.get("out")
+    terminal = out is not None and getattr(out, "isatty", lambda: False)()
+    if options.get("mode") != "rich" or parallel < 2 or phases < 2 or not terminal:
+        return None
+    from actors._live import LiveBoard
+    from actors.renderer import rich_console
+
+    return LiveBoard(rich_console(out), lambda: int(time.time() * 1000))

@@ -64,6 +64,7 @@ class RunOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     on_event: Callable[[Any], None] | None = None
     events: Callable[[Any], None] | None = None  # a bounded buffer's `put`
+    board: Any = None  # `--parallel` on a terminal: the live table of the phases
 
 
 class Supervisor:
@@ -170,6 +171,7 @@ class Supervisor:
                 thinking=spec.thinking,
                 verbose=options.verbose,
                 prefix=options.prefix,
+                board=options.board,
             ),
             on_event=options.on_event,
             events=options.events,

@@ -54,6 +54,7 @@ class ViewOptions:
     thinking: bool = False
     verbose: bool = False
     prefix: str | None = None
+    board: Any = None  # `--parallel` on a terminal: the shared live table (actors._live)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +129,7 @@ class Wiring:
             verbose=view.verbose,
             prefix=view.prefix,
             redact=outputs.redact,
+            board=view.board,
         )
         if outputs.on_event is not None:  # it stops itself after the verdict: not in `_refs`
             observer = ObserverActor.start(on_event=outputs.on_event)

@@ -323,3 +323,30 @@ def test_phases_sharing_a_terminal_keep_no_live_region(color_env):
         actor.stop(timeout=10)
     assert "●" not in out.getvalue()
     assert CONTROL.sub("", out.getvalue()).count("Hello.") == 2
+
+
+def test_parallel_phases_on_a_terminal_share_one_table_and_print_their_verdicts(color_env):
+    from actors._live import LiveBoard
+    from actors.renderer import rich_console
+
+    out = Terminal()
+    board = LiveBoard(rich_console(out), lambda: NOW)
+    actors = [
+        RendererActor.start(mode="rich", out=out, clock_ms=lambda: NOW, prefix=name, board=board)
+        for name in ("alpha", "beta")
+    ]
+    for actor in actors:
+        actor.tell(tracked(text_final("Hello.")))
+        actor.tell(VERDICT)
+        settle(actor)
+        actor.stop(timeout=10)
+    board.stop()
+    lines = [line.rstrip() for line in CONTROL.sub("\n", out.getvalue()).splitlines()]
+    assert "[alpha] ━━ verdict: done (exit 0)" in lines
+    assert "[beta] ━━ verdict: done (exit 0)" in lines
+    assert "Hello." not in lines  # each phase's full output is in its transcript, not here
+    rows = [line.split() for line in lines if line.startswith(("alpha ", "beta "))]
+    assert [row[:4] for row in rows[-2:]] == [
+        ["alpha", "verdict:", "done", "0s"],
+        ["beta", "verdict:", "done", "0s"],
+    ]

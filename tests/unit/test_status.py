@@ -73,3 +73,9 @@ def test_totals_add_every_step_of_the_tree():
     status.observe([step(cost=0.5, total=1000), step(cost=0.25, total=500)])
     assert (status.steps, status.tokens, status.cost) == (2, 1500, 0.75)
     assert status.line(START).endswith("· 2 steps · 1,500 tokens · $0.7500")
+
+
+def test_the_clock_stops_at_the_verdict():
+    status = LiveStatus(START)
+    status.finished("done", START + 18_000)
+    assert status.fields(START + 60_000)["elapsed"] == "18s"
