@@ -49,14 +49,24 @@ def split_arguments(text: str, pieces: int = ARGUMENT_PIECES) -> tuple[str, ...]
     return tuple(text[start:end] for start, end in itertools.pairwise(bounds))
 
 
+# An estimate never passes this: only a script's own `usage` can fill opencode's context and
+# make it compact (a 1 MB turn once did, and the mock, asked again, repeated it until timeout).
+ESTIMATE_CAP = 2000
+
+
+def estimate(chars: int) -> int:
+    """About 4 characters a token, at least 1, at most `ESTIMATE_CAP`."""
+    return min(ESTIMATE_CAP, max(1, (chars + 3) // 4))
+
+
 def usage_of(turn: Turn, prompt_tokens: int = 0) -> dict[str, int]:
-    """The usage block: the turn's own counts, else an estimate (about 4 chars a token)."""
+    """The usage block: the turn's own counts, else an estimate (`estimate`)."""
     chars = sum(map(len, turn.text + turn.reasoning))
     chars += sum(len(call.name) + len(call.arguments) for call in turn.tool_calls)
     prompt = turn.usage.prompt_tokens
     prompt = prompt_tokens if prompt is None else prompt
     completion = turn.usage.completion_tokens
-    completion = max(1, (chars + 3) // 4) if completion is None else completion
+    completion = estimate(chars) if completion is None else completion
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

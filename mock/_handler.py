@@ -32,6 +32,7 @@ from mock._chunks import (
     build_completion,
     encode_event,
     error_body,
+    estimate,
 )
 from mock._dispatch import Decision
 from mock._model import ERROR_KINDS, STREAM_KINDS, Fault
@@ -107,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error_fault(fault)
             return
         envelope = _envelope(request, entry.index)
-        tokens = len(json.dumps(request.get("messages", []))) // 4
+        tokens = estimate(len(json.dumps(request.get("messages", []))))
         if streamed:
             chunks = build_chunks(decision.turn, envelope, prompt_tokens=tokens)
             self._stream(decision, fault, chunks)

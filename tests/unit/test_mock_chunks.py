@@ -8,6 +8,7 @@ import pytest
 
 from mock._chunks import (
     DONE_EVENT,
+    ESTIMATE_CAP,
     MALFORMED_EVENT,
     Envelope,
     build_chunks,
@@ -191,3 +192,10 @@ def test_error_body_shape(kind, message, expected):
     error = error_body(kind, message)["error"]
     assert (error["message"], error["type"]) == expected
     assert isinstance(error["code"], str)
+
+
+def test_an_estimate_cannot_fill_a_context_only_a_scripted_usage_can():
+    huge = Turn(text=("x" * 1_000_000,))
+    assert usage_of(huge)["completion_tokens"] == ESTIMATE_CAP
+    scripted = Turn(text=("x" * 1_000_000,), usage=Usage(completion_tokens=250_000))
+    assert usage_of(scripted)["completion_tokens"] == 250_000
