@@ -3,7 +3,8 @@ answer for opencode's side requests (title, summary) that never consume a turn.
 
 Theory of operation: the turn index is the number of `assistant` messages in the request,
 so the history itself says where the loop is and opencode's retries (identical bodies) land
-on the same turn. Past the end of the script the last turn repeats. The attempt is 1 + how
+on the same turn. Past the end of the script the last turn repeats (a `strict` script answers
+400 instead, naming the turn). The attempt is 1 + how
 many earlier requests had the same turn index, counted per `Dispatcher` (per `MockLLM`).
 Subagent sessions (opencode's `task` tool) start a fresh conversation of their own, which
 would replay turn 0 (the task call) forever; so a request whose first user message contains
@@ -128,12 +129,24 @@ class Dispatcher:
             self._attempts[position, index] = attempt
             self._agent_requests += 1
             served = self._agent_requests
-        turn = (branch or self._script).turn_at(index)
-        fault = self._blanket_fault(served) or select_fault(turn, attempt)
+        source = branch or self._script
+        turn = source.turn_at(index)
+        fault = (
+            self._blanket_fault(served)
+            or self._past_the_script(index, len(source.turns))
+            or select_fault(turn, attempt)
+        )
         match = branch.match if branch else None
         return Decision(
             kind=kind, turn_index=index, attempt=attempt, turn=turn, fault=fault, branch=match
         )
+
+    def _past_the_script(self, index: int, turns: int) -> Fault | None:
+        # A strict script has no answer past its last turn: say so, loudly (HTTP 400).
+        if not self._script.strict or index < turns:
+            return None
+        message = f"mock (strict): no turn {index + 1} in the script, it has {turns}"
+        return Fault(kind="400", attempts=None, message=message)
 
     def _blanket_fault(self, served: int) -> Fault | None:
         # --429-after/--500-after N: the first N agent requests follow the script.

@@ -101,6 +101,7 @@ class Script:
     turns: tuple[Turn, ...]
     title: str = DEFAULT_TITLE
     subagents: tuple[Branch, ...] = ()
+    strict: bool = False  # past the last turn: an error, not the last turn again
 
     def turn_at(self, index: int) -> Turn:
         """The turn for a 0-based index; past the end the last turn repeats."""

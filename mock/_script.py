@@ -1,6 +1,7 @@
 """Loading and validating scripts (JSON or YAML, canonical or flat) into a `Script`.
 
-Canonical format: `{"turns": [TURN, ...], "title"?: str, "subagents"?: [BRANCH, ...]}` or
+Canonical format: `{"turns": [TURN, ...], "title"?: str, "subagents"?: [BRANCH, ...],
+"strict"?: bool}` (strict: a request past the last turn is answered 400, not the last turn) or
 a bare list of turns.
 BRANCH keys: match (non-empty str), turns (list of TURN, validated like the main ones),
 title (optional, ignored). A chat request whose first user message contains `match` (plain
@@ -114,13 +115,16 @@ def _script(data: Any) -> Script:
         return Script(turns=_turns(data, ""))
     if not isinstance(data, Mapping):
         fail("", f'expected an object with "turns" or a list of turns, got {shown(data)}')
-    check_keys(data, "", ("turns", "title", "subagents"))
+    check_keys(data, "", ("turns", "title", "subagents", "strict"))
     turns = _turns(require(data, "", "turns"), "turns")
     title = DEFAULT_TITLE
     if "title" in data:
         title = expect_str(data["title"], "title", empty_ok=False)
     subagents = _branches(data.get("subagents", []), "subagents")
-    return Script(turns=turns, title=title, subagents=subagents)
+    strict = data.get("strict", False)
+    if not isinstance(strict, bool):
+        fail("strict", f"expected true or false, got {shown(strict)}")
+    return Script(turns=turns, title=title, subagents=subagents, strict=strict)
 
 
 def _branches(value: Any, path: str) -> tuple[Branch, ...]:

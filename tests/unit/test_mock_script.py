@@ -246,7 +246,7 @@ def test_flat_items_inside_turns_object_keep_the_title():
         ),
         pytest.param(
             {"turns": [{"text": "a"}], "model": "x"},
-            "s.json: model: unknown key (expected one of: subagents, title, turns)",
+            "s.json: model: unknown key (expected one of: strict, subagents, title, turns)",
             id="unknown-top-key",
         ),
         pytest.param(

@@ -483,3 +483,14 @@ def test_a_fault_sends_retry_after_ms_and_rate_limit_headers(start_mock):
     assert "Retry-After" not in refused.headers
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     assert refused.headers["x-ratelimit-reset-requests"] == "300ms"
+
+
+def test_a_strict_script_answers_400_past_its_last_turn(start_mock):
+    mock = start_mock({"strict": True, "turns": [{"text": "Only one."}]})
+    assert _text(_events(_post(mock, _body()))) == "Only one."
+    second = _body()
+    second["messages"].append({"role": "assistant", "content": "Only one."})
+    second["messages"].append({"role": "user", "content": "More?"})
+    refused = _post(mock, second)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == "mock (strict): no turn 2 in the script, it has 1"
