@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import select
 import socket
 import time
@@ -129,8 +130,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        turn = decision.turn
         for number, event in enumerate(events):
-            wait = fault.delay if kind == "drip" else (decision.turn.delay if number else 0.0)
+            wait = fault.delay if kind == "drip" else (turn.delay if number else turn.first_token)
+            if turn.jitter and wait:
+                wait *= 1 + turn.jitter * random.uniform(-1, 1)
             if wait and self.server.stopping.wait(wait):
                 self._drop()
                 return

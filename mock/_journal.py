@@ -55,6 +55,15 @@ class Journal:
         """A snapshot of the agent-loop entries only (kind "turn")."""
         return tuple(entry for entry in self.entries() if entry.kind == "turn")
 
+    def attempts(self) -> dict[tuple[str | None, int], int]:
+        """Raw requests per logical turn: `(branch, turn index)` -> how many came (a provider
+        retry by opencode is one more request for the same turn)."""
+        counts: dict[tuple[str | None, int], int] = {}
+        for entry in self.turns():
+            key = (entry.branch, entry.turn or 0)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def wait_for(
         self,
         until: int | Callable[[tuple[JournalEntry, ...]], bool],

@@ -71,7 +71,9 @@ class Turn:
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = Usage()
     finish: str | None = None
-    delay: float = 0.0
+    delay: float = 0.0  # seconds between two chunks (`tokens_per_second` sets it too)
+    first_token: float = 0.0  # seconds before the first chunk (time to first token)
+    jitter: float = 0.0  # each wait varies by up to this fraction, either way
     faults: tuple[Fault, ...] = ()
 
     @property

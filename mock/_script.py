@@ -11,7 +11,9 @@ first matching branch wins and requests matching none use the main turns.
 TURN keys: text, reasoning (str or list of str: one delta each), tool_calls (list of
 `{id?, name, arguments?}`; arguments an object or a JSON string encoding one; ids default to
 `call_<turn>_<index>`), usage (`{prompt_tokens?, completion_tokens?}`), finish (str),
-delay (seconds between chunks), faults (list of FAULT). A turn needs at least one of text,
+delay (seconds between chunks), a provider's pace (first_token: seconds before the first
+chunk; tokens_per_second: a chunk's delay; jitter: each wait varies by up to that fraction),
+faults (list of FAULT). A turn needs at least one of text,
 reasoning, tool_calls or faults.
 FAULT keys: kind (one of 429, 500, 400, stall, cut, drip, malformed), attempt (int >= 1, a
 list of them, or "all"; default 1), and per kind: retry_after (seconds: `Retry-After`),
@@ -58,7 +60,10 @@ from mock._model import (
     Usage,
 )
 
-_TURN_KEYS = ("text", "reasoning", "tool_calls", "usage", "finish", "delay", "faults")
+_TURN_KEYS = (
+    *("text", "reasoning", "tool_calls", "usage", "finish", "delay", "faults"),
+    *("first_token", "tokens_per_second", "jitter"),
+)
 _FAULT_KEYS = {
     **dict.fromkeys(ERROR_KINDS, ("retry_after", "retry_after_ms", "headers", "message")),
     "stall": ("after_chunks",),
@@ -166,11 +171,30 @@ def _turn(raw: Any, path: str, index: int) -> Turn:
         fields["finish"] = expect_str(obj["finish"], at_key(path, "finish"), empty_ok=False)
     if "delay" in obj:
         fields["delay"] = expect_number(obj["delay"], at_key(path, "delay"))
+    fields.update(_latency(obj, path))
     if "faults" in obj:
         fields["faults"] = _faults(obj["faults"], at_key(path, "faults"))
     if not any(fields.get(key) for key in ("text", "reasoning", "tool_calls", "faults")):
         fail(path, "a turn needs at least one of text, reasoning, tool_calls or faults")
     return Turn(**fields)
+
+
+def _latency(obj: Mapping[str, Any], path: str) -> dict[str, float]:
+    """A provider's pace: time to first token, tokens per second (a chunk's delay), jitter."""
+    fields: dict[str, float] = {}
+    if "first_token" in obj:
+        fields["first_token"] = expect_number(obj["first_token"], at_key(path, "first_token"))
+    if "tokens_per_second" in obj:
+        rate = expect_number(obj["tokens_per_second"], at_key(path, "tokens_per_second"))
+        if rate <= 0:
+            fail(at_key(path, "tokens_per_second"), f"expected a positive number, got {rate:g}")
+        fields["delay"] = 1.0 / rate
+    if "jitter" in obj:
+        jitter = expect_number(obj["jitter"], at_key(path, "jitter"))
+        if not 0 <= jitter <= 1:
+            fail(at_key(path, "jitter"), f"expected a fraction from 0 to 1, got {jitter:g}")
+        fields["jitter"] = jitter
+    return fields
 
 
 def _tool_calls(value: Any, path: str, turn_index: int) -> tuple[ToolCall, ...]:

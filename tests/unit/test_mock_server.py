@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from mock import MockLLM, opencode_provider_config
+from mock import MockLLM, ScriptError, opencode_provider_config, parse_script
 from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.timeout(30)
@@ -191,10 +192,12 @@ def test_429_with_retry_after_then_success_on_attempt_two(start_mock):
     script = [{"text": "Recovered.", "faults": [{"kind": "429", "retry_after": 1}]}]
     mock = start_mock(script)
     first = _post(mock, _body())
+    assert mock.journal.attempts() == {(None, 0): 1}
     assert first.status_code == 429
     assert first.headers["Retry-After"] == "1"
     assert first.json()["error"]["message"] == "Rate limited by mock"
     assert _text(_events(_post(mock, _body()))) == "Recovered."
+    assert mock.journal.attempts() == {(None, 0): 2}  # two raw requests, one logical turn
     assert [(e.attempt, e.fault, e.status) for e in mock.journal.turns()] == [
         (1, "429", 429),
         (2, None, 200),
@@ -494,3 +497,25 @@ def test_a_strict_script_answers_400_past_its_last_turn(start_mock):
     refused = _post(mock, second)
     assert refused.status_code == 400
     assert refused.json()["error"]["message"] == "mock (strict): no turn 2 in the script, it has 1"
+
+
+def test_a_turn_keeps_a_providers_pace(start_mock):
+    turn = {"text": ["a", "b", "c", "d"], "first_token": 0.3, "tokens_per_second": 20}
+    mock = start_mock([turn])
+    started = time.monotonic()
+    events = _events(_post(mock, _body()))
+    elapsed = time.monotonic() - started
+    assert _text(events) == "abcd"
+    assert elapsed >= 0.3 + 4 * 0.05 - 0.02  # the first token, then a chunk every 1/20 s
+
+
+@pytest.mark.parametrize(
+    ("turn", "problem"),
+    [
+        ({"text": "a", "tokens_per_second": 0}, "turns[0].tokens_per_second: expected a positive"),
+        ({"text": "a", "jitter": 2}, "turns[0].jitter: expected a fraction from 0 to 1, got 2"),
+    ],
+)
+def test_a_pace_out_of_range_is_one_line(turn, problem):
+    with pytest.raises(ScriptError, match=re.escape(problem)):
+        parse_script({"turns": [turn]}, "s.json")
