@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sysconfig
@@ -42,6 +43,7 @@ class ServerSpec:
     stop_grace: float = 5.0
     attach_url: str | None = None
     attach_password: str | None = field(default=None, repr=False)
+    data_dir: str | None = None  # `server.isolate`: opencode's data and state live here
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class Prespawned:
     proc: subprocess.Popen[str]
     password: str = field(repr=False)
     log: TextIO
+    data_dir: str | None = None
 
     @classmethod
     def start(cls, spec: ServerSpec) -> Prespawned:
@@ -63,7 +66,7 @@ class Prespawned:
         except BaseException:
             log.close()
             raise
-        return cls(proc, password, log)
+        return cls(proc, password, log, spec.data_dir)
 
     def discard(self, grace: float = 0.5) -> None:
         """Stop it if no actor adopted it (a process its adopter reaped is never signalled: its
@@ -73,6 +76,13 @@ class Prespawned:
         for stream in (self.proc.stdout, self.log):
             if stream is not None:
                 stream.close()
+        remove_data_dir(self.data_dir)
+
+
+def remove_data_dir(path: str | None) -> None:
+    """Remove an isolated server's data folder (after the server stopped); never raises."""
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def open_log(path: str) -> TextIO:
@@ -97,6 +107,10 @@ def server_env(spec: ServerSpec, password: str) -> dict[str, str]:
     env.pop("OPENCODE_SERVER_USERNAME", None)
     if spec.config_content is not None:
         env["OPENCODE_CONFIG_CONTENT"] = spec.config_content
+    if spec.data_dir is not None:  # a fresh database: nothing a newer opencode wrote
+        env["XDG_DATA_HOME"] = spec.data_dir
+        env["XDG_STATE_HOME"] = os.path.join(spec.data_dir, "state")
+        os.makedirs(env["XDG_STATE_HOME"], exist_ok=True)
     # opencode's grep/glob tools need `rg`; the venv's ripgrep wheel puts it beside python.
     scripts = sysconfig.get_path("scripts")
     env["PATH"] = os.pathsep.join(p for p in (scripts, env.get("PATH", "")) if p)

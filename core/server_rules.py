@@ -58,3 +58,18 @@ def tail_lines(text: str, count: int) -> tuple[str, ...]:
 def is_transient_start_failure(log_tail: tuple[str, ...]) -> bool:
     """True when a server that exited before it was ready may start if tried again."""
     return any(marker in line for line in log_tail for marker in _TRANSIENT)
+
+
+_MIGRATION = ("failed to run data migrations",)
+
+
+def migration_failure(log_tail: tuple[str, ...], data_home: str) -> str | None:
+    """The one-line cause and remedy when opencode could not migrate its database (a data
+    folder last written by a newer opencode: every request then fails with HTTP 500)."""
+    if not any(marker in line for line in log_tail for marker in _MIGRATION):
+        return None
+    return (
+        f"opencode could not migrate its database in {data_home}/opencode (a newer opencode"
+        " wrote it): run with --isolate (server.isolate: true) for a fresh data folder, or use"
+        " that newer opencode"
+    )

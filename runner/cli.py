@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mock", metavar="SCRIPT", help="serve the phases from the scripted mock LLM"
     )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        default=None,
+        help="give the server a fresh data folder for the run (removed afterwards)",
+    )
     parser.add_argument("--transcript", metavar="PATH", help="where to write the transcript")
     parser.add_argument("--verbose", action="store_true", help="diagnostics on stderr")
     return parser
@@ -119,6 +125,7 @@ def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec
         attach=args.attach,
         transcript=args.transcript,
         mock=args.mock,
+        isolate=args.isolate,
     )
     specs = [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
     for spec in specs:

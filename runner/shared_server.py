@@ -17,7 +17,7 @@ from typing import Any
 
 import pykka
 
-from actors._process import Prespawned, ServerSpec
+from actors._process import Prespawned, ServerSpec, remove_data_dir
 from actors._worker import stop_actor
 from actors.opencode_client import OpencodeClient
 from actors.server import ServerActor
@@ -112,6 +112,9 @@ class SharedServer:
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.proxy().hurry()
             stop_actor(ref, STOP_TIMEOUT)
+        if self.spec.data_dir is not None:  # `server.isolate`: the run's data goes with it
+            remove_data_dir(self.spec.data_dir)
+            logger.debug("removed the server's data folder {}", self.spec.data_dir)
 
     def _relay(self, message: Any) -> None:
         if isinstance(message, ServerReady | ServerFailed) and not self._settled.is_set():

@@ -17,6 +17,7 @@ quickly, when interrupted.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -24,10 +25,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from actors._process import read_log_tail
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy
-from core.errors import RunnerError
+from core.errors import RunnerError, UpstreamHTTPError
+from core.server_rules import migration_failure
 from messages.control import Concluded
 from messages.records import VerdictReached
 from messages.server import ServerReady
@@ -113,7 +116,7 @@ class Supervisor:
             self._facts.server_log_tail = exc.log_tail
             end = concluded("failed", str(exc))
         except RunnerError as exc:
-            end = concluded("failed", str(exc))
+            end = concluded("failed", self._cause(exc))
         except Exception as exc:
             logger.exception("supervisor failed")
             end = concluded("failed", f"internal error: {exc}")
@@ -186,6 +189,19 @@ class Supervisor:
             permission=list(DENY_BLOCKING_TOOLS),
         )
         return str(info["id"])
+
+    def _cause(self, exc: RunnerError) -> str:
+        """What went wrong: the server's own cause when its log names one, else the error."""
+        log = self._facts.server_log
+        if isinstance(exc, UpstreamHTTPError) and exc.status == 500 and log:
+            env = self._server.spec.env
+            data = (
+                self._server.spec.data_dir
+                or env.get("XDG_DATA_HOME")
+                or os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share"))
+            )
+            return migration_failure(read_log_tail(log, count=200), data) or str(exc)
+        return str(exc)
 
     def _check_cancel(self) -> None:
         if self._cancel.is_set():

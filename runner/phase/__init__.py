@@ -76,6 +76,7 @@ class Overrides:
     transcript: str | None = None
     result: str | None = None
     mock: str | None = None
+    isolate: bool | None = None
 
 
 def load_phase(
@@ -150,6 +151,9 @@ def _apply(spec: PhaseSpec, flags: Overrides, ctx: Context) -> PhaseSpec:
     if flags.attach is not None:
         attach = _flag("--attach", loopback_url, flags.attach)
         changes["server"] = replace(spec.server, attach=attach)
+    if flags.isolate is not None:
+        isolate = _flag("--isolate", flag, flags.isolate)
+        changes["server"] = replace(changes.get("server", spec.server), isolate=isolate)
     # Paths typed on the command line are relative to where the command runs.
     render = partial(output_path, base=Path.cwd(), home=ctx.home, name=spec.name, now=ctx.now)
     paths = {"transcript": flags.transcript, "result": flags.result}

@@ -56,7 +56,7 @@ SECTIONS = {
         *("cost_usd", "tokens", "steps", "repeats", "compactions"),
     ),
     "timeouts": ("phase", "stall", "start", "outage", "silent"),
-    "server": ("attach", "opencode"),
+    "server": ("attach", "opencode", "isolate"),
     "output": ("transcript", "result"),
 }
 TOP_KEYS = (
@@ -196,6 +196,7 @@ def _server(value: Any, *, ctx: Context) -> ServerOptions:
     return ServerOptions(
         attach=at("attach", optional(loopback_url), data.get("attach")),
         opencode=at("opencode", optional(partial(_binary, ctx=ctx)), data.get("opencode")),
+        isolate=at("isolate", flag, data.get("isolate", False)),
     )
 
 

@@ -79,6 +79,7 @@ class ServerOptions:
 
     attach: str | None = None
     opencode: str | None = None
+    isolate: bool = False  # a fresh data folder for the run's server, removed afterwards
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -87,7 +87,8 @@ def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:
 
 
 def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
-    """The server a phase asks for."""
+    """The server a phase asks for (`server.isolate`: its data folder beside the transcript)."""
+    isolated = spec.server.isolate and spec.server.attach is None
     return ServerSpec(
         directory=str(spec.directory),
         log_path=sibling(spec.output.transcript, ".server.log"),
@@ -97,9 +98,10 @@ def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
         start_timeout=spec.timeouts.start,
         attach_url=spec.server.attach,
         attach_password=os.environ.get("OPENCODE_SERVER_PASSWORD"),
+        data_dir=sibling(spec.output.transcript, ".opencode-data") if isolated else None,
     )
 
 
 def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
     """What makes two phases need different servers: binary, configuration, attachment."""
-    return (spec.server.opencode, spec.config_content, spec.server.attach)
+    return (spec.server.opencode, spec.config_content, spec.server.attach, spec.server.isolate)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,12 @@ def test_a_sub_second_provider_hint_is_honoured_and_shown_in_milliseconds(cli): 
     assert retry[0].split(",")[0].endswith("ms"), retry  # e.g. "retrying in 297ms"
     first, second = run.mock.journal.turns()
     assert 0.25 <= second.time - first.time < 2.0  # waited the hint, not a default backoff
+
+
+def test_isolate_runs_on_a_fresh_data_folder_and_removes_it(cli, tmp_path):  # noqa: F811
+    run = cli({"turns": [{"text": "Isolated."}]}, args=("--isolate",))
+    assert run.code == 0, run.stderr[-2000:]
+    data = Path(run.result["transcript"].removesuffix(".jsonl") + ".opencode-data")
+    assert not data.exists()  # removed with the server
+    home_data = tmp_path / "home" / ".local" / "share" / "opencode"
+    assert not home_data.exists() or not list(home_data.rglob("opencode*.db"))  # nothing kept

@@ -680,3 +680,26 @@ def test_error_lines_in_the_docs_are_real(folder):
     flags = {line for line in page.splitlines() if line.startswith("--") and ": " in line}
     assert flags
     assert flags - {case[2] for case in BAD_FLAGS} == set()
+
+
+def test_isolate_gives_the_server_a_data_folder_beside_the_transcript(folder):
+    from actors._process import server_env
+    from runner.phase.derive import server_key, server_spec
+
+    plain = load(write(folder, MINIMAL))
+    isolated = load(write(folder, MINIMAL + "server: {isolate: true}\n"))
+    flagged = load(write(folder, MINIMAL), overrides=Overrides(isolate=True))
+    assert (plain.server.isolate, isolated.server.isolate, flagged.server.isolate) == (
+        False,
+        True,
+        True,
+    )
+    assert server_key(plain) != server_key(isolated)
+    spec = server_spec(isolated, {})
+    assert spec.data_dir == str(isolated.output.transcript).removesuffix(".jsonl") + (
+        ".opencode-data"
+    )
+    assert server_spec(plain, {}).data_dir is None
+    env = server_env(spec, "pw")
+    assert env["XDG_DATA_HOME"] == spec.data_dir
+    assert env["XDG_STATE_HOME"].startswith(spec.data_dir)

@@ -8,6 +8,7 @@ from core.errors import ServerStartError
 from core.server_rules import (
     check_version,
     is_transient_start_failure,
+    migration_failure,
     parse_listening_line,
     parse_version,
     tail_lines,
@@ -78,3 +79,17 @@ def test_tail_lines_drops_colour_codes():
 )
 def test_is_transient_start_failure(tail, transient):
     assert is_transient_start_failure(tail) is transient
+
+
+def test_a_failed_migration_is_named_with_its_remedy():
+    tail = (
+        "INFO  service=db migrating",
+        "ERROR failed to run data migrations: table `project` already exists",
+    )
+    cause = migration_failure(tail, "/home/u/.local/share")
+    assert cause == (
+        "opencode could not migrate its database in /home/u/.local/share/opencode (a newer"
+        " opencode wrote it): run with --isolate (server.isolate: true) for a fresh data folder,"
+        " or use that newer opencode"
+    )
+    assert migration_failure(("ERROR something else",), "/x") is None
