@@ -95,9 +95,13 @@ class LiveBoard:
         self._live.start()
 
     def row(self, name: str) -> LiveStatus:
-        """The row of phase `name` (added now)."""
+        """The row of phase `name` (added now; a name seen before gets a number)."""
         with self._lock:
-            status = self._rows[name] = LiveStatus(self._clock_ms())
+            key, number = name, 1
+            while key in self._rows:
+                number += 1
+                key = f"{name} ({number})"
+            status = self._rows[key] = LiveStatus(self._clock_ms())
         return status
 
     def print(self, text: Text) -> None:

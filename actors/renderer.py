@@ -108,7 +108,8 @@ class RendererActor(SupervisedActor):
         self._row: Any = None
         # One live region per terminal: with --parallel (a prefix) the phases share it, so none.
         terminal = getattr(out, "isatty", lambda: False)() and prefix is None
-        self._live_status = live_status and mode == "rich" and terminal
+        # --verbose writes log lines to the same terminal: a live region would draw over them.
+        self._live_status = live_status and mode == "rich" and terminal and not verbose
         self._redact = tuple(secret for secret in redact if secret)
         self._masker = StreamRedactor(self._redact)  # for JSON text, where secrets are escaped
         self._closed = False
@@ -145,7 +146,10 @@ class RendererActor(SupervisedActor):
         """Leave the terminal at the start of a line (and clear the live region)."""
         self.flush()
         if self._live is not None:
-            self._live.stop()
+            try:
+                self._live.stop()
+            except (OSError, ValueError) as exc:  # the terminal went away
+                logger.debug("renderer: live region not cleared ({})", exc)
         super().on_stop()
 
     def _render(self, message: Any) -> None:
@@ -159,9 +163,8 @@ class RendererActor(SupervisedActor):
                 self._print(self._view.effects(message.effects, self._clock_ms()))
             else:
                 self._print(SHOW[type(message)](self._view, message))
-            if self._live is not None:
+            if self._live is not None:  # redrawn by its own refresh, 4 times a second
                 _observe(self._live.status, message, self._clock_ms())
-                self._live.refresh()
         except (BrokenPipeError, ValueError, OSError) as exc:
             self._closed = True
             logger.warning("renderer: output closed ({}); nothing more is printed", exc)
@@ -176,7 +179,6 @@ class RendererActor(SupervisedActor):
 
             lines = [_styled(out) for out in SHOW[VerdictReached](self._view, message)]
             self._board.print(Text("\n").join(lines))
-        self._board.refresh()
 
     def _json(self, message: Any) -> None:
         """NDJSON lines: run-format objects of a batch, the closing `runner.result`, or none."""

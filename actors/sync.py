@@ -102,16 +102,31 @@ class SyncActor(SupervisedActor):
         except UpstreamHTTPError as exc:
             if exc.status != 400 or "OutputFormat" not in exc.body:
                 raise
-        low, high, found = 1, limit or PAGE, []
+        if limit is None:  # everything: double the page until it fails (or holds all there is)
+            size = PAGE
+            while (page := self._listable(size)) is not None and len(page) == size:
+                size *= 2
+            if page is not None:
+                return page
+            limit = size
+        low, high, found = 1, limit, []
         while low <= high:  # the largest page that lists
             middle = (low + high) // 2
-            try:
-                found, low = self._client.messages(self._root, limit=middle), middle + 1
-            except UpstreamHTTPError as exc:
-                if exc.status != 400:
-                    raise
+            page = self._listable(middle)
+            if page is None:
                 high = middle - 1
+            else:
+                found, low = page, middle + 1
         return found
+
+    def _listable(self, limit: int) -> list[dict[str, Any]] | None:
+        """The newest `limit` messages of the root, or None when that page cannot list."""
+        try:
+            return self._client.messages(self._root, limit=limit)
+        except UpstreamHTTPError as exc:
+            if exc.status != 400:
+                raise
+            return None
 
     @staticmethod
     def _failed(request: RequestSync, error: BaseException | None) -> SnapshotFetched:

@@ -22,7 +22,7 @@ from actors._supervised import Report, SupervisedActor
 from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
 from actors.opencode_client import OpencodeClient
-from core.errors import RequestTimeoutError
+from core.errors import RequestTimeoutError, UpstreamHTTPError
 from core.ids import AscendingIds
 from core.termination import Abort, CheckPrompt, Conclude, Policy, Resend, RunChecks, SendPrompt
 from messages.control import Begin, Concluded, EndPhase, Tick
@@ -138,7 +138,8 @@ class TerminationActor(SupervisedActor):
                     )
                     self._submit(lambda e=effect: self._send(e), "sent")
                 case CheckPrompt():
-                    self._submit(self._turn_started, "prompt_checked")
+                    baseline = self._policy.attempts[-1].baseline  # read here, on our thread
+                    self._submit(lambda b=baseline: self._turn_started(b), "prompt_checked")
                 case Resend(number=number):
                     text = "the prompt was accepted but no turn started; sending it again"
                     self._publish(Notice(level="warning", text=text))
@@ -163,8 +164,10 @@ class TerminationActor(SupervisedActor):
                 attempt = self._policy.attempts[-1]
                 logger.debug("prompt {} ({}) accepted", attempt.number, attempt.kind)
                 self._publish(PromptSent(number=attempt.number, baseline=attempt.baseline))
-            case "sent_failed" | "resent_failed":
+            case "sent_failed":
                 self._perform(self._policy.prompt_failed(str(outcome.value), now))
+            case "resent_failed":  # the first one was accepted: the stall timeout decides
+                logger.warning("could not send the prompt again: {}", outcome.value)
             case "prompt_checked":
                 self._perform(self._policy.prompt_checked(outcome.value, now))
             case "prompt_checked_failed":  # say nothing: the stall timeout still rules
@@ -207,15 +210,20 @@ class TerminationActor(SupervisedActor):
         except RequestTimeoutError:
             self._client.prompt_async(self._policy.session_id, text, **options)
 
-    def _turn_started(self) -> bool:
+    def _turn_started(self, baseline: str | None) -> bool:
         """Is the session busy, or has an assistant message come after the prompt?"""
         session_id = self._policy.session_id
         if self._client.status().get(session_id, {}).get("type", "idle") != "idle":
             return True
-        latest = self._client.messages(session_id, limit=1)
-        attempt = self._policy.attempts[-1]
+        try:
+            latest = self._client.messages(session_id, limit=1)
+        except UpstreamHTTPError as exc:  # the newest is our prompt with its output format
+            if exc.status == 400 and "OutputFormat" in exc.body:
+                return False
+            raise
         info = latest[-1]["info"] if latest else {}
-        return info.get("role") == "assistant" and attempt.newer(info.get("id"))
+        newer = baseline is None or str(info.get("id") or "") > baseline
+        return info.get("role") == "assistant" and newer
 
     def _abort_session(self) -> bool:
         return self._client.abort(self._policy.session_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 MAX_SIZE_LINE = 4096  # a size line longer than this is not HTTP
 _CR_LF = b"\r\n"
+_HEX = frozenset(b"0123456789abcdefABCDEF")  # int(x, 16) also takes 0x, _ and +: HTTP does not
 
 
 class ChunkedError(ValueError):
@@ -86,12 +87,10 @@ class Dechunker:
                 raise ChunkedError("chunk data not followed by CRLF")
             self._state = _SIZE
         elif self._state == _SIZE:
-            try:
-                self._left = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise ChunkedError(f"bad chunk size line {line[:40]!r}") from exc
-            if self._left < 0:
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or not _HEX.issuperset(digits):
                 raise ChunkedError(f"bad chunk size line {line[:40]!r}")
+            self._left = int(digits, 16)
             self._state = _DATA if self._left else _TRAILER
         elif not line:  # _TRAILER: a blank line ends the message
             self._state = _DONE
@@ -100,7 +99,7 @@ class Dechunker:
 def _plain_size(line: bytes) -> int | None:
     """The size on a size line (LF taken off) when it is hexadecimal digits and CR, the usual
     case; None for anything else (extensions, malformed: the careful path decides)."""
-    if not line.endswith(b"\r") or not line[:-1].isalnum():
+    if not line.endswith(b"\r") or not line[:-1] or not _HEX.issuperset(line[:-1]):
         return None
     try:
         return int(line[:-1], 16)

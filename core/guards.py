@@ -6,15 +6,16 @@ aborts on it. What is watched:
 
 - Spend over the whole tree, from each step's `step-finish` part (opencode writes a step's
   `cost` in USD and its `tokens` there, subagents' steps included): `cost_usd`, `tokens`
-  (the step's `total`, else input + output + reasoning + cache), `steps`. Passing a budget is
-  `incomplete`: "budget spent: cost 0.60 USD of 0.50".
+  (the step's `total`, else input + output + reasoning + cache), `steps`. Passing a budget (a
+  figure above it) is `incomplete`: "budget spent: cost 0.60 USD of 0.50".
 - Loops, per session, a verdict of `stalled` whose reason begins "looping:":
   - the same tool call (tool name and input) `repeats` times in a row (text between them does
     not break the row; another tool call does);
-  - the same assistant text part `repeats` times in a row;
+  - the same assistant text part `repeats` times in a row (a tool call breaks that row);
   - text repeating inside one streamed part: its last characters are one piece of at least
-    `MIN_PERIOD` characters repeated `repeats` times (checked every `CHECK_EVERY` characters on
-    a bounded tail, so a long part costs little and keeps little).
+    `MIN_PERIOD` characters repeated `repeats` times, covering `MIN_SPAN` characters, the piece
+    holding `MIN_WORDS` distinct words (a table, a rule or a column of numbers is no loop);
+    checked every `CHECK_EVERY` characters on a bounded tail, so a long part costs little.
 - Compactions (`session.compacted` of any session of the tree), counted; passing
   `compactions` is `incomplete`.
 
@@ -32,6 +33,8 @@ from core._tracker_effects import PartDelta, PartFinalized, Passthrough
 __all__ = ["CHECK_EVERY", "MIN_PERIOD", "Breach", "GuardLimits", "Guards"]
 
 MIN_PERIOD = 20  # a repeated piece shorter than this is not a loop (lists, tables, code)
+MIN_SPAN = 400  # characters the repetition must cover (a rule of dashes is no loop)
+MIN_WORDS = 3  # distinct words the repeated piece must hold (a row of zeros is no loop)
 TAIL = 8192  # characters of a streamed part kept for the repetition check
 CHECK_EVERY = 256  # characters streamed between two checks of a part
 MAX_PARTS = 64  # streamed parts followed at once (the oldest is forgotten first)
@@ -127,6 +130,7 @@ class Guards:
         row = self._rows.setdefault(session_id, _Row())
         row.tool_count = row.tool_count + 1 if row.tool == call else 1
         row.tool = call
+        row.text, row.text_count = None, 0  # a tool call breaks a row of texts
         if row.tool_count >= self.limits.repeats:
             shown = _quote(call[1])
             reason = f"looping: {name} {shown} called {row.tool_count} times in a row"
@@ -177,10 +181,16 @@ def repeated_tail(text: str, repeats: int) -> str | None:
         if period * repeats > len(text):
             return None
         piece = text[-period:]
-        if text.endswith(piece * repeats) and piece.strip():
+        if text.endswith(piece * repeats) and _prose(piece, period * repeats):
             return _quote(" ".join(piece.split()))
         at = text.rfind(probe, 0, at)
     return None
+
+
+def _prose(piece: str, span: int) -> bool:
+    """Is a repeated piece a model saying the same thing again (not a table, a rule, data)?"""
+    words = {word for word in piece.split() if any(c.isalpha() for c in word)}
+    return span >= MIN_SPAN and len(words) >= MIN_WORDS
 
 
 def step_tokens(tokens: Any) -> int:
@@ -196,7 +206,7 @@ def step_tokens(tokens: Any) -> int:
 
 
 def _over(name: str, value: float, limit: float | None, shown: str) -> Breach | None:
-    if limit is None or value < limit:
+    if limit is None or value <= limit:  # spent is passed: `steps: 40` allows 40 steps
         return None
     figure = shown.format(value)
     unit_less = shown.format(limit).replace(" USD", "")

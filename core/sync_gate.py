@@ -96,7 +96,8 @@ class SyncGate:
         """One lossy sync in flight at a time: more requests meanwhile make one more after it
         (a stream that flaps faster than a resync takes never piles snapshots up)."""
         if self._lossy is not None:
-            self._again = reason
+            if self._again is None or reason != SILENT:  # a reconnect's sync covers silence
+                self._again = reason
             return GateOutput()
         self._lossy = reason
         return GateOutput(request_sync=reason)
@@ -132,6 +133,8 @@ class SyncGate:
             self._held = None
         elif reason in _LOSSY and self._held is None and root_idle and new_messages:
             out.forward.append(SessionIdle(session_id=self.root_session_id))
+        if reason in _LOSSY:  # the server said whether the root works (the stream may not)
+            self._busy = not root_idle
         if reason in (RECONNECT, LOST, SILENT):
             self._lossy, again, self._again = None, self._again, None
             if again is not None:

@@ -163,9 +163,7 @@ class Policy:
         """The attempts so far and the rejected permissions (for the result, whatever ends it)."""
         attempts = [attempt.as_dict() for attempt in self.attempts]
         rejected, spend = list(self.rejected_permissions), self.guards.totals()
-        structured = next(
-            (a.structured for a in reversed(self.attempts) if a.structured is not None), None
-        )
+        structured = self.attempts[-1].structured if self.attempts else None  # the last word
         summary = {"attempts": attempts, "rejected_permissions": rejected, "spend": spend}
         return {**summary, "structured": structured}
 

@@ -16,8 +16,6 @@ from typing import Any
 
 from core.errors import PhaseFileError
 
-STOP_TIMEOUT = 5.0
-
 
 class EmbeddedMock:
     """The run's mock LLM, if a phase asks for one (a context manager)."""

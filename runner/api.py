@@ -252,6 +252,8 @@ def _board(options: dict[str, Any], parallel: int, phases: int) -> Any:
     terminal = out is not None and getattr(out, "isatty", lambda: False)()
     if options.get("mode") != "rich" or parallel < 2 or phases < 2 or not terminal:
         return None
+    if options.get("verbose"):  # log lines on the same terminal: a live table would hide them
+        return None
     from actors._live import LiveBoard
     from actors.renderer import rich_console
 

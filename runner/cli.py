@@ -110,13 +110,18 @@ def _positive(text: str) -> int:
     return value
 
 
-def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec]:
-    """Validate every phase file before anything starts (`create`: make the output folders;
-    else only check that they could be made)."""
+def batch_rules(args: argparse.Namespace) -> None:
+    """What the flags demand of a whole batch; `PhaseFileError` if they are wrong."""
     if args.transcript and len(args.phases) > 1 and "{name}" not in args.transcript:
         raise PhaseFileError(
             f"--transcript: several phases need a {{name}} placeholder, got {args.transcript!r}"
         )
+
+
+def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec]:
+    """Validate every phase file before anything starts (`create`: make the output folders;
+    else only check that they could be made)."""
+    batch_rules(args)
     overrides = Overrides(
         model=args.model,
         agent=args.agent,

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import PhaseFileError
-from runner.cli import EXIT_USAGE, build_parser, load_all, output_mode
+from runner._mock import EmbeddedMock
+from runner.cli import EXIT_USAGE, batch_rules, build_parser, load_all, output_mode
 
 __all__ = ["check_main", "show_main"]
 
@@ -32,7 +33,12 @@ def check_main(argv: list[str]) -> int:
     parser = build_parser()
     parser.prog = "python -m runner check"
     args = parser.parse_args(argv)
-    code = 0
+    code, specs = 0, []
+    try:
+        batch_rules(args)
+    except PhaseFileError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for path in args.phases:
         try:
             (spec,) = load_all(argparse.Namespace(**{**vars(args), "phases": [path]}), create=False)
@@ -40,7 +46,13 @@ def check_main(argv: list[str]) -> int:
             print(f"runner: {exc}", file=sys.stderr)
             code = EXIT_USAGE
         else:
+            specs.append(spec)
             print(f"ok: {path} (phase {spec.name})")
+    try:
+        EmbeddedMock(specs)  # the rules of a whole run (one mock script)
+    except PhaseFileError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
     return code
 
 
@@ -90,7 +102,7 @@ def _replay(lines: list[dict[str, Any]], *, mode: str, thinking: bool) -> None:
     tracker = Tracker(root or "")
     clock = [0]
     renderer = RendererActor.start(
-        mode=mode, out=sys.stdout, thinking=thinking, clock_ms=lambda: clock[0]
+        mode=mode, out=sys.stdout, thinking=thinking, clock_ms=lambda: clock[0], live_status=False
     )
     try:
         for line in lines[1:]:

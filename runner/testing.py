@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from mock import MockLLM
+from mock import MockLLM, opencode_provider_config
 from mock._env import isolated_env
 from runner.api import run_phases
 from runner.phase import Overrides, PhaseSpec, load_phase
@@ -53,6 +53,14 @@ class PhaseRun:
     def events(self, kind: str) -> list[dict[str, Any]]:
         """The transcript's raw events of one type (`session.status`, ...)."""
         return [line for line in self.transcript if line.get("type") == kind]
+
+
+def _on_the_mock(spec: PhaseSpec) -> PhaseSpec:
+    """A phase that names no provider talks to the test's mock (as a phase with `mock` does)."""
+    if spec.opencode_config is not None:
+        return spec
+    config = opencode_provider_config("{env:MOCK_LLM_URL}")
+    return dataclasses.replace(spec, opencode_config=config, model=spec.model or config["model"])
 
 
 @pytest.fixture
@@ -92,7 +100,7 @@ def run_phase(
         mock = None
         if script is not None:  # this script, not the phase's own `mock`
             mock = mock_llm(script)
-            spec = dataclasses.replace(spec, mock=None)
+            spec = _on_the_mock(dataclasses.replace(spec, mock=None))
             env["MOCK_LLM_URL"] = mock.url
         (result,) = run_phases([spec], env=env, **options)
         with open(result.transcript, encoding="utf-8") as handle:

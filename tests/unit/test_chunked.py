@@ -46,8 +46,14 @@ def test_a_stream_cut_inside_a_chunk_is_not_done():
 
 @pytest.mark.parametrize(
     "body",
-    [b"zz\r\n", b"5\r\nhelloXX\r\n", b"1" * 5000, b"-5\r\nhello\r\n", b"\r\n"],
-    ids=["not-hex", "no-crlf-after-data", "endless-size-line", "negative", "empty"],
+    [
+        *(b"zz\r\n", b"5\r\nhelloXX\r\n", b"1" * 5000, b"-5\r\nhello\r\n", b"\r\n"),
+        *(b"0x5\r\nhello\r\n", b"1_0\r\n"),
+    ],
+    ids=[
+        *("not-hex", "no-crlf-after-data", "endless-size-line", "negative", "empty"),
+        *("0x-prefix", "underscore"),
+    ],
 )
 def test_garbage_raises(body):
     with pytest.raises(ChunkedError):

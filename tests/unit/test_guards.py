@@ -63,7 +63,10 @@ def test_token_and_step_budgets_count_every_session_of_the_tree():
     assert breach.reason == "budget spent: tokens 1,100 of 1,000"
     steps = Guards(GuardLimits(steps=2))
     assert steps.observe(step()) is None
-    assert steps.observe(step()).reason == "budget spent: steps 2 of 2"
+    assert steps.observe(step()) is None  # two steps are allowed: spent means passed
+    assert steps.observe(step()).reason == "budget spent: steps 3 of 2"
+    free = Guards(GuardLimits(cost_usd=0.0))
+    assert free.observe(step(cost=0.0)) is None  # a free model never passes a zero budget
 
 
 def test_tokens_without_a_total_are_the_sum_of_their_kinds():
@@ -123,14 +126,17 @@ def test_the_same_assistant_text_part_in_a_row_is_a_loop():
 
 def test_text_repeating_inside_one_streamed_part_is_a_loop():
     guards = Guards(GuardLimits(repeats=5))
-    sentence = "The answer is to keep reading the file. "
+    sentence = (
+        "The answer is to keep reading the file again, because the file may have changed since. "
+    )
     deltas = [
         PartDelta(session_id="s", message_id="m", part_id="p", part_type="text", delta=word + " ")
         for word in ("Intro text first. " + sentence * 40).split()
     ]
     found = first_breach(guards, deltas)
     assert found is not None
-    assert found[1].reason.startswith("looping: text repeating 5 times: 'The answer is")
+    assert found[1].reason.startswith("looping: text repeating 5 times: '")
+    assert "The answer is to keep" in found[1].reason
     assert found[0] < len(deltas) - 1  # caught while streaming, not at the end
 
 
@@ -143,25 +149,46 @@ def test_varied_text_streamed_long_is_no_loop():
     assert first_breach(guards, deltas) is None
 
 
+LONG = (
+    "I will now read the configuration file to find the setting that controls the retry"
+    " behaviour, and then I will update it accordingly today. "
+)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("x" * 200, "'" + "x" * MIN_PERIOD + "'"),
+        ("head " + LONG * 3, repr(" ".join(LONG.split())[:59] + "…")),
+        ("head " + LONG * 2, None),  # twice is not three times
         ("abc " * 10, None),  # a period shorter than MIN_PERIOD
-        ("head " + "repeat this sentence please. " * 3, "'repeat this sentence please.'"),
-        ("head " + "repeat this sentence please. " * 2, None),
+        ("x" * 2000, None),  # no words: a rule, not a model repeating itself
+        ("0 0 0 0 0 0 0 0 0 0\n" * 100, None),  # a table of zeros
+        ("We will retry now. " * 6, None),  # repeated, but too little text to call it a loop
+        (
+            "We will retry now. " * 30,
+            "'We will retry now. We will retry now. We will retry now. We…'",
+        ),
         ("", None),
     ],
 )
 def test_repeated_tail(text, expected):
+    assert len(LONG) >= MIN_PERIOD
     assert repeated_tail(text, 3) == expected
 
 
 def test_compactions_are_counted_and_budgeted():
-    guards = Guards(GuardLimits(compactions=2))
+    guards = Guards(GuardLimits(compactions=1))
     event = Passthrough(event_type="session.compacted", session_id="s", event={})
     assert guards.observe(event) is None
     breach = guards.observe(event)
     assert breach is not None
-    assert (breach.verdict, breach.reason) == ("incomplete", "budget spent: compactions 2 of 2")
+    assert (breach.verdict, breach.reason) == ("incomplete", "budget spent: compactions 2 of 1")
     assert guards.totals()["compactions"] == 2
+
+
+def test_the_same_words_before_different_tool_calls_are_no_loop():
+    guards = Guards(GuardLimits(repeats=3))
+    effects = []
+    for name in ("a", "b", "c", "d", "e"):
+        effects += [part("text", text="Let me read the next file."), tool("read", filePath=name)]
+    assert first_breach(guards, effects) is None

@@ -330,9 +330,9 @@ class FormatClient(FakeClient):
         return page
 
 
-@pytest.mark.parametrize("baseline", [None, "msg_010"])
-def test_a_root_whose_prompt_carried_an_output_format_still_resyncs(baseline):
-    history = [msg(f"msg_{i:03d}") for i in range(1, 21)]
+@pytest.mark.parametrize(("baseline", "after"), [(None, 9), ("msg_010", 9), (None, 130)])
+def test_a_root_whose_prompt_carried_an_output_format_still_resyncs(baseline, after):
+    history = [msg(f"msg_{i:03d}") for i in range(1, 12 + after)]
     prompt = {"info": {"id": "msg_011", "role": "user"}, "parts": []}
     history[10] = prompt  # the attempt's prompt, with its format: unlistable
     client = FormatClient(history, "msg_011")
@@ -343,7 +343,7 @@ def test_a_root_whose_prompt_carried_an_output_format_still_resyncs(baseline):
     reply = replies.get(timeout=5)
     assert reply.error is None
     ((_, messages),) = reply.snapshots
-    assert [m["info"]["id"] for m in messages] == [f"msg_{i:03d}" for i in range(12, 21)]
+    assert [m["info"]["id"] for m in messages] == [f"msg_{i:03d}" for i in range(12, 12 + after)]
 
 
 def test_sync_actor_reports_failures_instead_of_raising():

@@ -164,3 +164,12 @@ def test_part_events_without_effects_still_count_as_news():
     gate.on_effects([], now=50.0, parts=True)  # a running tool's update: no effect
     assert gate.on_tick(100.0).request_sync is None
     assert gate.on_tick(110.0).request_sync == "silent"
+
+
+def test_a_lossy_sync_says_whether_the_root_works():
+    gate = SyncGate(ROOT, silent=60.0, now=0.0)  # the stream never showed the busy status
+    gate.on_reconnect()
+    gate.on_snapshot("reconnect", [], root_idle=False, new_messages=False)
+    assert gate.on_tick(60.0).request_sync == "silent"  # busy, as the server said
+    gate.on_snapshot("silent", [], root_idle=True, new_messages=False)
+    assert gate.on_tick(1000.0).request_sync is None  # idle now: nothing to watch

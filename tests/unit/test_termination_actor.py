@@ -11,7 +11,7 @@ import pytest
 
 from actors.checks import ArtifactBaseline, DoneCriteria
 from actors.termination import PromptOptions, TerminationActor
-from core.errors import RequestTimeoutError
+from core.errors import RequestTimeoutError, UpstreamHTTPError
 from core.termination import ABORT_GRACE, INTERRUPT_GRACE, Limits, Policy
 from core.tracker import MessageUpdated, SessionIdle, StatusChanged
 from messages.control import Begin, Concluded, EndPhase, Tick
@@ -332,3 +332,23 @@ def test_an_allowed_permission_leaves_a_graceful_finish(tmp_path):
         "done_gracefully",
         [],
     )
+
+
+class FormatClient(FakeClient):
+    """A session whose prompt carried an output format: opencode cannot list a page holding it."""
+
+    def messages(self, session_id, limit=None):
+        raise UpstreamHTTPError(
+            method="GET",
+            path=f"/session/{session_id}/message",
+            status=400,
+            body="Expected OutputFormatJsonSchema, got {...} at [0].info.format",
+        )
+
+
+def test_a_structured_prompt_whose_turn_never_started_is_sent_again(tmp_path):
+    ref, published, clock, client = running(tmp_path, client=FormatClient(), started=False)
+    tick_at(ref, clock, 5.0)  # the newest message is that prompt: the check says not started
+    assert next_of(published, Notice).text.endswith("sending it again")
+    first, again = client.sent.get(timeout=5), client.sent.get(timeout=5)
+    assert first == again
