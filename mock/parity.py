@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from mock._server import MockLLM
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "parity" / "fixture"
+FIXTURE_TIME = 1_700_000_000  # the copies' files get this time, one second apart (`_stamp`)
 OPENCODE = ROOT / "node_modules" / ".bin" / "opencode"
 # One word: `opencode run` quotes a message argument that holds spaces before sending it, which
 # would make the two conversations differ by two characters.
@@ -120,9 +122,20 @@ def _load(path: Path) -> tuple[Any, dict[str, Any], bool]:
     return load_script(path), {}, False
 
 
+def _stamp(project: Path) -> None:
+    """Give every file of a copy the same, distinct modification time on both sides: opencode's
+    grep tool lists files newest first, and files checked out in the same instant tie (their
+    order then changed from one run to the next)."""
+    files = sorted(path for path in project.rglob("*") if path.is_file())
+    for index, path in enumerate(files):
+        stamp = FIXTURE_TIME + index
+        os.utime(path, (stamp, stamp))
+
+
 def _side(tool: str, job: Job, root: Path) -> Side:
     project = root / "project"
     shutil.copytree(FIXTURE, project)
+    _stamp(project)
     subprocess.run(["git", "init", "-q", str(project)], check=True)  # noqa: S607 (git on PATH)
     env = opencode_env(root)
     with MockLLM(job.script) as mock:
