@@ -106,10 +106,7 @@ class RendererActor(SupervisedActor):
         self._live: Any = None  # rich on a terminal: a status line under the scrollback
         self._board = board if mode == "rich" else None  # --parallel: a row of a shared table
         self._row: Any = None
-        # One live region per terminal: with --parallel (a prefix) the phases share it, so none.
-        terminal = getattr(out, "isatty", lambda: False)() and prefix is None
-        # --verbose writes log lines to the same terminal: a live region would draw over them.
-        self._live_status = live_status and mode == "rich" and terminal and not verbose
+        self._live_status = live_status and _live_fits(mode, out, prefix, verbose)
         self._redact = tuple(secret for secret in redact if secret)
         self._masker = StreamRedactor(self._redact)  # for JSON text, where secrets are escaped
         self._closed = False
@@ -235,6 +232,13 @@ def rich_console(out: TextIO) -> Any:
     from rich.console import Console
 
     return Console(file=out, force_terminal=True, highlight=False, soft_wrap=True)
+
+
+def _live_fits(mode: str, out: TextIO, prefix: str | None, verbose: bool) -> bool:
+    """Can a live region sit on this output? Rich on a terminal; not for one of several phases
+    (a prefix: they share the terminal), nor under --verbose (log lines would be drawn over)."""
+    terminal = getattr(out, "isatty", lambda: False)()
+    return mode == "rich" and terminal and prefix is None and not verbose
 
 
 def _observe(status: Any, message: Any, now_ms: int) -> None:

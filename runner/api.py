@@ -222,9 +222,7 @@ def _run_all(
 ) -> list[PhaseResult]:
     servers = _servers(specs, options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
-    board = _board(options, parallel, len(specs))
-    if board is not None:
-        options = {**options, "board": board}
+    options["board"] = board = _board(options, parallel, len(specs))
 
     def one(spec: PhaseSpec) -> PhaseResult:
         prefix = spec.name if parallel > 1 else None
@@ -240,7 +238,7 @@ def _run_all(
                 batch.cancel("interrupted while waiting for the results")
                 raise
     finally:
-        if board is not None:
+        if board is not None:  # the table stays as the batch's summary
             board.stop()
         for shared in servers.values():
             shared.stop(quick=batch.cancelled is not None)

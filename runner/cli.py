@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--thinking", action="store_true", default=None, help="show the agent's reasoning"
     )
+    _add_server_and_output_flags(parser)
+    return parser
+
+
+def _add_server_and_output_flags(parser: argparse.ArgumentParser) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print NDJSON events")
     output.add_argument("--plain", action="store_true", help="no colours or styles")
@@ -97,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--transcript", metavar="PATH", help="where to write the transcript")
     parser.add_argument("--verbose", action="store_true", help="diagnostics on stderr")
-    return parser
 
 
 def _positive(text: str) -> int:

@@ -84,6 +84,10 @@ class SessionActors:
     secrets: tuple[str, ...] = ()
     silent: float | None = None  # `timeouts.silent`: a busy session's stream with no part event
 
+    def tracker(self, reconnect: Callable[[str], None] | None) -> dict[str, Any]:
+        """The tracker's arguments (`reconnect`: how it reopens a silent stream)."""
+        return {"root_session_id": self.session_id, "silent": self.silent, "reconnect": reconnect}
+
     def termination(self) -> dict[str, Any]:
         """The termination actor's arguments (besides where it publishes)."""
         return {
@@ -161,13 +165,9 @@ class Wiring:
             publish=publish,
             secrets=actors.secrets,
         )
+        watch = {"silent": actors.silent, "reconnect": reconnect}  # a silent stream
         tracker = self._start(
-            TRACKER,
-            TrackerActor,
-            root_session_id=session_id,
-            publish=publish,
-            silent=actors.silent,
-            reconnect=reconnect,
+            TRACKER, TrackerActor, root_session_id=session_id, publish=publish, **watch
         )
         self._barrier()
         self._unsubscribe = subscribe(lambda message: tell_quietly(tracker, message))
