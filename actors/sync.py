@@ -100,7 +100,7 @@ class SyncActor(SupervisedActor):
         try:
             return self._client.messages(self._root, limit=limit)
         except UpstreamHTTPError as exc:
-            if exc.status != 400 or "OutputFormat" not in exc.body:
+            if not exc.unlistable_format:
                 raise
         if limit is None:  # everything: double the page until it fails (or holds all there is)
             size = PAGE

@@ -218,7 +218,7 @@ class TerminationActor(SupervisedActor):
         try:
             latest = self._client.messages(session_id, limit=1)
         except UpstreamHTTPError as exc:  # the newest is our prompt with its output format
-            if exc.status == 400 and "OutputFormat" in exc.body:
+            if exc.unlistable_format:
                 return False
             raise
         info = latest[-1]["info"] if latest else {}

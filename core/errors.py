@@ -53,6 +53,12 @@ class UpstreamHTTPError(RunnerError):
         """The `name` of opencode's JSON error body (e.g. `NotFoundError`), if any."""
         return _json_field(self.body, "name")
 
+    @property
+    def unlistable_format(self) -> bool:
+        """opencode 1.18.33 cannot list a page of messages holding a prompt sent with an output
+        format (`output_schema`): it answers 400 "Expected OutputFormatJsonSchema ..."."""
+        return self.status == 400 and "OutputFormat" in self.body
+
 
 def _summarise(body: str, limit: int = 200) -> str:
     """One line of the body: opencode's `data.message` when present, else the text cut short."""

@@ -23,7 +23,7 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,16 +52,8 @@ class Sizes:
 
 def bare_loop(url: str) -> int:
     """The plain single loop a script would write: split on blank lines, `json.loads`."""
-    count, buffer = 0, b""
     with requests.get(url + "/event", stream=True, timeout=(5, TIMEOUT)) as response:
-        for chunk in response.iter_content(chunk_size=65536):
-            frames = (buffer + chunk).split(b"\n\n")
-            buffer = frames.pop()
-            for frame in frames:
-                if frame.startswith(b"data: "):
-                    json.loads(frame[6:])
-                    count += 1
-    return count
+        return baseline(response.iter_content(chunk_size=65536))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +112,8 @@ def _loopback(sizes: Sizes, framing: str) -> dict[str, Any]:
 # -- in memory -------------------------------------------------------------------------------------
 
 
-def baseline(chunks: Sequence[bytes]) -> int:
-    """The bare loop on chunks in memory."""
+def baseline(chunks: Iterable[bytes]) -> int:
+    """The bare loop on chunks, read from a socket or held in memory."""
     buffer = b""
     count = 0
     for chunk in chunks:

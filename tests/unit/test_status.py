@@ -5,25 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.status import LiveStatus
-from core.tracker import PartDelta, PartFinalized, PermissionAsked, StatusChanged
+from core.tracker import PartDelta, PermissionAsked, StatusChanged
+from tests.unit.test_guards import step
 
 pytestmark = pytest.mark.timeout(10)
 
 START = 1_000_000
-
-
-def step(cost=0.01, total=100):
-    part = {"type": "step-finish", "cost": cost, "tokens": {"total": total}}
-    return PartFinalized(
-        session_id="s",
-        message_id="m",
-        part_id=f"p{total}",
-        part_type="step-finish",
-        part=part,
-        text=None,
-        role="assistant",
-        source="stream",
-    )
 
 
 def delta(part_type):
