@@ -6,9 +6,13 @@ PY := $(VENV)/bin/python
 OPENCODE_VERSION := 1.18.33
 OPENCODE := node_modules/.bin/opencode
 PYTEST_ARGS ?=
+# The other opencode versions `make test-matrix` proves (the pinned one is the fourth), each as
+# its platform's binary package in .opencode-matrix/VERSION/ (core/opencode_versions.py: TESTED).
+MATRIX_VERSIONS := 1.14.48 1.15.13 1.17.19
+MATRIX_DIR := .opencode-matrix
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-e2e test-parity lint format bench clean
+.PHONY: help setup run test test-unit test-e2e test-parity setup-matrix test-matrix lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +46,19 @@ test-e2e: setup ## Run the end-to-end tests only (real opencode server, mock LLM
 test-parity: setup ## Compare `python -m runner --json` with `opencode run --format json` (part of test)
 	$(PY) -m pytest tests/parity $(PYTEST_ARGS)
 
+setup-matrix: setup ## Install the matrix's other opencode versions into .opencode-matrix/ (registry once)
+	@platform=$$(node -p 'process.platform + "-" + process.arch'); \
+	for v in $(MATRIX_VERSIONS); do \
+	  dir=$(MATRIX_DIR)/$$v; \
+	  test -x $$dir/node_modules/opencode-$$platform/bin/opencode && continue; \
+	  mkdir -p $$dir && echo '{"private": true}' > $$dir/package.json; \
+	  npm install --prefix $$dir --no-audit --no-fund --no-package-lock --loglevel=error \
+	    opencode-$$platform@$$v || exit 1; \
+	done
+
+test-matrix: setup-matrix ## CLI end-to-end and parity tests on every supported opencode, as a table (~45 min)
+	$(PY) -m tests.matrix $(PYTEST_ARGS)
+
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -54,4 +71,4 @@ bench: setup ## Benchmarks (a few minutes): print figures and ratios, write benc
 	$(PY) -m tests.bench
 
 clean: ## Remove the virtualenv, node_modules and run outputs
-	rm -rf $(VENV) node_modules runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules $(MATRIX_DIR) runs .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sysconfig
 import threading
@@ -20,6 +21,7 @@ from core.server_rules import tail_lines
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
+BINARY_ENV = "RUNNER_OPENCODE"  # the default binary for phases that name none (the matrix)
 
 # Nothing leaves the machine: no update checks, model catalogue fetches, LSP downloads or shares.
 OFFLINE_ENV = {
@@ -92,12 +94,24 @@ def open_log(path: str) -> TextIO:
 
 
 def resolve_binary(configured: str | None) -> str:
-    """The opencode binary: as configured, else the project's pinned one, else `PATH`'s."""
+    """The opencode binary: as configured (`server.opencode`), else `$RUNNER_OPENCODE`, else
+    the project's pinned one, else `PATH`'s."""
     if configured:
         return configured
+    if os.environ.get(BINARY_ENV):
+        return os.environ[BINARY_ENV]
     if PINNED_BINARY.exists():
         return str(PINNED_BINARY)
     return "opencode"
+
+
+def free_port() -> int:
+    """A loopback port the kernel just gave out. Not `serve --port 0`: every opencode from 1.14.48
+    to 1.18.33 then binds 4096 when it can, where an `opencode run` of 1.14 to 1.17 shares the
+    port (its socket reuses it) and answers half of our requests."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def server_env(spec: ServerSpec, password: str) -> dict[str, str]:
@@ -119,7 +133,8 @@ def server_env(spec: ServerSpec, password: str) -> dict[str, str]:
 
 def spawn(binary: str, spec: ServerSpec, password: str, log_file) -> subprocess.Popen[str]:
     """Start `opencode serve` on a free loopback port in its own process group."""
-    argv = [binary, "serve", "--hostname", "127.0.0.1", "--port", "0", "--print-logs"]
+    port = str(free_port())
+    argv = [binary, "serve", "--hostname", "127.0.0.1", "--port", port, "--print-logs"]
     try:
         return subprocess.Popen(
             argv,

@@ -37,6 +37,7 @@ from actors._supervised import Report, SupervisedActor
 from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
 from core.chunked import ChunkedError
+from core.opencode_versions import EVENTS, GLOBAL_EVENTS, unwrap
 from core.redact import StreamRedactor
 from core.sse import SseDecoder
 from messages.stream import (
@@ -55,8 +56,15 @@ class ReconnectPolicy:
     outage: float = 60.0  # give up after this long without a working connection
     initial: float = 0.25  # backoff window of the first retry of an outage
     maximum: float = 8.0  # the widest backoff window
-    heartbeat: float = 10.0
+    heartbeat: float | None = 10.0  # None: the server sends none (opencode 1.14)
+    route: str = EVENTS  # GLOBAL_EVENTS: read every directory's, keep the client's (1.14)
     connect_timeout: float = 5.0
+
+    @property
+    def quiet(self) -> float:
+        """How long a connection may send no bytes before it is shut: three heartbeats, or,
+        from a server without heartbeats, five minutes (its streams are quiet when idle)."""
+        return 3 * self.heartbeat if self.heartbeat else 300.0
 
 
 class _BrokenError(Exception):
@@ -87,6 +95,7 @@ class _Tick:
 
 
 _CONNECTED = "server.connected"
+_WATCHDOG = "watchdog:"
 # tenacity's wait strategies read the attempt number off a call state tied to a Retrying.
 _RETRYING = tenacity.Retrying()
 
@@ -151,10 +160,10 @@ class SseReaderActor(SupervisedActor):
     def check_watchdog(self) -> bool:
         """Shut a connection that sent no bytes for three heartbeats; True if it did."""
         silent = self._clock() - self._last_bytes
-        if self._response is None or silent < 3 * self._policy.heartbeat:
+        if self._response is None or silent < self._policy.quiet:
             return False
         logger.debug("sse watchdog: no bytes for {:.1f}s", silent)
-        self._shut(f"watchdog: no bytes for {silent:.0f}s")
+        self._shut(f"{_WATCHDOG} no bytes for {silent:.0f}s")
         return True
 
     # -- the reader thread ---------------------------------------------------------------------
@@ -202,6 +211,8 @@ class SseReaderActor(SupervisedActor):
                 self._last_bytes = self._clock()
                 conn.unsent += len(chunk)
                 events, texts = decode(decoder.feed(chunk), self._redactor)
+                if events and self._policy.route == GLOBAL_EVENTS:
+                    events, texts = unwrap(events, self._client.directory)
                 if events:
                     self._deliver(events, texts, conn)
             decoder.close()
@@ -216,10 +227,15 @@ class SseReaderActor(SupervisedActor):
         finally:
             self._response = None
             response.close()
+        working = conn.working
         if self._shut_why is not None:
             reason, self._shut_why = self._shut_why, None
+            # Without heartbeats (opencode 1.14) a connection is quiet while nothing happens: one
+            # that stayed up until the watchdog shut it worked.
+            quiet = conn.connected and not self._policy.heartbeat
+            working |= quiet and reason.startswith(_WATCHDOG)
         if not self._stopping.is_set():
-            raise _BrokenError(reason, working=conn.working)
+            raise _BrokenError(reason, working=working)
 
     def _deliver(self, events: tuple[dict[str, Any], ...], texts: tuple[str, ...], conn) -> None:
         """Fan one read's events out as one batch, weighing the bytes read for it."""
@@ -246,11 +262,11 @@ class SseReaderActor(SupervisedActor):
         policy = self._policy
         try:
             response = self._client.http.get(
-                self._client.url("/event"),
+                self._client.url(policy.route),
                 params=self._client.scope_params(),
                 stream=True,
                 headers={"Accept": "text/event-stream"},
-                timeout=(policy.connect_timeout, 3 * policy.heartbeat + 5),
+                timeout=(policy.connect_timeout, policy.quiet + 5),
             )
         except requests.RequestException as exc:
             raise _BrokenError(f"cannot connect ({type(exc).__name__})") from exc

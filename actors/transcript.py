@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
 from core import jsonfast
+from core.opencode_versions import capabilities
 from core.redact import StreamRedactor
 from messages.pipeline import Tracked
 from messages.records import PhaseStarted
@@ -144,6 +145,7 @@ class TranscriptActor(SupervisedActor):
             header.update(
                 session_id=first.session_id,
                 opencode_version=first.server_version,
+                opencode_capabilities=capabilities(first.server_version).as_dict(),
                 label=first.label,
                 directory=first.directory,
             )

@@ -5,13 +5,9 @@ from __future__ import annotations
 import re
 
 from core.errors import ServerStartError
-
-# The pinned version is 1.18.33; every route and event shape the runner relies on was observed
-# there, and the 1.18 line is the oldest that has the `/permission/{id}/reply` route.
-MIN_VERSION = (1, 18, 0)
+from core.opencode_versions import MIN_VERSION, TESTED, version_tuple
 
 _LISTENING = re.compile(r"opencode server listening on (http://127\.0\.0\.1:(\d+))\s*$")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
 
 def parse_listening_line(line: str) -> tuple[str, int] | None:
@@ -24,11 +20,10 @@ def parse_listening_line(line: str) -> tuple[str, int] | None:
 
 def parse_version(text: str) -> tuple[int, int, int]:
     """`1.18.33` (optionally with a `v` and a suffix) as a comparable tuple."""
-    match = _VERSION.match(text.strip())
-    if match is None:
+    version = version_tuple(text)
+    if version is None:
         raise ServerStartError(f"opencode reported an unreadable version {text!r}")
-    major, minor, patch = (int(group) for group in match.groups())
-    return major, minor, patch
+    return version
 
 
 def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN_VERSION) -> str:
@@ -36,8 +31,8 @@ def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN
     if parse_version(text) < minimum:
         wanted = ".".join(str(part) for part in minimum)
         raise ServerStartError(
-            f"{binary}: opencode {text.strip()} is too old; the runner needs {wanted} or newer "
-            "(run `make setup` for the pinned version)"
+            f"{binary}: opencode {text.strip()} is too old; the runner supports {wanted} and newer"
+            f" (tested: {', '.join(TESTED)}; `make setup` installs {TESTED[-1]})"
         )
     return text.strip()
 

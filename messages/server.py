@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.opencode_versions import Capabilities, capabilities
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerReady:
@@ -15,6 +17,11 @@ class ServerReady:
     pid: int | None
     log_path: str | None
     attached: bool
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this server's version offers (heartbeats, routes, structured output)."""
+        return capabilities(self.version)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

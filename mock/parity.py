@@ -41,7 +41,8 @@ from mock._server import MockLLM
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "parity" / "fixture"
 FIXTURE_TIME = 1_700_000_000  # the copies' files get this time, one second apart (`_stamp`)
-OPENCODE = ROOT / "node_modules" / ".bin" / "opencode"
+# `$RUNNER_OPENCODE` names another binary, as it does for the runner (`make test-matrix`).
+OPENCODE = Path(os.environ.get("RUNNER_OPENCODE") or ROOT / "node_modules" / ".bin" / "opencode")
 # One word: `opencode run` quotes a message argument that holds spaces before sending it, which
 # would make the two conversations differ by two characters.
 PROMPT = "Proceed."

@@ -34,6 +34,7 @@ class RunFacts:
     session_id: str | None = None
     server_version: str | None = None
     server_url: str | None = None
+    server_capabilities: dict[str, Any] | None = None
     server_log_tail: tuple[str, ...] = ()
     reconnects: int = 0
     resyncs: int = 0
@@ -57,6 +58,7 @@ class PhaseResult:
     duration: float = 0.0
     server_version: str | None = None
     server_url: str | None = None
+    server_capabilities: dict[str, Any] | None = None
     transcript: str | None = None
     result_path: str | None = None
     server_log: str | None = None
@@ -90,6 +92,7 @@ class PhaseResult:
             duration=round(facts.duration, 3),
             server_version=facts.server_version,
             server_url=facts.server_url,
+            server_capabilities=facts.server_capabilities,
             transcript=facts.transcript,
             result_path=facts.result_path,
             server_log=facts.server_log,

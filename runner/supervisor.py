@@ -130,6 +130,7 @@ class Supervisor:
     def _phase(self, wiring: Wiring, ready: ServerReady) -> Concluded:
         spec, facts = self.spec, self._facts
         facts.server_version, facts.server_url = ready.version, ready.url
+        facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
         self._secrets = (ready.password,) if ready.password else ()
         wiring.start_outputs(self._outputs())
@@ -152,7 +153,10 @@ class Supervisor:
             silent=spec.timeouts.silent,
         )
         self._check_cancel()
-        policy = ReconnectPolicy(outage=spec.timeouts.outage)
+        caps = ready.capabilities
+        policy = ReconnectPolicy(
+            outage=spec.timeouts.outage, heartbeat=caps.heartbeat, route=caps.event_route
+        )
         hub = self._server.hub(client, policy, self._secrets)
         wiring.router.publish(banner(spec, ready, session_id))  # the transcript's header
         wiring.start_session(actors, hub.subscribe, hub.reconnect)

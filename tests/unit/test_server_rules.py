@@ -51,11 +51,15 @@ def test_check_version_accepts_pinned_and_newer():
 
 def test_check_version_refuses_older_with_one_line():
     with pytest.raises(ServerStartError) as caught:
-        check_version("1.17.9", binary="/bin/oc")
+        check_version("1.14.47", binary="/bin/oc")
     assert str(caught.value) == (
-        "/bin/oc: opencode 1.17.9 is too old; the runner needs 1.18.0 or newer "
-        "(run `make setup` for the pinned version)"
+        "/bin/oc: opencode 1.14.47 is too old; the runner supports 1.14.48 and newer"
+        " (tested: 1.14.48, 1.15.13, 1.17.19, 1.18.33; `make setup` installs 1.18.33)"
     )
+
+
+def test_the_oldest_tested_version_passes_the_gate():
+    assert check_version("1.14.48", binary="oc") == "1.14.48"
 
 
 def test_tail_lines_skips_blanks_and_keeps_the_last():

@@ -201,6 +201,20 @@ def test_watchdog_shuts_a_silent_connection_after_three_heartbeats(serve):
     reader.stop()
 
 
+def test_without_heartbeats_the_watchdog_waits_five_minutes(serve):
+    clock = FakeClock()
+    server = serve([(200, frame(CONNECTED), "hold"), (200, frame(CONNECTED), "hold")])
+    reader, published, _ = start_reader(server, clock=clock, heartbeat=None)  # opencode 1.14
+    next_of(published, StreamConnected)
+    clock.now += 299.9
+    assert reader.proxy().check_watchdog().get(timeout=5) is False
+    clock.now += 0.2
+    assert reader.proxy().check_watchdog().get(timeout=5) is True
+    assert next_of(published, StreamDropped).reason == "watchdog: no bytes for 300s"
+    assert next_of(published, StreamConnected).connection == 2  # it worked: no outage spent
+    reader.stop()
+
+
 def test_a_batch_weighs_the_bytes_read_since_the_last_one(serve):
     partial, rest = b'data: {"type": "session.idle", ', b'"properties": {}}\n\n'
     server = serve([(200, [frame(CONNECTED), partial, rest], "hold")])

@@ -1,0 +1,90 @@
+"""What differs between the opencode versions the runner supports, in one place.
+
+Every fact here was measured against the versions `make test-matrix` runs (1.14.48, 1.15.13,
+1.17.19 and the pinned 1.18.33); docs/opencode-versions.md says how. What the runner relies on
+and found the same everywhere is named too, so a new difference has one obvious home:
+
+- the routes the runner calls (`/session`, `/session/{id}/prompt_async`, `/session/{id}/message`,
+  `/session/status`, `/session/{id}/abort`, `/permission/{id}/reply`, `/question/{id}/reject`,
+  `/event`) are in every version's OpenAPI, with the same bodies;
+- `prompt_async` takes `format` (structured output) in every version;
+- the event types the tracker reads are in every version's `Event` union;
+- `serve --port 0` binds 4096 first in every version (so the runner picks the port itself).
+
+What differs, in 1.14 (1.14.48) against 1.15.13 and later:
+- `/event` closes right after its `server.connected`, every time (with or without `directory`,
+  password or not); `/global/event` stays open and carries every directory's events wrapped as
+  `{"directory", "project", "payload"}`. The runner reads that one and unwraps its directory's.
+- no `server.heartbeat` (1.15.13 and later: one every 10 s on either route).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from core import jsonfast
+
+# The oldest version the matrix passes; the gate in `server_rules.check_version` uses it.
+MIN_VERSION = (1, 14, 48)
+TESTED = ("1.14.48", "1.15.13", "1.17.19", "1.18.33")
+PERMISSION_ROUTE = "/permission/{requestID}/reply"
+EVENTS, GLOBAL_EVENTS = "/event", "/global/event"
+_SINCE_1_15 = (1, 15, 0)
+HEARTBEAT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the runner may expect of one opencode version."""
+
+    version: str
+    heartbeat: float | None  # seconds between `server.heartbeat` events; None: it sends none
+    event_route: str = EVENTS  # GLOBAL_EVENTS: wrapped events of every directory (`unwrap`)
+    permission_route: str = PERMISSION_ROUTE
+    structured_output: bool = True  # `prompt_async` takes `format: {"type": "json_schema"}`
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the transcript header and the result JSON."""
+        return {
+            "heartbeat_s": self.heartbeat,
+            "event_route": self.event_route,
+            "permission_route": self.permission_route,
+            "structured_output": self.structured_output,
+        }
+
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def version_tuple(text: str) -> tuple[int, int, int] | None:
+    """`1.18.33` (optionally with a `v` and a suffix) as a comparable tuple; None if unreadable."""
+    match = _VERSION.match(text.strip())
+    if match is None:
+        return None
+    major, minor, patch = (int(group) for group in match.groups())
+    return major, minor, patch
+
+
+def capabilities(text: str) -> Capabilities:
+    """The capabilities of the version `text`; an unreadable one is taken as the newest."""
+    version = version_tuple(text) or (999, 0, 0)
+    if version >= _SINCE_1_15:
+        return Capabilities(version=text.strip(), heartbeat=HEARTBEAT)
+    return Capabilities(version=text.strip(), heartbeat=None, event_route=GLOBAL_EVENTS)
+
+
+def unwrap(
+    events: tuple[dict[str, Any], ...], directory: str | None
+) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    """`/global/event`'s wrappers as `/event` would have sent them: the payloads of `directory`
+    and of none (`server.connected`), each with its JSON text."""
+    kept, kept_texts = [], []
+    for wrapper in events:
+        payload = wrapper.get("payload")
+        if not isinstance(payload, dict) or wrapper.get("directory", directory) != directory:
+            continue
+        kept.append(payload)
+        kept_texts.append(jsonfast.compact(payload))
+    return tuple(kept), tuple(kept_texts)

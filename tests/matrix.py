@@ -1,0 +1,120 @@
+"""`make test-matrix`: the CLI end-to-end tests and the parity scripts against every opencode
+version the runner supports, and a table of what passed (version x test file).
+
+Each version's platform binary lives in `.opencode-matrix/VERSION/` (`make setup-matrix`); the
+pinned one is `node_modules`'. The tests pick the binary up from `$RUNNER_OPENCODE`, which the
+runner and the parity harness read for phases that name none. Results, per test, go to
+`runs/matrix/results.json`; the exit code is 1 when any test failed on any version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+from core.opencode_versions import TESTED
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX_DIR = ROOT / ".opencode-matrix"
+OUT = ROOT / "runs" / "matrix"
+TESTS = (
+    "tests/e2e/test_cli.py",
+    "tests/e2e/test_cli_commands.py",
+    "tests/e2e/test_cli_faults.py",
+    "tests/e2e/test_cli_guards.py",
+    "tests/e2e/test_cli_structured.py",
+    "tests/parity",
+)
+PINNED = TESTED[-1]
+
+
+def binary(version: str) -> Path:
+    """The opencode binary of `version`: the pinned one, or the matrix folder's."""
+    if version == PINNED:
+        return ROOT / "node_modules" / ".bin" / "opencode"
+    found = sorted((MATRIX_DIR / version / "node_modules").glob("opencode-*/bin/opencode"))
+    if not found:
+        raise SystemExit(f"test-matrix: opencode {version} is not installed: make setup-matrix")
+    return found[0]
+
+
+def reported_version(path: Path) -> str:
+    done = subprocess.run(
+        [str(path), "--version"], check=True, capture_output=True, text=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+def run_version(version: str, tests: tuple[str, ...], extra: list[str]) -> dict[str, str]:
+    """Run the tests against one version: {test id: passed|failed|skipped}."""
+    path = binary(version)
+    if (seen := reported_version(path)) != version:
+        raise SystemExit(f"test-matrix: {path} says it is {seen!r}, not {version}")
+    report = OUT / f"{version}.xml"
+    argv = [sys.executable, "-m", "pytest", "-p", "runner.testing", "-p", "no:cacheprovider"]
+    argv += ["-q", f"--junitxml={report}", *tests, *extra]
+    env = {**os.environ, "RUNNER_OPENCODE": str(path)}
+    started = time.monotonic()
+    print(f"test-matrix: opencode {version} ({path.relative_to(ROOT)})", flush=True)
+    subprocess.run(argv, cwd=ROOT, env=env, check=False)
+    print(f"test-matrix: opencode {version} took {time.monotonic() - started:.0f}s", flush=True)
+    return outcomes(report)
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """Each test case of a JUnit report and how it ended."""
+    results = {}
+    # The report is pytest's own, written a moment ago by this run.
+    for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        states = {child.tag for child in case}
+        if states & {"failure", "error"}:
+            results[name] = "failed"
+        elif "skipped" in states:
+            results[name] = "skipped"
+        else:
+            results[name] = "passed"
+    return results
+
+
+def table(results: dict[str, dict[str, str]]) -> list[str]:
+    """Lines of the version x test-file table, then every failed test by name."""
+    versions = list(results)
+    files: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for version, cases in results.items():
+        for name, state in cases.items():
+            cell = files[name.split("::")[0]][version]
+            cell[0] += state == "passed"
+            cell[1] += state != "skipped"
+    width = max(len(name) for name in files) if files else 10
+    lines = [f"{'test file':<{width}}  " + "  ".join(f"{v:>10}" for v in versions)]
+    for name in sorted(files):
+        cells = (f"{files[name][v][0]}/{files[name][v][1]}" for v in versions)
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{cell:>10}" for cell in cells))
+    for version, cases in results.items():
+        lines += [f"FAILED on {version}: {name}" for name, s in cases.items() if s == "failed"]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.matrix", description=__doc__)
+    parser.add_argument("versions", nargs="*", default=list(TESTED), help="versions to test")
+    parser.add_argument("--tests", nargs="+", default=list(TESTS), help="test paths to run")
+    args, extra = parser.parse_known_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {v: run_version(v, tuple(args.tests), extra) for v in args.versions}
+    (OUT / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    print("\n".join(table(results)))
+    failed = any(state == "failed" for cases in results.values() for state in cases.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
