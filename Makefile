@@ -44,7 +44,7 @@ test-e2e: setup ## Run the end-to-end tests only (real opencode server, mock LLM
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-parity: setup ## Compare `python -m runner --json` with `opencode run --format json` (part of test)
-	$(PY) -m pytest tests/parity $(PYTEST_ARGS)
+	$(PY) -m pytest -p runner.testing tests/parity $(PYTEST_ARGS)
 
 setup-matrix: setup ## Install the matrix's other opencode versions into .opencode-matrix/ (registry once)
 	@platform=$$(node -p 'process.platform + "-" + process.arch'); \

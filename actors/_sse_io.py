@@ -15,6 +15,8 @@ from core.chunked import ChunkedError, Dechunker
 from core.redact import StreamRedactor
 from core.sse import SseFrame
 
+Unwrap = Callable[[dict[str, Any]], dict[str, Any] | None]
+
 READ_SIZE = 65536
 
 
@@ -51,10 +53,11 @@ def body_reader(response: requests.Response) -> Callable[[], bytes]:
 
 
 def decode(
-    frames: list[SseFrame], redactor: StreamRedactor | None = None
+    frames: list[SseFrame], redactor: StreamRedactor | None = None, unwrap: Unwrap | None = None
 ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
     """The JSON objects of `frames` and their JSON text (kept, so the transcript writes it as
-    received instead of encoding it again), secrets masked when a redactor is given."""
+    received instead of encoding it again), secrets masked when a redactor is given. `unwrap`
+    turns a `/global/event` wrapper into its event, or None when it is another directory's."""
     events, texts = [], []
     for frame in frames:
         data = frame.data if redactor is None else redactor.frame(frame.data)
@@ -63,6 +66,10 @@ def decode(
         except ValueError:
             logger.warning("sse: dropped a frame that is not JSON: {!r}", data[:200])
             continue
+        if unwrap is not None and isinstance(event, dict):
+            if (event := unwrap(event)) is None:
+                continue
+            data = jsonfast.compact(event)
         if not isinstance(event, dict):
             continue
         if redactor is not None and (masked := redactor.event(event)) is not event:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pykka
@@ -123,6 +124,8 @@ class SseReaderActor(SupervisedActor):
         self._clock = clock
         self._tick = tick
         self._redactor = StreamRedactor(secrets) if any(secrets) else None
+        global_events = policy.route == GLOBAL_EVENTS
+        self._unwrap = partial(unwrap, directory=client.directory) if global_events else None
         self._backoff = tenacity.wait_random_exponential(
             multiplier=policy.initial, max=policy.maximum
         )
@@ -210,9 +213,7 @@ class SseReaderActor(SupervisedActor):
             while chunk := read():
                 self._last_bytes = self._clock()
                 conn.unsent += len(chunk)
-                events, texts = decode(decoder.feed(chunk), self._redactor)
-                if events and self._policy.route == GLOBAL_EVENTS:
-                    events, texts = unwrap(events, self._client.directory)
+                events, texts = decode(decoder.feed(chunk), self._redactor, self._unwrap)
                 if events:
                     self._deliver(events, texts, conn)
             decoder.close()

@@ -14,8 +14,15 @@ and found the same everywhere is named too, so a new difference has one obvious 
 What differs, in 1.14 (1.14.48) against 1.15.13 and later:
 - `/event` closes right after its `server.connected`, every time (with or without `directory`,
   password or not); `/global/event` stays open and carries every directory's events wrapped as
-  `{"directory", "project", "payload"}`. The runner reads that one and unwraps its directory's.
+  `{"directory", "project", "payload"}` (and each change again as a `sync` payload). The
+  runner reads that one and unwraps its directory's events.
 - no `server.heartbeat` (1.15.13 and later: one every 10 s on either route).
+
+And in 1.17.19 and older against 1.18.33: a provider error that stays retryable (a persistent
+500 with `Retry-After`) is retried until the session is aborted; 1.18.33 gives up after 5
+retries with a `session.error`. The runner's own retry budget (`budgets.retries`) ends it either
+way, but `opencode run` of those versions never ends, so that parity script has nothing to
+compare with there (its test checks the runner alone).
 """
 
 from __future__ import annotations
@@ -24,14 +31,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from core import jsonfast
-
 # The oldest version the matrix passes; the gate in `server_rules.check_version` uses it.
 MIN_VERSION = (1, 14, 48)
 TESTED = ("1.14.48", "1.15.13", "1.17.19", "1.18.33")
 PERMISSION_ROUTE = "/permission/{requestID}/reply"
 EVENTS, GLOBAL_EVENTS = "/event", "/global/event"
 _SINCE_1_15 = (1, 15, 0)
+_SINCE_1_18 = (1, 18, 0)
 HEARTBEAT = 10.0
 
 
@@ -44,6 +50,7 @@ class Capabilities:
     event_route: str = EVENTS  # GLOBAL_EVENTS: wrapped events of every directory (`unwrap`)
     permission_route: str = PERMISSION_ROUTE
     structured_output: bool = True  # `prompt_async` takes `format: {"type": "json_schema"}`
+    gives_up_retrying: bool = True  # False: a retryable provider error is retried until aborted
 
     def as_dict(self) -> dict[str, Any]:
         """For the transcript header and the result JSON."""
@@ -52,6 +59,7 @@ class Capabilities:
             "event_route": self.event_route,
             "permission_route": self.permission_route,
             "structured_output": self.structured_output,
+            "gives_up_retrying": self.gives_up_retrying,
         }
 
 
@@ -70,21 +78,19 @@ def version_tuple(text: str) -> tuple[int, int, int] | None:
 def capabilities(text: str) -> Capabilities:
     """The capabilities of the version `text`; an unreadable one is taken as the newest."""
     version = version_tuple(text) or (999, 0, 0)
+    text, gives_up = text.strip(), version >= _SINCE_1_18
     if version >= _SINCE_1_15:
-        return Capabilities(version=text.strip(), heartbeat=HEARTBEAT)
-    return Capabilities(version=text.strip(), heartbeat=None, event_route=GLOBAL_EVENTS)
+        return Capabilities(version=text, heartbeat=HEARTBEAT, gives_up_retrying=gives_up)
+    return Capabilities(
+        version=text, heartbeat=None, event_route=GLOBAL_EVENTS, gives_up_retrying=gives_up
+    )
 
 
-def unwrap(
-    events: tuple[dict[str, Any], ...], directory: str | None
-) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
-    """`/global/event`'s wrappers as `/event` would have sent them: the payloads of `directory`
-    and of none (`server.connected`), each with its JSON text."""
-    kept, kept_texts = [], []
-    for wrapper in events:
-        payload = wrapper.get("payload")
-        if not isinstance(payload, dict) or wrapper.get("directory", directory) != directory:
-            continue
-        kept.append(payload)
-        kept_texts.append(jsonfast.compact(payload))
-    return tuple(kept), tuple(kept_texts)
+def unwrap(wrapper: dict[str, Any], directory: str | None) -> dict[str, Any] | None:
+    """A `/global/event` wrapper's event as `/event` would have sent it: the payload, when it is
+    of `directory` or of none (`server.connected`); else None. The route also repeats each change
+    as a `{"type": "sync", "syncEvent": ...}` payload, which `/event` does not send: dropped."""
+    payload = wrapper.get("payload")
+    if not isinstance(payload, dict) or wrapper.get("directory", directory) != directory:
+        return None
+    return None if payload.get("type") == "sync" else payload

@@ -55,13 +55,15 @@ def is_transient_start_failure(log_tail: tuple[str, ...]) -> bool:
     return any(marker in line for line in log_tail for marker in _TRANSIENT)
 
 
-_MIGRATION = ("failed to run data migrations",)
+# 1.15 and later log the first; 1.14.48 logs only the query that failed ("Caused by: table
+# `project` already exists", or "SQLiteError: table `project` already exists").
+_MIGRATION = re.compile(r"failed to run data migrations|table `\w+` already exists")
 
 
 def migration_failure(log_tail: tuple[str, ...], data_home: str) -> str | None:
     """The one-line cause and remedy when opencode could not migrate its database (a data
     folder last written by a newer opencode: every request then fails with HTTP 500)."""
-    if not any(marker in line for line in log_tail for marker in _MIGRATION):
+    if not any(_MIGRATION.search(line) for line in log_tail):
         return None
     return (
         f"opencode could not migrate its database in {data_home}/opencode (a newer opencode"

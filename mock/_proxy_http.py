@@ -123,7 +123,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         """Handle any method: forward, relay, and always close the connection afterwards."""
         self.close_connection = True
         proxy = self.server.proxy
-        if self.path.startswith("/event") and not proxy._admit_stream():
+        stream = self.path.startswith(("/event", "/global/event"))  # /global/event: opencode 1.14
+        if stream and not proxy._admit_stream():
             _reset(self.connection)
             return
         if self.command == "POST" and proxy._swallow(self.path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 
 import pytest
@@ -49,6 +48,7 @@ def test_the_capabilities_are_written_as_plain_json_values():
         "event_route": "/global/event",
         "permission_route": "/permission/{requestID}/reply",
         "structured_output": True,
+        "gives_up_retrying": False,
     }
 
 
@@ -65,6 +65,11 @@ def test_a_stream_without_heartbeats_may_stay_quiet_for_minutes():
     assert ReconnectPolicy(heartbeat=None).quiet == 300.0
 
 
+def test_retryable_errors_end_on_their_own_from_1_18():
+    assert not capabilities("1.17.19").gives_up_retrying
+    assert capabilities("1.18.33").gives_up_retrying
+
+
 def test_1_14_reads_the_global_stream():
     assert capabilities("1.14.48").event_route == GLOBAL_EVENTS
     assert capabilities("1.15.13").event_route == EVENTS
@@ -75,9 +80,12 @@ def test_the_global_stream_is_unwrapped_to_the_directorys_events():
     ours = {"directory": "/p", "payload": {"type": "session.idle", "properties": {"id": "s"}}}
     theirs = {"directory": "/q", "payload": {"type": "session.idle", "properties": {}}}
     broken = {"directory": "/p", "payload": "not an event"}
-    events, texts = unwrap((connected, ours, theirs, broken), "/p")
-    assert events == (connected["payload"], ours["payload"])
-    assert [json.loads(text) for text in texts] == list(events)
+    assert unwrap(connected, "/p") == connected["payload"]
+    assert unwrap(ours, "/p") == ours["payload"]
+    assert unwrap(theirs, "/p") is None
+    assert unwrap(broken, "/p") is None
+    sync = {"directory": "/p", "payload": {"type": "sync", "syncEvent": {"type": "x.1"}}}
+    assert unwrap(sync, "/p") is None  # the route's second copy of each change
 
 
 def test_runner_opencode_names_the_binary_of_phases_that_name_none(monkeypatch):

@@ -97,3 +97,11 @@ def test_a_failed_migration_is_named_with_its_remedy():
         " or use that newer opencode"
     )
     assert migration_failure(("ERROR something else",), "/x") is None
+
+
+def test_a_failed_migration_of_1_14_is_named_too():
+    tail = (  # 1.14.48 logs the query that failed, not "failed to run data migrations"
+        "INFO  service=db count=19 mode=bundled applying migrations",
+        "' Caused by: table `project` already exists cause=DrizzleError: Failed to run the query",
+    )
+    assert migration_failure(tail, "/d").startswith("opencode could not migrate its database in /d")

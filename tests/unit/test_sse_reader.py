@@ -324,6 +324,28 @@ def test_the_password_split_across_deltas_never_reaches_a_subscriber(serve):
     reader.stop()
 
 
+def test_the_global_stream_of_1_14_is_unwrapped_before_secrets_are_masked(serve):
+    secret = "Zq9-XW_7pK2mVb4nT8yLc1Rf6hGd3Js5"
+    pieces = ["pw: Zq9-XW_7", "pK2mVb4nT8yLc1", "Rf6hGd3Js5 ok"]
+    props = {"partID": "prt_1", "field": "text"}
+    deltas = [{"type": "message.part.delta", "properties": {**props, "delta": p}} for p in pieces]
+    wrapped = [{"directory": "/proj", "project": "p", "payload": d} for d in deltas]
+    other = {"directory": "/elsewhere", "payload": {"type": "session.idle", "properties": {}}}
+    body = frame({"payload": CONNECTED}) + frame(other) + b"".join(map(frame, wrapped))
+    server = serve([(200, body, "hold")])
+    reader, published, batches = start_reader(server, secrets=(secret,), route="/global/event")
+    assert next_of(published, StreamConnected).connection == 1
+    events, texts = [], []
+    while len(events) < 4:
+        batch = batches.get(timeout=5)
+        events, texts = events + list(batch.events), texts + list(batch.texts)
+    assert [e["type"] for e in events] == ["server.connected", *["message.part.delta"] * 3]
+    assert "".join(e["properties"]["delta"] for e in events[1:]) == "pw: [redacted] ok"
+    assert [json.loads(text) for text in texts] == events  # the transcript gets the payloads
+    assert server.connections.get(timeout=5).startswith("/global/event?directory=")
+    reader.stop()
+
+
 def test_a_chunked_body_is_read_many_chunks_at_a_time(serve):
     hello = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
     events = [frame(CONNECTED), *(frame(hello) for _ in range(20))]
