@@ -18,11 +18,11 @@ What differs, in 1.14 (1.14.48) against 1.15.13 and later:
   runner reads that one and unwraps its directory's events.
 - no `server.heartbeat` (1.15.13 and later: one every 10 s on either route).
 
-And in 1.17.19 and older against 1.18.33: a provider error that stays retryable (a persistent
-500 with `Retry-After`) is retried until the session is aborted; 1.18.33 gives up after 5
-retries with a `session.error`. The runner's own retry budget (`budgets.retries`) ends it either
-way, but `opencode run` of those versions never ends, so that parity script has nothing to
-compare with there (its test checks the runner alone).
+And before 1.18.17 (bisected: 1.18.16 and older): a provider error that stays retryable (a
+persistent 500 with `Retry-After`) is retried until the session is aborted; 1.18.17 and later
+give up after 5 retries with a `session.error`. The runner's own budget
+(`budgets.provider_retries`) ends it either way, but `opencode run` of those versions never
+ends, so that parity script has nothing to compare with there (its test checks the runner alone).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ TESTED = ("1.14.48", "1.15.13", "1.17.19", "1.18.33")
 PERMISSION_ROUTE = "/permission/{requestID}/reply"
 EVENTS, GLOBAL_EVENTS = "/event", "/global/event"
 _SINCE_1_15 = (1, 15, 0)
-_SINCE_1_18 = (1, 18, 0)
+_GIVES_UP_SINCE = (1, 18, 17)  # bisected: 1.18.16 still retries forever
 HEARTBEAT = 10.0
 
 
@@ -78,7 +78,7 @@ def version_tuple(text: str) -> tuple[int, int, int] | None:
 def capabilities(text: str) -> Capabilities:
     """The capabilities of the version `text`; an unreadable one is taken as the newest."""
     version = version_tuple(text) or (999, 0, 0)
-    text, gives_up = text.strip(), version >= _SINCE_1_18
+    text, gives_up = text.strip(), version >= _GIVES_UP_SINCE
     if version >= _SINCE_1_15:
         return Capabilities(version=text, heartbeat=HEARTBEAT, gives_up_retrying=gives_up)
     return Capabilities(

@@ -45,7 +45,7 @@ def server_version() -> str:
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
 def test_runner_json_matches_opencode_run(script, run_phase, tmp_path):
     if script.stem == "internal_error" and not capabilities(server_version()).gives_up_retrying:
-        # opencode 1.17.19 and older retry a persistent 500 until aborted, so `opencode run`
+        # opencode 1.18.16 and older retry a persistent 500 until aborted, so `opencode run`
         # never ends and prints nothing to compare with (docs/opencode-versions.md). The
         # runner must still end it, by its retry budget, with the provider's message.
         phase = tmp_path / "phase.yaml"

@@ -66,8 +66,8 @@ def test_a_stream_without_heartbeats_may_stay_quiet_for_minutes():
 
 
 def test_retryable_errors_end_on_their_own_from_1_18():
-    assert not capabilities("1.17.19").gives_up_retrying
-    assert capabilities("1.18.33").gives_up_retrying
+    assert not capabilities("1.18.16").gives_up_retrying
+    assert capabilities("1.18.17").gives_up_retrying
 
 
 def test_1_14_reads_the_global_stream():
