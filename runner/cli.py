@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from actors import Prespawned
 from core.errors import PhaseFileError, ServerStartError
+from runner import batch
 from runner._mock import EmbeddedMock
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec, sibling
 
 if TYPE_CHECKING:
     from runner.api import Batch
-    from runner.result import PhaseResult
 
 EXIT_USAGE = 64
-SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+SIGNAL_EXIT = batch.SIGNAL_EXIT
 SAFETY_NET_TIMEOUT = 5.0
 EPILOG = """\
 other commands:
@@ -101,6 +101,11 @@ def _add_server_and_output_flags(parser: argparse.ArgumentParser) -> None:
         help="give the server a fresh data folder for the run (removed afterwards)",
     )
     parser.add_argument("--transcript", metavar="PATH", help="where to write the transcript")
+    parser.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="leave out phases whose latest result says done (nothing starts if all are)",
+    )
     parser.add_argument("--verbose", action="store_true", help="diagnostics on stderr")
 
 
@@ -138,35 +143,8 @@ def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec
     )
     specs = [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
     for spec in specs:
-        _prepare_outputs(spec, flag="--transcript" if args.transcript else None, create=create)
+        batch.prepare_outputs(spec, flag="--transcript" if args.transcript else None, create=create)
     return specs
-
-
-def _prepare_outputs(spec: PhaseSpec, *, flag: str | None, create: bool) -> None:
-    """The output folders exist (or could be made) and can be written, before anything starts."""
-    for key, path in (
-        ("output.transcript", spec.output.transcript),
-        ("output.result", spec.output.result),
-    ):
-        folder = Path(path).parent
-        try:
-            if create:
-                folder.mkdir(parents=True, exist_ok=True)
-            writable = os.access(_existing(folder), os.W_OK)
-        except OSError as exc:
-            writable, why = False, exc.strerror
-        else:
-            why = "not writable"
-        if not writable:
-            where = flag if flag and key == "output.transcript" else f"{spec.source}: {key}"
-            raise PhaseFileError(f"{where}: cannot write to {folder} ({why})")
-
-
-def _existing(folder: Path) -> Path:
-    """`folder`, or its nearest ancestor that exists (where it would be made)."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return folder
 
 
 def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
@@ -193,17 +171,6 @@ def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
     logger.add(debug_log, level="DEBUG", diagnose=False)  # no variable values: no secrets
 
 
-def exit_code(results: list[PhaseResult], signalled: int | None) -> int:
-    """Interrupted beats failed beats incomplete beats done."""
-    if signalled is not None:
-        return SIGNAL_EXIT.get(signal.Signals(signalled), 130)
-    codes = {result.exit_code for result in results}
-    for code in (130, 143, 129, 1, 2):
-        if code in codes:
-            return code
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse, validate, run, and return the exit code (or `check` / `show`: runner.commands)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -214,15 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         specs = load_all(args)
-        mock = EmbeddedMock(specs)
+        run, skipped = batch.split_done(specs) if args.skip_done else (specs, [])
+        mock = EmbeddedMock(run)
     except PhaseFileError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not run:  # everything is done already: start nothing
+        return batch.finish(specs, skipped, [], json_lines=args.json)
     with mock:
         os.environ.update(mock.env)  # the early servers inherit it
-        early = prestart(specs, args.parallel)
+        early = prestart(run, args.parallel)
         try:
-            return _run(args, specs, early, mock)
+            return _run(args, run, early, mock, (specs, skipped))
         except KeyboardInterrupt:  # before its handler was installed (the heavy imports)
             return SIGNAL_EXIT[signal.SIGINT]
         finally:
@@ -235,18 +205,19 @@ def _run(
     specs: list[PhaseSpec],
     early: dict[Any, Prespawned],
     mock: EmbeddedMock,
+    whole: tuple[list[PhaseSpec], list[batch.Skipped]],
 ) -> int:
     """Run the phases: the heavy imports happen here, while the early servers boot."""
     from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
 
     configure_logging(args.verbose, specs)
-    batch = Batch()
-    signalled = _install_signal_handlers(batch)
+    running = Batch()
+    signalled = _install_signal_handlers(running)
     try:
         results = run_phases(
             specs,
             parallel=args.parallel,
-            batch=batch,
+            batch=running,
             prespawned=early,
             mock=mock,
             mode=output_mode(args, sys.stdout),
@@ -255,7 +226,8 @@ def _run(
         )
     finally:
         _stop_leftovers()
-    return exit_code(results, signalled[0] if signalled else None)
+    specs, skipped = whole
+    return batch.finish(specs, skipped, results, signalled[0] if signalled else None, args.json)
 
 
 def prestart(specs: list[PhaseSpec], parallel: int) -> dict[tuple[Any, ...], Prespawned]:

@@ -10,6 +10,7 @@ in every default, resolves relative paths against the phase file's folder, subst
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import yaml
 
 from core.errors import PhaseFileError
-from runner.phase._build import Context, build, output_path
+from runner.phase._build import ANY_TIME, Context, build, output_path
 from runner.phase._check import (
     Invalid,
     expected,
@@ -157,7 +158,12 @@ def _apply(spec: PhaseSpec, flags: Overrides, ctx: Context) -> PhaseSpec:
     # Paths typed on the command line are relative to where the command runs.
     render = partial(output_path, base=Path.cwd(), home=ctx.home, name=spec.name, now=ctx.now)
     paths = {"transcript": flags.transcript, "result": flags.result}
-    given = {key: _flag(f"--{key}", render, raw) for key, raw in paths.items() if raw is not None}
+    given: dict[str, Any] = {
+        key: _flag(f"--{key}", render, raw) for key, raw in paths.items() if raw is not None
+    }
+    if flags.result is not None:
+        every = partial(render, now=ANY_TIME, name=glob.escape(spec.name))
+        given["earlier"] = str(_flag("--result", every, flags.result))
     if given:
         changes["output"] = replace(spec.output, **given)
     return replace(spec, **changes)

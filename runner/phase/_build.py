@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -228,13 +229,20 @@ def _opencode_config(value: Any) -> dict[str, Any]:
 def _output(value: Any, *, ctx: Context, name: str) -> OutputOptions:
     data = keys(value, SECTIONS["output"])
     render = partial(output_path, base=ctx.base_dir, home=ctx.home, name=name, now=ctx.now)
+    result = data.get("result", DEFAULT_RESULT)
     return OutputOptions(
         transcript=at("transcript", render, data.get("transcript", DEFAULT_TRANSCRIPT)),
-        result=at("result", render, data.get("result", DEFAULT_RESULT)),
+        result=at("result", render, result),
+        earlier=str(at("result", partial(render, now=ANY_TIME, name=glob.escape(name)), result)),
     )
 
 
-def output_path(value: Any, *, base: Path, home: str | None, name: str, now: datetime) -> Path:
+ANY_TIME = "*"  # `{time}` in a glob of every run's outputs
+
+
+def output_path(
+    value: Any, *, base: Path, home: str | None, name: str, now: datetime | str
+) -> Path:
     """An output template rendered for this run and resolved against `base`."""
     try:
         rendered = render_output_path(text(value), name, now)

@@ -88,6 +88,7 @@ class OutputOptions:
 
     transcript: Path
     result: Path
+    earlier: str = ""  # a glob of every run's result (`{time}` as `*`): what `--skip-done` reads
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

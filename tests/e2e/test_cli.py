@@ -313,6 +313,12 @@ def test_three_phases_in_parallel_share_one_server(cli):
     assert len({r["server_url"] for r in run.results}) == 1
     assert len(servers["pids"]) == 1
     assert len({r["session_id"] for r in run.results}) == 3
+    # The batch ends with its summary and batch-{time}.json beside the first phase's result.
+    written = run.stdout.splitlines()[-1].removeprefix("batch: ")
+    assert Path(written).parent == Path(run.results[0]["result"]).parent
+    batch = json.loads(Path(written).read_text())
+    assert batch["exit_code"] == 0
+    assert sorted(row["phase"] for row in batch["phases"]) == ["par0", "par1", "par2"]
 
 
 def test_commands_the_agent_detached_do_not_outlive_the_run(cli):

@@ -149,6 +149,7 @@ def test_full_file_parses_to_the_expected_spec(folder):
         output=OutputOptions(
             transcript=folder / "logs" / "write-notes.jsonl",
             result=Path(f"/tmp/results/write-notes-{STAMP}.json"),
+            earlier="/tmp/results/write-notes-*.json",  # every run's result, for --skip-done
         ),
     )
     assert spec.model_ref == ("mock", "scripted-model")
@@ -170,6 +171,7 @@ def test_minimal_file_gets_every_default(folder):
         output=OutputOptions(
             transcript=folder / "runs" / f"demo-{STAMP}.jsonl",
             result=folder / "runs" / f"demo-{STAMP}.result.json",
+            earlier=str(folder / "runs" / "demo-*.result.json"),
         ),
     )
     assert spec.permissions == Permissions(

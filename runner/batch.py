@@ -1,0 +1,163 @@
+"""A batch of phases: output folders checked before anything starts, which phases a
+`--skip-done` run leaves out, the summary table at the end, `batch-{time}.json`, and the batch's
+exit code (the worst phase's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import signal
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import PhaseFileError
+from runner.phase import PhaseSpec
+from runner.phase._check import TIME_FORMAT
+
+if TYPE_CHECKING:
+    from runner.result import PhaseResult
+
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+_WORST_FIRST = (130, 143, 129, 1, 2, 64)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A phase `--skip-done` left out: its latest result said `done`."""
+
+    phase: str
+    result_path: str
+    result: dict[str, Any]
+
+
+def prepare_outputs(spec: PhaseSpec, *, flag: str | None, create: bool) -> None:
+    """The output folders exist (or could be made) and can be written, before anything starts."""
+    for key, path in (
+        ("output.transcript", spec.output.transcript),
+        ("output.result", spec.output.result),
+    ):
+        folder = Path(path).parent
+        try:
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(_existing(folder), os.W_OK)
+        except OSError as exc:
+            writable, why = False, exc.strerror
+        else:
+            why = "not writable"
+        if not writable:
+            where = flag if flag and key == "output.transcript" else f"{spec.source}: {key}"
+            raise PhaseFileError(f"{where}: cannot write to {folder} ({why})")
+
+
+def _existing(folder: Path) -> Path:
+    """`folder`, or its nearest ancestor that exists (where it would be made)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def exit_code(codes: list[int], signalled: int | None = None) -> int:
+    """Interrupted beats failed beats incomplete beats done."""
+    if signalled is not None:
+        return SIGNAL_EXIT.get(signal.Signals(signalled), 130)
+    return next((code for code in _WORST_FIRST if code in codes), 0)
+
+
+def latest_result(spec: PhaseSpec) -> tuple[str, dict[str, Any]] | None:
+    """The newest result JSON an earlier run of this phase wrote, with its path; None when
+    there is none that can be read."""
+    found = []
+    for path in glob.glob(spec.output.earlier) if spec.output.earlier else ():
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("phase") == spec.name:
+            found.append((float(data.get("started_at") or 0), path, data))
+    if not found:
+        return None
+    _, path, data = max(found, key=lambda item: item[:2])
+    return os.path.abspath(path), data
+
+
+def split_done(specs: list[PhaseSpec]) -> tuple[list[PhaseSpec], list[Skipped]]:
+    """The phases to run, and those whose latest result says `done`."""
+    run, skipped = [], []
+    for spec in specs:
+        latest = latest_result(spec)
+        if latest is not None and latest[1].get("verdict") == "done":
+            skipped.append(Skipped(spec.name, latest[0], latest[1]))
+        else:
+            run.append(spec)
+    return run, skipped
+
+
+def _row(data: dict[str, Any], note: str = "") -> dict[str, Any]:
+    totals = data.get("totals") or {}
+    return {
+        "phase": data.get("phase"),
+        "verdict": data.get("verdict"),
+        "exit_code": data.get("exit_code"),
+        "attempts": totals.get("attempts", len(data.get("attempts") or ())),
+        "duration": data.get("duration", 0.0),
+        "cost": totals.get("cost", 0.0),
+        "result": data.get("result_path") or data.get("result"),
+        "skipped": note == "skipped",
+    }
+
+
+def rows(results: list[PhaseResult], skipped: list[Skipped]) -> list[dict[str, Any]]:
+    """One row per phase of the batch: the skipped ones first, as their last run ended."""
+    table = [{**_row(s.result, "skipped"), "result": s.result_path} for s in skipped]
+    table += [_row(dataclasses.asdict(result)) for result in results]
+    return table
+
+
+def summary_lines(table: list[dict[str, Any]]) -> list[str]:
+    """The batch summary: phase, verdict, attempts, time and cost, one line each."""
+    width = max([5, *(len(str(row["phase"])) for row in table)])
+    lines = [f"{'phase':<{width}}  {'verdict':<16} attempts    time      cost"]
+    for row in table:
+        verdict = f"{row['verdict']} (skipped)" if row["skipped"] else str(row["verdict"])
+        lines.append(
+            f"{row['phase']!s:<{width}}  {verdict:<16} {row['attempts']:>8} "
+            f"{row['duration']:>6.1f}s  ${row['cost']:.4f}"
+        )
+    return lines
+
+
+def write_batch(folder: Path, table: list[dict[str, Any]], code: int, now: datetime) -> Path:
+    """`batch-{time}.json` in `folder`: every phase's row and the batch's exit code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"batch-{now.strftime(TIME_FORMAT)}.json"
+    body = {"exit_code": code, "phases": table}
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def finish(
+    specs: list[PhaseSpec],
+    skipped: list[Skipped],
+    results: list[PhaseResult],
+    signalled: int | None = None,
+    json_lines: bool = False,
+) -> int:
+    """The batch's exit code (the worst phase's); with more than one phase, or any skipped, its
+    summary (a table, or a `runner.batch` line with --json) and `batch-{time}.json`."""
+    code = exit_code([result.exit_code for result in results], signalled)
+    if len(specs) < 2 and not skipped:
+        return code
+    table = rows(results, skipped)
+    path = write_batch(specs[0].output.result.parent, table, code, datetime.now())
+    if json_lines:
+        line = {"type": "runner.batch", "exit_code": code, "phases": table, "path": str(path)}
+        print(json.dumps(line), flush=True)
+    else:
+        print("\n".join([*summary_lines(table), f"batch: {path}"]), flush=True)
+    return code
