@@ -44,9 +44,12 @@ class _Discard(io.TextIOBase):
 class PhaseHandle:
     """A running phase: its events, its result, and a way to cancel it."""
 
-    def __init__(self, supervisor: Supervisor, events: EventBuffer) -> None:
+    def __init__(
+        self, supervisor: Supervisor, events: EventBuffer, mock: EmbeddedMock | None = None
+    ) -> None:
         self._supervisor = supervisor
         self._events = events
+        self._mock = mock  # the phase's own mock LLM, stopped when the phase ends
         self._done = threading.Event()
         self._result: PhaseResult | None = None
         self._thread = threading.Thread(
@@ -103,6 +106,8 @@ class PhaseHandle:
                 result_path=str(spec.output.result),
             )
         finally:
+            if self._mock is not None:
+                self._mock.__exit__(None, None, None)
             self._events.end()
             self._done.set()
 
@@ -127,18 +132,23 @@ def start_phase(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     spec = _spec_of(phase)
+    env = dict(env or {})
+    mock = None
+    if spec.mock is not None and "MOCK_LLM_URL" not in env:  # not one run_phases started
+        mock = EmbeddedMock([spec]).__enter__()
+        env.update(mock.env)
     events = EventBuffer()
     options = RunOptions(
         mode=mode,
         out=out if out is not None else _Discard(),
         verbose=verbose,
         prefix=prefix,
-        env=dict(env or {}),
+        env=env,
         on_event=on_event,
         events=events.put,
         board=board,
     )
-    return PhaseHandle(Supervisor(spec, options, server=server), events)
+    return PhaseHandle(Supervisor(spec, options, server=server), events, mock)
 
 
 def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import threading
 import time
@@ -207,3 +208,15 @@ def test_cancel_while_the_server_starts_ends_the_phase_at_once(tmp_path, phase_f
     assert result.duration < 10
     lines = Path(result.transcript).read_text().splitlines()
     assert json.loads(lines[-1])["type"] == "runner.verdict_reached"
+
+
+def test_a_phase_with_its_own_mock_runs_through_the_api_alone(tmp_path):
+    example = tmp_path / "hello"
+    shutil.copytree(PROJECT_ROOT / "examples" / "hello", example, ignore=ignore_runs)
+    handle = start_phase(example / "phase.yaml", env=isolated_env(tmp_path))
+    result = handle.result(timeout=120)
+    assert (result.verdict, result.exit_code) == ("done", 0), result.reason  # its mock answered
+
+
+def ignore_runs(_folder, names):
+    return [name for name in names if name in ("runs", "notes", "__pycache__")]
