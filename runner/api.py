@@ -217,6 +217,7 @@ def run_phases(
     if not specs:
         return []
     if mock is not None:  # started by the caller (the CLI, before its early servers)
+        options["env"] = {**(options.get("env") or {}), **mock.env}  # start_phase starts none
         return _run_all(specs, parallel, batch, prespawned, options)
     with EmbeddedMock(specs) as ours:  # a phase's `mock` (runner._mock)
         options["env"] = {**(options.get("env") or {}), **ours.env}

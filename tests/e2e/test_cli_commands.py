@@ -78,11 +78,17 @@ def run_isolated(tmp_path, *args):
 
 def test_the_example_phase_runs_as_is_on_its_embedded_mock(tmp_path):
     example = tmp_path / "hello"
-    shutil.copytree(PROJECT_ROOT / "examples" / "hello", example)
+    shutil.copytree(PROJECT_ROOT / "examples" / "hello", example, ignore=LOCAL_OUTPUTS)
     run = run_isolated(tmp_path, example / "phase.yaml", "--plain")
     assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
     assert "verdict: done" in run.stdout
     assert (example / "workspace" / "notes" / "hello.md").is_file()
+    (debug_log,) = (example / "runs").glob("*.debug.log")
+    stopped = [line for line in debug_log.read_text().splitlines() if "mock LLM (" in line]
+    assert len(stopped) == 1, stopped  # one mock for the run, none more per phase
+
+
+LOCAL_OUTPUTS = shutil.ignore_patterns("runs", "notes", "__pycache__")
 
 
 def test_mock_flag_serves_a_phase_that_names_no_provider(tmp_path):
