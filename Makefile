@@ -57,7 +57,7 @@ setup-matrix: setup ## Install the matrix's other opencode versions into .openco
 	done
 
 test-matrix: setup-matrix ## CLI end-to-end and parity tests on every supported opencode, as a table (~45 min)
-	$(PY) -m tests.matrix $(PYTEST_ARGS)
+	$(PY) -m tests.matrix -- $(PYTEST_ARGS)
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -3,8 +3,10 @@ finding the socket to shut from another thread."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import requests
@@ -12,10 +14,21 @@ import requests
 from actors._logs import logger
 from core import jsonfast
 from core.chunked import ChunkedError, Dechunker
+from core.opencode_versions import GLOBAL_EVENTS, unwrap
 from core.redact import StreamRedactor
 from core.sse import SseFrame
 
 Unwrap = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+def unwrapper(route: str, directory: str | None) -> Unwrap | None:
+    """How to read `/global/event` (opencode 1.14) as the directory's `/event`; None if `route`
+    is `/event` itself."""
+    if route != GLOBAL_EVENTS:
+        return None
+    names = {directory, os.path.realpath(directory)} if directory else set()
+    return partial(unwrap, directories=frozenset(names))
+
 
 READ_SIZE = 65536
 

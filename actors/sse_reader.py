@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pykka
@@ -33,12 +32,12 @@ import urllib3
 
 from actors._logs import logger
 from actors._process import start_thread
-from actors._sse_io import body_reader, decode, socket_of
+from actors._sse_io import body_reader, decode, socket_of, unwrapper
 from actors._supervised import Report, SupervisedActor
 from actors._worker import start_ticker
 from actors.opencode_client import OpencodeClient
 from core.chunked import ChunkedError
-from core.opencode_versions import EVENTS, GLOBAL_EVENTS, unwrap
+from core.opencode_versions import EVENTS
 from core.redact import StreamRedactor
 from core.sse import SseDecoder
 from messages.stream import (
@@ -124,17 +123,14 @@ class SseReaderActor(SupervisedActor):
         self._clock = clock
         self._tick = tick
         self._redactor = StreamRedactor(secrets) if any(secrets) else None
-        global_events = policy.route == GLOBAL_EVENTS
-        self._unwrap = partial(unwrap, directory=client.directory) if global_events else None
+        self._unwrap = unwrapper(policy.route, client.directory)
         self._backoff = tenacity.wait_random_exponential(
             multiplier=policy.initial, max=policy.maximum
         )
-        self._stopping = threading.Event()
-        self._connection = 0
+        self._stopping, self._connection = threading.Event(), 0
         self._response: requests.Response | None = None
-        self._last_bytes = clock()
+        self._last_bytes = self._outage_from = clock()  # the thread alone touches the outage
         self._shut_why: str | None = None
-        self._outage_from = clock()  # from here on only the reader thread touches these two
         self._failures = 0
 
     def on_start(self) -> None:
@@ -161,7 +157,7 @@ class SseReaderActor(SupervisedActor):
         super().on_stop()
 
     def check_watchdog(self) -> bool:
-        """Shut a connection that sent no bytes for three heartbeats; True if it did."""
+        """Shut a connection that sent no bytes for `policy.quiet`; True if it did."""
         silent = self._clock() - self._last_bytes
         if self._response is None or silent < self._policy.quiet:
             return False
@@ -228,6 +224,11 @@ class SseReaderActor(SupervisedActor):
         finally:
             self._response = None
             response.close()
+        if not self._stopping.is_set():
+            raise self._broken(reason, conn)
+
+    def _broken(self, reason: str, conn: _Connection) -> _BrokenError:
+        """A connection's end, named by whoever shut it, and whether it had worked."""
         working = conn.working
         if self._shut_why is not None:
             reason, self._shut_why = self._shut_why, None
@@ -235,8 +236,7 @@ class SseReaderActor(SupervisedActor):
             # that stayed up until the watchdog shut it worked.
             quiet = conn.connected and not self._policy.heartbeat
             working |= quiet and reason.startswith(_WATCHDOG)
-        if not self._stopping.is_set():
-            raise _BrokenError(reason, working=working)
+        return _BrokenError(reason, working=working)
 
     def _deliver(self, events: tuple[dict[str, Any], ...], texts: tuple[str, ...], conn) -> None:
         """Fan one read's events out as one batch, weighing the bytes read for it."""
@@ -290,7 +290,10 @@ class SseReaderActor(SupervisedActor):
     def _shut(self, why: str) -> None:
         self._shut_why = why
         response = self._response
-        sock = socket_of(response) if response is not None else None
+        if response is None:  # it had just ended: leave no reason for the next connection
+            self._shut_why = None
+            return
+        sock = socket_of(response)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

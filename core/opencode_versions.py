@@ -86,11 +86,13 @@ def capabilities(text: str) -> Capabilities:
     )
 
 
-def unwrap(wrapper: dict[str, Any], directory: str | None) -> dict[str, Any] | None:
+def unwrap(wrapper: dict[str, Any], directories: frozenset[str]) -> dict[str, Any] | None:
     """A `/global/event` wrapper's event as `/event` would have sent it: the payload, when it is
-    of `directory` or of none (`server.connected`); else None. The route also repeats each change
-    as a `{"type": "sync", "syncEvent": ...}` payload, which `/event` does not send: dropped."""
+    of one of `directories` (the client's, as given and with symlinks resolved: opencode names
+    the resolved one) or of none (`server.connected`); else None. The route also repeats each
+    change as a `{"type": "sync", "syncEvent": ...}` payload, which `/event` does not send."""
     payload = wrapper.get("payload")
-    if not isinstance(payload, dict) or wrapper.get("directory", directory) != directory:
+    where = wrapper.get("directory")
+    if not isinstance(payload, dict) or (where is not None and where not in directories):
         return None
     return None if payload.get("type") == "sync" else payload

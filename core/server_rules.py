@@ -39,8 +39,9 @@ def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # Seen when two servers create the same fresh database at once: a lock, or a migration query
-# that fails because the other server ran it first.
-_TRANSIENT = ("database is locked", "Failed query:")
+# that fails because the other server ran it first. `ServeError` (its whole message): the port the
+# runner chose was taken between its probe and opencode's bind; a new start gets a new port.
+_TRANSIENT = ("database is locked", "Failed query:", "ServeError")
 
 
 def tail_lines(text: str, count: int) -> tuple[str, ...]:

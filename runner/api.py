@@ -106,10 +106,17 @@ class PhaseHandle:
                 result_path=str(spec.output.result),
             )
         finally:
-            if self._mock is not None:
-                self._mock.__exit__(None, None, None)
+            self._stop_mock()
             self._events.end()
             self._done.set()
+
+    def _stop_mock(self) -> None:
+        if self._mock is None:
+            return
+        try:
+            self._mock.__exit__(None, None, None)
+        except Exception:  # the verdict stands; a mock that would not stop is only logged
+            logger.exception("phase {}: the mock LLM did not stop cleanly", self.name)
 
 
 def _spec_of(phase: PhaseSpec | str | Path) -> PhaseSpec:
@@ -132,23 +139,28 @@ def start_phase(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     spec = _spec_of(phase)
-    env = dict(env or {})
-    mock = None
-    if spec.mock is not None and "MOCK_LLM_URL" not in env:  # not one run_phases started
-        mock = EmbeddedMock([spec]).__enter__()
-        env.update(mock.env)
-    events = EventBuffer()
-    options = RunOptions(
-        mode=mode,
-        out=out if out is not None else _Discard(),
-        verbose=verbose,
-        prefix=prefix,
-        env=env,
-        on_event=on_event,
-        events=events.put,
-        board=board,
-    )
-    return PhaseHandle(Supervisor(spec, options, server=server), events, mock)
+    env, events = dict(env or {}), EventBuffer()
+    mock = _own_mock(spec, env)
+    try:
+        output = {"mode": mode, "out": out if out is not None else _Discard(), "prefix": prefix}
+        options = RunOptions(
+            **output, verbose=verbose, env=env, on_event=on_event, events=events.put, board=board
+        )
+        return PhaseHandle(Supervisor(spec, options, server=server), events, mock)
+    except BaseException:
+        if mock is not None:
+            mock.__exit__(None, None, None)
+        raise
+
+
+def _own_mock(spec: PhaseSpec, env: dict[str, str]) -> EmbeddedMock | None:
+    """The phase's own mock LLM, started, its URL put in `env`: for a phase with `mock` whose
+    caller (`run_phases`, the CLI) did not start one already."""
+    if spec.mock is None or "MOCK_LLM_URL" in env:
+        return None
+    mock = EmbeddedMock([spec]).__enter__()
+    env.update(mock.env)
+    return mock
 
 
 def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:
@@ -219,8 +231,8 @@ def run_phases(
     if mock is not None:  # started by the caller (the CLI, before its early servers)
         options["env"] = {**(options.get("env") or {}), **mock.env}  # start_phase starts none
         return _run_all(specs, parallel, batch, prespawned, options)
-    with EmbeddedMock(specs) as ours:  # a phase's `mock` (runner._mock)
-        options["env"] = {**(options.get("env") or {}), **ours.env}
+    with EmbeddedMock(specs) as ours:  # a phase's `mock` (runner._mock); the caller's wins
+        options["env"] = {**ours.env, **(options.get("env") or {})}
         return _run_all(specs, parallel, batch, prespawned, options)
 
 

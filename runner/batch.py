@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 _WORST_FIRST = (130, 143, 129, 1, 2, 64)
+DONE = ("done", "done_gracefully")  # the verdicts `--skip-done` does not run again
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,10 @@ def latest_result(spec: PhaseSpec) -> tuple[str, dict[str, Any]] | None:
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
-        except (OSError, ValueError):
+            if isinstance(data, dict) and data.get("phase") == spec.name:
+                found.append((float(data.get("started_at") or 0), path, data))
+        except (OSError, ValueError, TypeError):
             continue
-        if isinstance(data, dict) and data.get("phase") == spec.name:
-            found.append((float(data.get("started_at") or 0), path, data))
     if not found:
         return None
     _, path, data = max(found, key=lambda item: item[:2])
@@ -91,7 +92,7 @@ def split_done(specs: list[PhaseSpec]) -> tuple[list[PhaseSpec], list[Skipped]]:
     run, skipped = [], []
     for spec in specs:
         latest = latest_result(spec)
-        if latest is not None and latest[1].get("verdict") == "done":
+        if latest is not None and latest[1].get("verdict") in DONE:
             skipped.append(Skipped(spec.name, latest[0], latest[1]))
         else:
             run.append(spec)
@@ -135,10 +136,17 @@ def summary_lines(table: list[dict[str, Any]]) -> list[str]:
 def write_batch(folder: Path, table: list[dict[str, Any]], code: int, now: datetime) -> Path:
     """`batch-{time}.json` in `folder`: every phase's row and the batch's exit code."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"batch-{now.strftime(TIME_FORMAT)}.json"
-    body = {"exit_code": code, "phases": table}
-    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    return path
+    body = json.dumps({"exit_code": code, "phases": table}, indent=2) + "\n"
+    stamp = now.strftime(TIME_FORMAT)
+    for number in range(1, 1000):  # two batches in one second: -2, -3, ...
+        path = folder / (f"batch-{stamp}.json" if number == 1 else f"batch-{stamp}-{number}.json")
+        try:
+            with open(path, "x", encoding="utf-8") as handle:
+                handle.write(body)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{folder}: batch-{stamp}-*.json: no free name")
 
 
 def finish(

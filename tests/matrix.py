@@ -58,13 +58,16 @@ def run_version(version: str, tests: tuple[str, ...], extra: list[str]) -> dict[
     if (seen := reported_version(path)) != version:
         raise SystemExit(f"test-matrix: {path} says it is {seen!r}, not {version}")
     report = OUT / f"{version}.xml"
+    report.unlink(missing_ok=True)  # never read an older run's report as this one's
     argv = [sys.executable, "-m", "pytest", "-p", "runner.testing", "-p", "no:cacheprovider"]
     argv += ["-q", f"--junitxml={report}", *tests, *extra]
     env = {**os.environ, "RUNNER_OPENCODE": str(path)}
     started = time.monotonic()
     print(f"test-matrix: opencode {version} ({path.relative_to(ROOT)})", flush=True)
-    subprocess.run(argv, cwd=ROOT, env=env, check=False)
+    code = subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode
     print(f"test-matrix: opencode {version} took {time.monotonic() - started:.0f}s", flush=True)
+    if not report.exists():  # pytest stopped before any test (a usage error, a crash)
+        return {f"pytest (exit {code})": "failed"}
     return outcomes(report)
 
 
@@ -104,10 +107,15 @@ def table(results: dict[str, dict[str, str]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.matrix", description=__doc__)
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ours, extra = argv[:cut], argv[cut + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.matrix", description=__doc__, epilog="after --: pytest's arguments"
+    )
     parser.add_argument("versions", nargs="*", default=list(TESTED), help="versions to test")
     parser.add_argument("--tests", nargs="+", default=list(TESTS), help="test paths to run")
-    args, extra = parser.parse_known_args(argv)
+    args = parser.parse_args(ours)
     OUT.mkdir(parents=True, exist_ok=True)
     results = {v: run_version(v, tuple(args.tests), extra) for v in args.versions}
     (OUT / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -10,7 +10,6 @@ in every default, resolves relative paths against the phase file's folder, subst
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import yaml
 
 from core.errors import PhaseFileError
-from runner.phase._build import ANY_TIME, Context, build, output_path
+from runner.phase._build import ANY_TIME, Context, build, every_run, output_path
 from runner.phase._check import (
     Invalid,
     expected,
@@ -162,8 +161,8 @@ def _apply(spec: PhaseSpec, flags: Overrides, ctx: Context) -> PhaseSpec:
         key: _flag(f"--{key}", render, raw) for key, raw in paths.items() if raw is not None
     }
     if flags.result is not None:
-        every = partial(render, now=ANY_TIME, name=glob.escape(spec.name))
-        given["earlier"] = str(_flag("--result", every, flags.result))
+        every = partial(render, now=ANY_TIME)
+        given["earlier"] = every_run(_flag("--result", every, flags.result))
     if given:
         changes["output"] = replace(spec.output, **given)
     return replace(spec, **changes)

@@ -233,11 +233,16 @@ def _output(value: Any, *, ctx: Context, name: str) -> OutputOptions:
     return OutputOptions(
         transcript=at("transcript", render, data.get("transcript", DEFAULT_TRANSCRIPT)),
         result=at("result", render, result),
-        earlier=str(at("result", partial(render, now=ANY_TIME, name=glob.escape(name)), result)),
+        earlier=every_run(at("result", partial(render, now=ANY_TIME), result)),
     )
 
 
-ANY_TIME = "*"  # `{time}` in a glob of every run's outputs
+ANY_TIME = "RUNNER-ANY-TIME"  # `{time}` rendered for `every_run`
+
+
+def every_run(path: Path) -> str:
+    """A glob of every run's file from `path` rendered with `ANY_TIME`: the rest matched as is."""
+    return glob.escape(str(path)).replace(ANY_TIME, "*")
 
 
 def output_path(

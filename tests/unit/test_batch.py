@@ -58,8 +58,17 @@ def test_the_latest_result_of_the_same_phase_is_found(tmp_path):
     newest = write_result(tmp_path, "a", "failed", 200.0, "20261130-110000")
     write_result(tmp_path, "a-b", "done", 300.0, "20261130-120000")  # another phase's file
     (tmp_path / "runs" / "a-20261130-130000.result.json").write_text("{not json")
+    write_result(tmp_path, "a", "done", "yesterday", "20261130-140000")  # not a time: ignored
     path, data = batch.latest_result(spec)
     assert (path, data["verdict"]) == (str(newest), "failed")
+
+
+def test_earlier_results_are_found_under_a_folder_with_glob_characters(tmp_path):
+    folder = tmp_path / "p[1]*"
+    folder.mkdir()
+    spec = load_phase(write_phase(folder, "a"))
+    done = write_result(folder, "a", "done", 100.0, "20261130-100000")
+    assert batch.latest_result(spec) == (str(done), json.loads(done.read_text()))
 
 
 def test_skip_done_keeps_phases_whose_last_run_was_not_done(tmp_path):
@@ -67,9 +76,10 @@ def test_skip_done_keeps_phases_whose_last_run_was_not_done(tmp_path):
     write_result(tmp_path, "a", "done", 100.0, "20261130-100000")
     write_result(tmp_path, "b", "done", 100.0, "20261130-100000")
     write_result(tmp_path, "b", "incomplete", 200.0, "20261130-110000")
+    write_result(tmp_path, "c", "done_gracefully", 100.0, "20261130-100000")
     run, skipped = batch.split_done(specs)
-    assert [spec.name for spec in run] == ["b", "c"]
-    assert [s.phase for s in skipped] == ["a"]
+    assert [spec.name for spec in run] == ["b"]
+    assert [s.phase for s in skipped] == ["a", "c"]
 
 
 def test_the_summary_names_each_phase_its_verdict_attempts_time_and_cost():
@@ -90,6 +100,9 @@ def test_a_batch_file_holds_every_row_and_the_exit_code(tmp_path):
     path = batch.write_batch(tmp_path / "runs", [{"phase": "a"}], 2, datetime(2026, 11, 30, 9))
     assert path.name == "batch-20261130-090000.json"
     assert json.loads(path.read_text()) == {"exit_code": 2, "phases": [{"phase": "a"}]}
+    again = batch.write_batch(tmp_path / "runs", [], 0, datetime(2026, 11, 30, 9))
+    assert again.name == "batch-20261130-090000-2.json"  # the same second: never overwritten
+    assert json.loads(path.read_text())["exit_code"] == 2
 
 
 def test_skip_done_on_a_finished_batch_starts_nothing_and_exits_0(tmp_path, capsys):

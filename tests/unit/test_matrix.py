@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
 from core.opencode_versions import TESTED
+from tests import matrix
 from tests.helpers import PROJECT_ROOT
 from tests.matrix import outcomes, table
 
@@ -49,3 +52,13 @@ def test_the_makefile_installs_the_versions_the_adapter_names():
     listed = re.search(r"^MATRIX_VERSIONS := (.+)$", makefile, re.MULTILINE).group(1).split()
     pinned = re.search(r"^OPENCODE_VERSION := (.+)$", makefile, re.MULTILINE).group(1)
     assert (*listed, pinned) == TESTED
+
+
+def test_a_version_whose_pytest_wrote_no_report_is_failed(tmp_path, monkeypatch):
+    monkeypatch.setattr(matrix, "OUT", tmp_path)
+    monkeypatch.setattr(matrix, "binary", lambda _version: Path(sys.executable))
+    monkeypatch.setattr(matrix, "reported_version", lambda _path: "9.9.9")
+    (tmp_path / "9.9.9.xml").write_text(REPORT)  # an older run's: never read as this one's
+    assert matrix.run_version("9.9.9", ("--no-such-pytest-flag",), []) == {
+        "pytest (exit 4)": "failed"
+    }

@@ -77,7 +77,8 @@ def test_tail_lines_drops_colour_codes():
     ("tail", "transient"),
     [
         (("Error: Unexpected error", "database is locked"), True),
-        (("ServeError",), False),
+        (("Error: Unexpected error", "ServeError"), True),  # the chosen port was taken: retry
+        (("Error: Unexpected error", "Unrecognized key: bogus"), False),
         ((), False),
     ],
 )

@@ -346,6 +346,30 @@ def test_the_global_stream_of_1_14_is_unwrapped_before_secrets_are_masked(serve)
     reader.stop()
 
 
+def test_the_global_stream_keeps_events_named_by_the_resolved_directory(serve, tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)  # the phase names the link; opencode names the real folder
+    idle = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
+    body = frame({"payload": CONNECTED}) + frame({"directory": str(real), "payload": idle})
+    server = serve([(200, body, "hold")])
+    url = f"http://127.0.0.1:{server.server_port}"
+    client = OpencodeClient(url, password="pw", directory=str(link))
+    batches = queue.Queue()
+    reader = SseReaderActor.start(
+        client=client,
+        subscribers=[batches.put],
+        publish=lambda _message: None,
+        policy=ReconnectPolicy(route="/global/event"),
+        tick=None,
+    )
+    events = []
+    while len(events) < 2:
+        events += batches.get(timeout=5).events
+    assert events[1] == idle
+    reader.stop()
+
+
 def test_a_chunked_body_is_read_many_chunks_at_a_time(serve):
     hello = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
     events = [frame(CONNECTED), *(frame(hello) for _ in range(20))]
