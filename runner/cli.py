@@ -41,9 +41,13 @@ exit codes:
   0 done   1 failed (server, stream, provider error)   2 incomplete, stalled or timed out
   64 bad arguments or phase file   130 SIGINT   143 SIGTERM   129 SIGHUP
 
+environment:
+  RUNNER_OPENCODE=PATH   the opencode binary of phases without server.opencode (1.14.48+)
+
 example:
   python -m runner examples/hello/phase.yaml --plain
   python -m runner phases/*.yaml --parallel 3 --json > events.ndjson
+  python -m runner phases/*.yaml --parallel 3 --skip-done   # again: what is not done yet
 """
 
 

@@ -166,5 +166,6 @@ def test_check_reports_every_bad_file(capsys, tmp_path):
 def test_help_lists_the_exit_codes_an_example_and_the_commands(capsys):
     code, _, out = run_cli_args(capsys, ["--help"])
     assert code == 0
-    for text in ("exit codes:", "64 bad arguments", "130 SIGINT", "example:", "runner check"):
+    shown = ("exit codes:", "64 bad arguments", "130 SIGINT", "example:", "runner check")
+    for text in (*shown, "RUNNER_OPENCODE=PATH", "--skip-done"):
         assert text in out, out
