@@ -79,12 +79,12 @@ def decode(
         except ValueError:
             logger.warning("sse: dropped a frame that is not JSON: {!r}", data[:200])
             continue
-        if unwrap is not None and isinstance(event, dict):
+        if not isinstance(event, dict):
+            continue
+        if unwrap is not None:  # a `/global/event` wrapper: its event, with the event's text
             if (event := unwrap(event)) is None:
                 continue
             data = jsonfast.compact(event)
-        if not isinstance(event, dict):
-            continue
         if redactor is not None and (masked := redactor.event(event)) is not event:
             event, data = masked, jsonfast.compact(masked)
         events.append(event)

@@ -45,11 +45,11 @@ class PhaseHandle:
     """A running phase: its events, its result, and a way to cancel it."""
 
     def __init__(
-        self, supervisor: Supervisor, events: EventBuffer, mock: EmbeddedMock | None = None
+        self, supervisor: Supervisor, events: EventBuffer, cleanup: contextlib.ExitStack
     ) -> None:
         self._supervisor = supervisor
         self._events = events
-        self._mock = mock  # the phase's own mock LLM, stopped when the phase ends
+        self._cleanup = cleanup  # the phase's own mock LLM, if any: stopped when the phase ends
         self._done = threading.Event()
         self._result: PhaseResult | None = None
         self._thread = threading.Thread(
@@ -111,10 +111,8 @@ class PhaseHandle:
             self._done.set()
 
     def _stop_mock(self) -> None:
-        if self._mock is None:
-            return
         try:
-            self._mock.__exit__(None, None, None)
+            self._cleanup.close()
         except Exception:  # the verdict stands; a mock that would not stop is only logged
             logger.exception("phase {}: the mock LLM did not stop cleanly", self.name)
 
@@ -138,29 +136,21 @@ def start_phase(
     """Start a phase in the background; `PhaseFileError` if the file is wrong."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    spec = _spec_of(phase)
-    env, events = dict(env or {}), EventBuffer()
-    mock = _own_mock(spec, env)
-    try:
-        output = {"mode": mode, "out": out if out is not None else _Discard(), "prefix": prefix}
+    spec, env, events = _spec_of(phase), dict(env or {}), EventBuffer()
+    with contextlib.ExitStack() as cleanup:  # the handle takes it over, or it stops the mock
+        if spec.mock is not None and "MOCK_LLM_URL" not in env:  # no caller started one
+            env.update(cleanup.enter_context(EmbeddedMock([spec])).env)
         options = RunOptions(
-            **output, verbose=verbose, env=env, on_event=on_event, events=events.put, board=board
+            mode=mode,
+            out=out if out is not None else _Discard(),
+            verbose=verbose,
+            prefix=prefix,
+            env=env,
+            on_event=on_event,
+            events=events.put,
+            board=board,
         )
-        return PhaseHandle(Supervisor(spec, options, server=server), events, mock)
-    except BaseException:
-        if mock is not None:
-            mock.__exit__(None, None, None)
-        raise
-
-
-def _own_mock(spec: PhaseSpec, env: dict[str, str]) -> EmbeddedMock | None:
-    """The phase's own mock LLM, started, its URL put in `env`: for a phase with `mock` whose
-    caller (`run_phases`, the CLI) did not start one already."""
-    if spec.mock is None or "MOCK_LLM_URL" in env:
-        return None
-    mock = EmbeddedMock([spec]).__enter__()
-    env.update(mock.env)
-    return mock
+        return PhaseHandle(Supervisor(spec, options, server=server), events, cleanup.pop_all())
 
 
 def run_phase(phase: PhaseSpec | str | Path, **options: Any) -> PhaseResult:
