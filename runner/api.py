@@ -182,6 +182,11 @@ class Batch:
         if reason is not None:
             handle.cancel(reason, code)
 
+    @property
+    def exit_code(self) -> int:
+        """The exit code phases cancelled by the batch end with."""
+        return self._exit_code
+
     def cancel(self, reason: str, exit_code: int = 130) -> None:
         """Cancel every phase, now and to come."""
         with self._lock:
@@ -209,21 +214,40 @@ def run_phases(
     phases: Sequence[PhaseSpec | str | Path],
     *,
     parallel: int = 1,
+    executor: Any = "local",
     batch: Batch | None = None,
     prespawned: Mapping[Any, Prespawned] | None = None,
     mock: EmbeddedMock | None = None,
     **options: Any,
 ) -> list[PhaseResult]:
-    """Run phases, `parallel` at a time; phases asking for the same server share one."""
+    """Run phases, `parallel` at a time; phases asking for the same server share one.
+    `executor`: "local" (this process), "ray" (a one-node Ray here; `RayExecutor(address=...)`
+    for a cluster), or any object with `run(specs, parallel, batch, options)`."""
     specs = [_spec_of(phase) for phase in phases]
+    remote = _executor(executor)
     if not specs:
         return []
+    if remote is not None:  # its nodes start their own mock LLM and servers
+        return remote.run(specs, max(1, parallel), batch or Batch(), options)
     if mock is not None:  # started by the caller (the CLI, before its early servers)
         options["env"] = {**(options.get("env") or {}), **mock.env}  # start_phase starts none
         return _run_all(specs, parallel, batch, prespawned, options)
     with EmbeddedMock(specs) as ours:  # a phase's `mock` (runner._mock); the caller's wins
         options["env"] = {**ours.env, **(options.get("env") or {})}
         return _run_all(specs, parallel, batch, prespawned, options)
+
+
+def _executor(executor: Any) -> Any:
+    """None for the local executor, else the object that runs the batch."""
+    if executor == "local":
+        return None
+    if executor == "ray":
+        from runner.ray_driver import RayExecutor
+
+        return RayExecutor()
+    if callable(getattr(executor, "run", None)):
+        return executor
+    raise ValueError(f"executor must be 'local', 'ray' or an object with run(), got {executor!r}")
 
 
 def _run_all(

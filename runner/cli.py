@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from actors import Prespawned
-from core.errors import PhaseFileError, ServerStartError
+from core.errors import PhaseFileError, RunnerError, ServerStartError
 from runner import batch
 from runner._mock import EmbeddedMock
 from runner.phase import Overrides, PhaseSpec, load_phase
@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run up to N phases at once on one shared server",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where phases run: this process (default) or a Ray cluster (make setup-ray)",
+    )
+    parser.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster to join")
     parser.add_argument("--model", help="override the model (provider/model)")
     parser.add_argument("--agent", help="override the agent")
     parser.add_argument(
@@ -129,6 +136,8 @@ def batch_rules(args: argparse.Namespace) -> None:
         raise PhaseFileError(
             f"--transcript: several phases need a {{name}} placeholder, got {args.transcript!r}"
         )
+    if args.ray_address and args.executor != "ray":
+        raise PhaseFileError(f"--ray-address {args.ray_address}: needs --executor ray")
 
 
 def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec]:
@@ -187,14 +196,21 @@ def main(argv: list[str] | None = None) -> int:
         specs = load_all(args)
         run, skipped = batch.split_done(specs) if args.skip_done else (specs, [])
         mock = EmbeddedMock(run)
-    except PhaseFileError as exc:
+        if args.executor == "ray":
+            from runner.ray_driver import import_ray
+
+            import_ray(args.ray_address)
+    except (PhaseFileError, RunnerError) as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not run:  # everything is done already: start nothing
         return batch.finish(specs, skipped, [], json_lines=args.json)
+    remote = args.executor == "ray"
+    if remote:  # each node starts its own mock and servers
+        mock = EmbeddedMock([])
     with mock:
         os.environ.update(mock.env)  # the early servers inherit it
-        early = prestart(run, args.parallel)
+        early = {} if remote else prestart(run, args.parallel)
         try:
             return _run(args, run, early, mock, (specs, skipped))
         except KeyboardInterrupt:  # before its handler was installed (the heavy imports)
@@ -213,6 +229,7 @@ def _run(
 ) -> int:
     """Run the phases: the heavy imports happen here, while the early servers boot."""
     from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
+    from runner.ray_driver import RayExecutor
 
     configure_logging(args.verbose, specs)
     running = Batch()
@@ -221,6 +238,7 @@ def _run(
         results = run_phases(
             specs,
             parallel=args.parallel,
+            executor=RayExecutor(args.ray_address) if args.executor == "ray" else "local",
             batch=running,
             prespawned=early,
             mock=mock,

@@ -66,6 +66,7 @@ class PhaseResult:
     totals: dict[str, Any] = field(default_factory=dict)
     spend: dict[str, Any] = field(default_factory=dict)  # the whole session tree's (budgets)
     structured: Any = None  # the last structured result (`output_schema`), valid or not
+    executor: dict[str, Any] | None = None  # a remote executor's: the node, the nodes lost
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,155 @@
+"""The Ray executor's node side: `NodeRunner`, one actor per Ray node (runner.ray_driver starts
+it there). It owns the node's opencode servers (one per server key, shared by the phases on
+the node as `--parallel` shares one) and the node's mock LLM, and runs each phase with the same
+supervisor as the local executor (`start_phase`). `run` is a generator: every tick it hands
+back what the phase added to its terminal output and transcript, and at the end its result; the
+driver writes the real files. It imports nothing of Ray: the driver makes it an actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from actors._process import ServerSpec
+from runner._logs import logger
+from runner._mock import EmbeddedMock
+from runner.api import CANCEL_GRACE, PhaseHandle, start_phase
+from runner.phase import PhaseSpec
+from runner.phase.derive import server_key, server_spec
+from runner.remote import Renames, Tail, TextBuffer, chunk, local_copy, renames
+from runner.result import PhaseResult
+from runner.shared_server import SharedServer
+
+TICK = 0.2  # how often a running phase's news go back to the driver
+HEARTBEAT = 5.0  # a quiet phase still sends an empty chunk this often: the node is alive
+
+
+class NodeRunner:
+    """Runs phases on one node; its methods are called from the driver, several at once."""
+
+    def __init__(self, node_id: str, env: Mapping[str, str]) -> None:
+        self.node_id = node_id
+        self._env = dict(env)
+        self._lock = threading.Lock()
+        self._root = Path(tempfile.mkdtemp(prefix="runner-node-"))
+        self._servers: dict[tuple[Any, ...], SharedServer] = {}
+        self._mock: EmbeddedMock | None = None
+        self._handles: dict[str, PhaseHandle] = {}
+        self._early_cancel: dict[str, tuple[str, int]] = {}
+        self._closed = False
+
+    def info(self) -> dict[str, Any]:
+        """Who runs the phases here: the node, its host, this worker's pid and its parent's."""
+        return {
+            "node": self.node_id,
+            "host": os.uname().nodename,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "folder": str(self._root),
+        }
+
+    def run(self, run_id: str, spec: PhaseSpec, view: Mapping[str, Any]) -> Iterator[dict]:
+        """Run one phase; yields chunks (`out`, `lines`), the last one with its `result`."""
+        if not spec.directory.is_dir():
+            reason = f"{spec.directory} is not on node {self.node_id} (a shared filesystem?)"
+            yield {"out": "", "lines": [], "missing": reason}
+            return
+        folder = self._root / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        local, out = local_copy(spec, folder), TextBuffer()
+        server, env = self._server(local)
+        handle = start_phase(local, out=out, env=env, server=server, **view)
+        with self._lock:
+            self._handles[run_id] = handle
+            early = self._early_cancel.pop(run_id, None)
+        if early is not None:
+            handle.cancel(*early)
+        try:
+            tail = Tail(local.output.transcript)
+            yield from self._follow(handle, out, tail, renames(local, spec))
+        finally:  # the driver stopped listening: the phase must not run on unwatched
+            with self._lock:
+                self._handles.pop(run_id, None)
+            if not handle.done:
+                handle.cancel("the driver stopped listening")
+                with contextlib.suppress(TimeoutError):
+                    handle.result(timeout=CANCEL_GRACE)
+            for path in (local.output.transcript, local.output.result):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def cancel(self, run_id: str, reason: str, exit_code: int) -> None:
+        """Cancel a phase (one not started yet is cancelled as it starts)."""
+        with self._lock:
+            handle = self._handles.get(run_id)
+            if handle is None:
+                self._early_cancel[run_id] = (reason, exit_code)
+        if handle is not None:
+            handle.cancel(reason, exit_code)
+
+    def shutdown(self, quick: bool) -> int:
+        """Cancel what still runs, stop the servers and the mock; how many servers stopped."""
+        with self._lock:
+            self._closed = True
+            handles, servers = list(self._handles.values()), list(self._servers.values())
+            self._servers, mock, self._mock = {}, self._mock, None
+        for handle in handles:
+            handle.cancel("the node is shutting down")
+        for handle in handles:
+            with contextlib.suppress(TimeoutError):
+                handle.result(timeout=CANCEL_GRACE)
+        for server in servers:
+            server.stop(quick=quick)
+        if mock is not None:
+            mock.__exit__(None, None, None)
+        logger.info("node {}: {} server(s) stopped", self.node_id, len(servers))
+        return len(servers)
+
+    def _follow(
+        self, handle: PhaseHandle, out: TextBuffer, tail: Tail, pairs: Renames
+    ) -> Iterator[dict]:
+        quiet = 0.0
+        while True:
+            try:
+                result: PhaseResult | None = handle.result(timeout=TICK)
+            except TimeoutError:
+                result = None
+            if result is not None:
+                yield chunk(out, tail, pairs, result=result)
+                while True:  # a transcript longer than one chunk after the end
+                    rest = chunk(out, tail, pairs)
+                    if not rest["out"] and not rest["lines"]:
+                        return
+                    yield rest
+            news = chunk(out, tail, pairs)
+            quiet = 0.0 if news["out"] or news["lines"] else quiet + TICK
+            if quiet == 0.0 or quiet >= HEARTBEAT:
+                quiet = 0.0
+                yield news
+
+    def _server(self, spec: PhaseSpec) -> tuple[SharedServer, dict[str, str]]:
+        """The node's server for this phase's key (started on first use), and its env."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"node {self.node_id} is shutting down")
+            if spec.mock is not None and self._mock is None and "MOCK_LLM_URL" not in self._env:
+                self._mock = EmbeddedMock([spec]).__enter__()
+            env = {**self._env, **(self._mock.env if self._mock else {})}
+            key = server_key(spec)
+            if key not in self._servers:
+                self._servers[key] = SharedServer(self._node_files(server_spec(spec, env)))
+            return self._servers[key], env
+
+    def _node_files(self, spec: ServerSpec) -> ServerSpec:
+        """Server log and isolated data in the node's own folder (they outlive one phase)."""
+        number = len(self._servers) + 1
+        data = str(self._root / f"server-{number}.opencode-data") if spec.data_dir else None
+        log = str(self._root / f"server-{number}.log")
+        return dataclasses.replace(spec, log_path=log, data_dir=data)
