@@ -12,7 +12,7 @@ MATRIX_VERSIONS := 1.14.48 1.15.13 1.17.19
 MATRIX_DIR := .opencode-matrix
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-e2e test-parity setup-matrix test-matrix lint format bench clean
+.PHONY: help setup run test test-unit test-e2e test-parity setup-matrix test-matrix setup-ray test-ray lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ run: setup ## Set up, then run the example phase on the mock LLM
 	$(PY) -m runner examples/hello/phase.yaml
 
 test: setup ## Run every test: unit, end-to-end, parity, and the example's own tests (plugin)
-	$(PY) -m pytest -p runner.testing tests examples/hello/test_hello.py $(PYTEST_ARGS)
+	$(PY) -m pytest -p runner.testing tests examples/hello/test_hello.py --ignore=tests/ray $(PYTEST_ARGS)
 
 test-unit: setup ## Run the unit tests only (no opencode server)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -58,6 +58,15 @@ setup-matrix: setup ## Install the matrix's other opencode versions into .openco
 
 test-matrix: setup-matrix ## CLI end-to-end and parity tests on every supported opencode, as a table (~45 min)
 	$(PY) -m tests.matrix -- $(PYTEST_ARGS)
+
+setup-ray: setup $(VENV)/.ray-installed ## Install the optional Ray executor into .venv (requirements-ray.txt)
+
+$(VENV)/.ray-installed: requirements-ray.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
+test-ray: setup-ray ## The Ray executor's tests, on a two-node Ray cluster on loopback (~3 min)
+	$(PY) -m pytest tests/ray $(PYTEST_ARGS)
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .

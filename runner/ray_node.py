@@ -44,6 +44,7 @@ class NodeRunner:
         self._handles: dict[str, PhaseHandle] = {}
         self._early_cancel: dict[str, tuple[str, int]] = {}
         self._closed = False
+        _log_to(self._root / "node.debug.log")
 
     def info(self) -> dict[str, Any]:
         """Who runs the phases here: the node, its host, this worker's pid and its parent's."""
@@ -153,3 +154,12 @@ class NodeRunner:
         data = str(self._root / f"server-{number}.opencode-data") if spec.data_dir else None
         log = str(self._root / f"server-{number}.log")
         return dataclasses.replace(spec, log_path=log, data_dir=data)
+
+
+def _log_to(path: Path) -> None:
+    """The node's debug log (the driver's covers the driver only), in the node's folder."""
+    import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
+
+    for package in ("actors", "runner", "core"):
+        logger.enable(package)
+    logger.add(path, level="DEBUG", diagnose=False)  # no variable values: no secrets

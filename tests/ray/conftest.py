@@ -94,7 +94,6 @@ def ours(home: Path) -> list[int]:
 @pytest.fixture
 def cluster(tmp_path):
     """Head (2 phase slots) and a second node (2 phase slots), loopback only."""
-    home = tmp_path / "home"
     env = {
         **os.environ,
         **isolated_env(tmp_path),
@@ -106,38 +105,35 @@ def cluster(tmp_path):
     env.pop("RAY_ADDRESS", None)
     home = Path(env["HOME"])
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    port = free_port()
-    logs = contextlib.ExitStack()
-    head_log = logs.enter_context(open(tmp_path / "head.log", "w"))
-    node_log = logs.enter_context(open(tmp_path / "node.log", "w"))
-    head = subprocess.Popen(
-        [
-            RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-            "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1",
-            "--resources=" + json.dumps({"runner_phase": 2}), f"--temp-dir={temp}",
-            "--object-store-memory=100000000",
-            f"--dashboard-agent-listen-port={free_port()}",
-        ],
-        env=env, cwd=tmp_path, stdout=head_log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    second = None
-    try:
-        _wait_port(port, head, START_TIMEOUT)
-        address = f"127.0.0.1:{port}"
-        second = subprocess.Popen(
-            [sys.executable, "-m", "tests.ray.node", address, json.dumps({"runner_phase": 2})],
-            env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=node_log,
-            text=True, start_new_session=True,
+    with open(tmp_path / "head.log", "w") as head_log, open(tmp_path / "node.log", "w") as node_log:
+        port = free_port()
+        head = subprocess.Popen(
+            [
+                RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1",
+                "--resources=" + json.dumps({"runner_phase": 2}), f"--temp-dir={temp}",
+                "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
+            ],
+            env=env, cwd=tmp_path, stdout=head_log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
-        line = _read_line(second, START_TIMEOUT)
-        assert line.startswith("NODE "), line
-        yield Cluster(address, env, head, second, line.split()[1], home)
-    finally:
-        if second is not None:
-            stop_group(second)
-        stop_group(head)
-        for pid in ours(home):  # nothing we started may outlive the test
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
-        logs.close()
+        second = None
+        try:
+            _wait_port(port, head, START_TIMEOUT)
+            address = f"127.0.0.1:{port}"
+            second = subprocess.Popen(
+                [sys.executable, "-m", "tests.ray.node", address, json.dumps({"runner_phase": 2})],
+                env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=node_log,
+                text=True, start_new_session=True,
+            )  # fmt: skip
+            line = _read_line(second, START_TIMEOUT)
+            assert line.startswith("NODE "), line
+            yield Cluster(address, env, head, second, line.split()[1], home)
+        finally:
+            if second is not None:
+                stop_group(second)
+            stop_group(head)
+            for pid in ours(home):  # nothing we started may outlive the test
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(temp, ignore_errors=True)
