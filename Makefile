@@ -12,7 +12,7 @@ MATRIX_VERSIONS := 1.14.48 1.15.13 1.17.19
 MATRIX_DIR := .opencode-matrix
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-e2e test-parity setup-matrix test-matrix setup-ray test-ray lint format bench clean
+.PHONY: help setup run test test-unit test-e2e test-parity setup-matrix test-matrix setup-ray test-ray bench-ray lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ $(VENV)/.ray-installed: requirements-ray.txt
 
 test-ray: setup-ray ## The Ray executor's tests, on a two-node Ray cluster on loopback (~3 min)
 	$(PY) -m pytest tests/ray $(PYTEST_ARGS)
+
+bench-ray: setup-ray ## The Ray executor's per-phase overhead against local, 4 phases (writes bench/ray.json)
+	$(PY) -m tests.ray.overhead
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,12 +92,13 @@ def ours(home: Path) -> list[int]:
     return found
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """Head (2 phase slots) and a second node (2 phase slots), loopback only."""
+@contextlib.contextmanager
+def loopback_cluster(root: Path, slots: int = 2) -> Iterator[Cluster]:
+    """Head and a second node, `slots` phase slots each, loopback only, HOME under `root`;
+    both stopped (their process groups) on leaving, with every process started with that HOME."""
     env = {
         **os.environ,
-        **isolated_env(tmp_path),
+        **isolated_env(root),
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep 127.0.0.1 (see tests.ray.node)
         "PYTHONPATH": str(PROJECT_ROOT),
@@ -105,16 +107,17 @@ def cluster(tmp_path):
     env.pop("RAY_ADDRESS", None)
     home = Path(env["HOME"])
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    with open(tmp_path / "head.log", "w") as head_log, open(tmp_path / "node.log", "w") as node_log:
+    resources = json.dumps({"runner_phase": slots})
+    with open(root / "head.log", "w") as head_log, open(root / "node.log", "w") as node_log:
         port = free_port()
         head = subprocess.Popen(
             [
                 RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                 "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1",
-                "--resources=" + json.dumps({"runner_phase": 2}), f"--temp-dir={temp}",
+                f"--resources={resources}", f"--temp-dir={temp}",
                 "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
             ],
-            env=env, cwd=tmp_path, stdout=head_log, stderr=subprocess.STDOUT,
+            env=env, cwd=root, stdout=head_log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         second = None
@@ -122,7 +125,7 @@ def cluster(tmp_path):
             _wait_port(port, head, START_TIMEOUT)
             address = f"127.0.0.1:{port}"
             second = subprocess.Popen(
-                [sys.executable, "-m", "tests.ray.node", address, json.dumps({"runner_phase": 2})],
+                [sys.executable, "-m", "tests.ray.node", address, resources],
                 env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=node_log,
                 text=True, start_new_session=True,
             )  # fmt: skip
@@ -137,3 +140,10 @@ def cluster(tmp_path):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Head (2 phase slots) and a second node (2 phase slots), loopback only."""
+    with loopback_cluster(tmp_path) as running:
+        yield running
