@@ -29,6 +29,7 @@ from typing import Any
 from core.errors import RunnerError
 from runner._logs import logger
 from runner.phase import PhaseSpec
+from runner.phase.derive import server_key
 from runner.remote import Node, NodeSlots, TranscriptFile, settle, without_node
 from runner.result import PhaseResult, write_result
 
@@ -109,7 +110,7 @@ class RayExecutor:
         try:
             try:
                 self._connect(ray, parallel)
-                nodes = self._start_nodes(ray, options.get("env") or {})
+                nodes = self._start_nodes(ray, options.get("env") or {}, _warm(specs, parallel))
             except Exception as exc:  # every phase fails with the reason, its files written
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 logger.error("ray: {}", why)
@@ -142,8 +143,9 @@ class RayExecutor:
             )
         logger.info("ray: connected to {}", self.address or "a one-node Ray on loopback")
 
-    def _start_nodes(self, ray: Any, env: Mapping[str, str]) -> list[Node]:
-        """A `NodeRunner` on every alive node offering `runner_phase` slots."""
+    def _start_nodes(self, ray: Any, env: Mapping[str, str], warm: list[PhaseSpec]) -> list[Node]:
+        """A `NodeRunner` on every alive node offering `runner_phase` slots, each starting the
+        servers of `warm` (the first phases) at once."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from runner.ray_node import NodeRunner
@@ -162,7 +164,7 @@ class RayExecutor:
                 max_concurrency=slots + 4,  # its phases, plus cancel and shutdown calls
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(node_id, env)
+            ).remote(node_id, env, warm)
             nodes.append(Node(node_id, slots, handle))
         return _answering(ray, nodes)
 
@@ -229,6 +231,15 @@ class RayExecutor:
             raise NodeLostError(f"node {node.id} ended the phase without a result")
         transcript.close()
         return result
+
+
+def _warm(specs: list[PhaseSpec], parallel: int) -> list[PhaseSpec]:
+    """One phase per distinct server among the first `parallel`: whose servers nodes start."""
+    firsts: dict[Any, PhaseSpec] = {}
+    for spec in specs[:parallel]:
+        if spec.server.attach is None:
+            firsts.setdefault(server_key(spec), spec)
+    return list(firsts.values())
 
 
 def _unrun(spec: PhaseSpec, reason: str) -> PhaseResult:

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from runner.phase import PhaseSpec
 from runner.phase.derive import server_key, server_spec
 from runner.remote import Renames, Tail, TextBuffer, chunk, local_copy, renames
 from runner.result import PhaseResult
-from runner.shared_server import SharedServer
+from runner.shared_server import SharedServer, StartFailedError
 
 TICK = 0.2  # how often a running phase's news go back to the driver
 HEARTBEAT = 5.0  # a quiet phase still sends an empty chunk this often: the node is alive
@@ -34,7 +34,9 @@ HEARTBEAT = 5.0  # a quiet phase still sends an empty chunk this often: the node
 class NodeRunner:
     """Runs phases on one node; its methods are called from the driver, several at once."""
 
-    def __init__(self, node_id: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, node_id: str, env: Mapping[str, str], warm: Sequence[PhaseSpec] = ()
+    ) -> None:
         self.node_id = node_id
         self._env = dict(env)
         self._lock = threading.Lock()
@@ -45,6 +47,9 @@ class NodeRunner:
         self._early_cancel: dict[str, tuple[str, int]] = {}
         self._closed = False
         _log_to(self._root / "node.debug.log")
+        for spec in warm:  # the first phases' servers boot while the driver sends them
+            server, _ = self._server(spec)
+            threading.Thread(target=_boot, args=(server,), name="boot", daemon=True).start()
 
     def info(self) -> dict[str, Any]:
         """Who runs the phases here: the node, its host, this worker's pid and its parent's."""
@@ -163,3 +168,11 @@ def _log_to(path: Path) -> None:
     for package in ("actors", "runner", "core"):
         logger.enable(package)
     logger.add(path, level="DEBUG", diagnose=False)  # no variable values: no secrets
+
+
+def _boot(server: SharedServer) -> None:
+    """Start a server ahead of its phases; a failure is theirs to report (it is remembered)."""
+    try:
+        server.ready()
+    except StartFailedError as exc:
+        logger.debug("a server started ahead of its phases failed: {}", exc)

@@ -127,6 +127,7 @@ def test_ctrl_c_mid_batch_is_130_with_every_file_and_nothing_left(cluster, tmp_p
     sent = time.monotonic()
     code, out, err = finish(proc, timeout=30)
     took = time.monotonic() - sent
+    print(f"Ctrl-C to exit: {took:.2f} s")
     assert code == 130, (out[-3000:], err[-3000:])
     assert took < 3.0, took
     found = results(tmp_path)
@@ -154,6 +155,10 @@ def test_a_node_killed_mid_phase_runs_the_phase_again_elsewhere(cluster, tmp_pat
     proc = start(paths, cluster.env, "--ray-address", cluster.address, "--parallel", "2")
     wait_ticking(tmp_path, names)
     os.killpg(cluster.second.pid, signal.SIGKILL)  # the node: its raylet and workers
+    killed = time.monotonic()
+    while not list((tmp_path / "runs").glob("*.lost-1.jsonl")) and proc.poll() is None:
+        time.sleep(0.05)
+    print(f"node loss noticed after {time.monotonic() - killed:.2f} s")
     code, out, err = finish(proc)
     assert code == 0, (out[-3000:], err[-3000:])
     found = results(tmp_path)
