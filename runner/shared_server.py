@@ -43,6 +43,7 @@ class SharedServer:
         self._ready: ServerReady | None = None
         self._failure: ServerFailed | None = None
         self._hubs: dict[str, tuple[StreamHub, pykka.ActorRef]] = {}
+        self._users: dict[str, int] = {}  # phases using each directory's reader
         self._watchers: list[Callable[[Any], None]] = []
 
     def ready(self, cancelled: threading.Event | None = None) -> ServerReady:
@@ -94,9 +95,21 @@ class SharedServer:
                 )
                 hub.attach(reader)
                 found = self._hubs[key] = (hub, reader)
+            self._users[key] = self._users.get(key, 0) + 1
         if failed is not None:
             stop_actor(failed, 10)
         return found[0]
+
+    def release(self, directory: str) -> None:
+        """A phase that asked for `hub` is over; the directory's reader stops with its last
+        phase (a long batch of phases in different directories keeps no idle streams open)."""
+        with self._lock:
+            users = self._users.get(directory, 0) - 1
+            self._users[directory] = max(users, 0)
+            idle = self._hubs.pop(directory, None) if users <= 0 else None
+        if idle is not None:
+            logger.debug("the event stream of {} has no phase left; stopping its reader", directory)
+            stop_actor(idle[1], 10)
 
     def stop(self, *, quick: bool = False) -> None:
         """Stop readers, then the server (`quick`: an interrupt, half a second of grace)."""

@@ -83,6 +83,7 @@ class Supervisor:
         self._inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
         self._cancel = threading.Event()
         self._cancel_reason = "interrupted"
+        self._stream_key: str | None = None
         self._secrets: tuple[str, ...] = ()
         self._facts = RunFacts(
             phase=spec.name,
@@ -158,6 +159,7 @@ class Supervisor:
             outage=spec.timeouts.outage, heartbeat=caps.heartbeat, route=caps.event_route
         )
         hub = self._server.hub(client, policy, self._secrets)
+        self._stream_key = client.directory or ""  # released when the phase ends
         wiring.router.publish(banner(spec, ready, session_id))  # the transcript's header
         wiring.start_session(actors, hub.subscribe, hub.reconnect)
         self._mark("watching the session")
@@ -271,6 +273,8 @@ class Supervisor:
         if result.exit_code != 0 and not interrupted:
             self._abort_session()
         wiring.stop(STOP_TIMEOUT)
+        if self._stream_key is not None:
+            self._server.release(self._stream_key)
         if self._own_server:
             self._server.stop(quick=interrupted)
         return result

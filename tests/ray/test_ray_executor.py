@@ -156,7 +156,9 @@ def test_a_node_killed_mid_phase_runs_the_phase_again_elsewhere(cluster, tmp_pat
     wait_ticking(tmp_path, names)
     os.killpg(cluster.second.pid, signal.SIGKILL)  # the node: its raylet and workers
     killed = time.monotonic()
+    deadline = killed + 120
     while not list((tmp_path / "runs").glob("*.lost-1.jsonl")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the driver never noticed the node was gone"
         time.sleep(0.05)
     print(f"node loss noticed after {time.monotonic() - killed:.2f} s")
     code, out, err = finish(proc)
