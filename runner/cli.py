@@ -48,6 +48,7 @@ example:
   python -m runner examples/hello/phase.yaml --plain
   python -m runner phases/*.yaml --parallel 3 --json > events.ndjson
   python -m runner phases/*.yaml --parallel 3 --skip-done   # again: what is not done yet
+  python -m runner phases/*.yaml --executor ray --ray-address HEAD:6379 --parallel 32
 """
 
 
@@ -196,21 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         specs = load_all(args)
         run, skipped = batch.split_done(specs) if args.skip_done else (specs, [])
         mock = EmbeddedMock(run)
-        if args.executor == "ray":
-            from runner.ray_driver import import_ray
+        if args.executor == "ray" and run:  # each node starts its own mock and servers
+            from runner.ray_driver import prepare
 
-            import_ray(args.ray_address)
+            mock = prepare(run, args.ray_address)
     except (PhaseFileError, RunnerError) as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not run:  # everything is done already: start nothing
         return batch.finish(specs, skipped, [], json_lines=args.json)
-    remote = args.executor == "ray"
-    if remote:  # each node starts its own mock and servers
-        mock = EmbeddedMock([])
     with mock:
         os.environ.update(mock.env)  # the early servers inherit it
-        early = {} if remote else prestart(run, args.parallel)
+        early = {} if args.executor == "ray" else prestart(run, args.parallel)
         try:
             return _run(args, run, early, mock, (specs, skipped))
         except KeyboardInterrupt:  # before its handler was installed (the heavy imports)

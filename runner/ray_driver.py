@@ -17,6 +17,7 @@ Phase directories (and this checkout) must be at the same paths on every node.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import uuid
@@ -28,9 +29,9 @@ from typing import Any
 
 from core.errors import RunnerError
 from runner._logs import logger
+from runner._mock import EmbeddedMock
 from runner.phase import PhaseSpec
-from runner.phase.derive import server_key
-from runner.remote import Node, NodeSlots, TranscriptFile, settle, without_node
+from runner.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
 from runner.result import PhaseResult, write_result
 
 RESOURCE = "runner_phase"
@@ -57,6 +58,16 @@ def import_ray(address: str | None) -> Any:
     except ImportError:
         raise RunnerError("--executor ray needs Ray: run `make setup-ray`") from None
     return ray
+
+
+def prepare(specs: list[PhaseSpec], address: str | None) -> EmbeddedMock:
+    """What the CLI checks before a Ray batch starts (`PhaseFileError`, `RunnerError`), and
+    the driver's mock LLM: none, each node starts its own."""
+    from runner.remote import refuse_attached
+
+    refuse_attached(specs)
+    import_ray(address)
+    return EmbeddedMock([])
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +121,8 @@ class RayExecutor:
         try:
             try:
                 self._connect(ray, parallel)
-                nodes = self._start_nodes(ray, options.get("env") or {}, _warm(specs, parallel))
+                firsts = warm(specs, parallel)
+                nodes = self._start_nodes(ray, options.get("env") or {}, firsts)
             except Exception as exc:  # every phase fails with the reason, its files written
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 logger.error("ray: {}", why)
@@ -130,7 +142,11 @@ class RayExecutor:
         env = {"PYTHONPATH": ROOT, "RAY_USAGE_STATS_ENABLED": "0"}
         if os.environ.get("RUNNER_OPENCODE"):
             env["RUNNER_OPENCODE"] = os.environ["RUNNER_OPENCODE"]
-        common = {"log_to_driver": False, "runtime_env": {"env_vars": env}}
+        common = {
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "runtime_env": {"env_vars": env},
+        }
         if self.address is not None:
             ray.init(address=self.address, **common)
         else:
@@ -143,9 +159,9 @@ class RayExecutor:
             )
         logger.info("ray: connected to {}", self.address or "a one-node Ray on loopback")
 
-    def _start_nodes(self, ray: Any, env: Mapping[str, str], warm: list[PhaseSpec]) -> list[Node]:
+    def _start_nodes(self, ray: Any, env: Mapping[str, str], firsts: list[PhaseSpec]) -> list[Node]:
         """A `NodeRunner` on every alive node offering `runner_phase` slots, each starting the
-        servers of `warm` (the first phases) at once."""
+        servers of `firsts` (the first phases) at once."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from runner.ray_node import NodeRunner
@@ -164,7 +180,7 @@ class RayExecutor:
                 max_concurrency=slots + 4,  # its phases, plus cancel and shutdown calls
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(node_id, env, warm)
+            ).remote(node_id, env, firsts)
             nodes.append(Node(node_id, slots, handle))
         return _answering(ray, nodes)
 
@@ -231,15 +247,6 @@ class RayExecutor:
             raise NodeLostError(f"node {node.id} ended the phase without a result")
         transcript.close()
         return result
-
-
-def _warm(specs: list[PhaseSpec], parallel: int) -> list[PhaseSpec]:
-    """One phase per distinct server among the first `parallel`: whose servers nodes start."""
-    firsts: dict[Any, PhaseSpec] = {}
-    for spec in specs[:parallel]:
-        if spec.server.attach is None:
-            firsts.setdefault(server_key(spec), spec)
-    return list(firsts.values())
 
 
 def _unrun(spec: PhaseSpec, reason: str) -> PhaseResult:

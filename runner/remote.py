@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import PhaseFileError
 from runner.phase import PhaseSpec
-from runner.phase.derive import sibling
+from runner.phase.derive import server_key, sibling
 from runner.result import PhaseResult, write_result
 
 TAIL_CHUNK = 4 << 20  # bytes of transcript one chunk carries at most: the hand-off is bounded
@@ -248,3 +249,23 @@ def verdict_line(result: PhaseResult) -> str:
         },
         default=str,
     )
+
+
+def refuse_attached(specs: list[PhaseSpec]) -> None:
+    """`PhaseFileError` for a phase attached to a server: it is this machine's loopback, which
+    the nodes cannot reach."""
+    for spec in specs:
+        if spec.server.attach is not None:
+            raise PhaseFileError(
+                f"{spec.source}: server.attach: {spec.server.attach} is this machine's loopback, "
+                "out of the Ray nodes' reach (run it with --executor local)"
+            )
+
+
+def warm(specs: list[PhaseSpec], parallel: int) -> list[PhaseSpec]:
+    """One phase per distinct server among the first `parallel`: whose servers nodes start."""
+    firsts: dict[Any, PhaseSpec] = {}
+    for spec in specs[:parallel]:
+        if spec.server.attach is None:
+            firsts.setdefault(server_key(spec), spec)
+    return list(firsts.values())

@@ -181,3 +181,13 @@ def test_the_ray_executor_without_ray_installed_says_how_to_get_it(tmp_path, cap
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
     with pytest.raises(RunnerError):
         import_ray(None)
+
+
+def test_a_phase_attached_to_a_loopback_server_cannot_run_on_ray(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(PHASE.format(name="p") + "  attach: http://127.0.0.1:4096\n")
+    assert main([str(path), "--executor", "ray"]) == 64
+    assert capsys.readouterr().err == (
+        f"runner: {path}: server.attach: http://127.0.0.1:4096 is this machine's loopback, "
+        "out of the Ray nodes' reach (run it with --executor local)\n"
+    )
