@@ -182,6 +182,11 @@ class Batch:
         if reason is not None:
             handle.cancel(reason, code)
 
+    def discard(self, handle: Any) -> None:
+        """Forget a phase that ended (a cancel no longer concerns it)."""
+        with self._lock, contextlib.suppress(ValueError):
+            self.handles.remove(handle)
+
     @property
     def exit_code(self) -> int:
         """The exit code phases cancelled by the batch end with."""
@@ -190,8 +195,8 @@ class Batch:
     def cancel(self, reason: str, exit_code: int = 130) -> None:
         """Cancel every phase, now and to come."""
         with self._lock:
-            if self.cancelled is None:
-                self.cancelled, self._exit_code = reason, exit_code
+            if self.cancelled is None:  # the code first: `cancelled` is read without the lock
+                self._exit_code, self.cancelled = exit_code, reason
             handles = list(self.handles)
         for handle in handles:
             handle.cancel(reason, exit_code)
@@ -239,12 +244,10 @@ def run_phases(
 
 def _executor(executor: Any) -> Any:
     """None for the local executor, else the object that runs the batch."""
-    if executor == "local":
-        return None
-    if executor == "ray":
-        from runner.ray_driver import RayExecutor
+    if executor in ("local", "ray"):
+        from runner.ray_driver import RayExecutor  # (imports no Ray until it runs)
 
-        return RayExecutor()
+        return None if executor == "local" else RayExecutor()
     if callable(getattr(executor, "run", None)):
         return executor
     raise ValueError(f"executor must be 'local', 'ray' or an object with run(), got {executor!r}")
@@ -265,7 +268,9 @@ def _run_all(
         prefix = spec.name if parallel > 1 else None
         handle = start_phase(spec, server=servers[server_key(spec)], prefix=prefix, **options)
         batch.add(handle)
-        return handle.result()
+        result = handle.result()
+        batch.discard(handle)
+        return result
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:

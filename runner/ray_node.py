@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from actors._process import ServerSpec
+from core.errors import RunnerError
 from runner._logs import logger
 from runner._mock import EmbeddedMock
 from runner.api import CANCEL_GRACE, PhaseHandle, start_phase
@@ -42,11 +43,12 @@ class NodeRunner:
         self._lock = threading.Lock()
         self._root = Path(tempfile.mkdtemp(prefix="runner-node-"))
         self._servers: dict[tuple[Any, ...], SharedServer] = {}
+        self._retired: list[SharedServer] = []  # servers that died, replaced
         self._mock: EmbeddedMock | None = None
         self._handles: dict[str, PhaseHandle] = {}
         self._early_cancel: dict[str, tuple[str, int]] = {}
         self._closed = False
-        _log_to(self._root / "node.debug.log")
+        self._log = _log_to(self._root / "node.debug.log")
         for spec in warm:  # the first phases' servers boot while the driver sends them
             server, _ = self._server(spec)
             threading.Thread(target=_boot, args=(server,), name="boot", daemon=True).start()
@@ -62,11 +64,34 @@ class NodeRunner:
         }
 
     def run(self, run_id: str, spec: PhaseSpec, view: Mapping[str, Any]) -> Iterator[dict]:
-        """Run one phase; yields chunks (`out`, `lines`), the last one with its `result`."""
-        if not spec.directory.is_dir():
-            reason = f"{spec.directory} is not on node {self.node_id} (a shared filesystem?)"
-            yield {"out": "", "lines": [], "missing": reason}
+        """Run one phase; yields chunks (`out`, `lines`), the last one with its `result` (or
+        an `error`: the node could not run it)."""
+        try:
+            local, out, handle = self._start(run_id, spec, view)
+        except Exception as exc:  # the phase fails with why; the node goes on
+            logger.exception("node {}: phase {} could not start", self.node_id, spec.name)
+            yield {"out": "", "lines": [], "error": f"node {self.node_id}: {exc}"}
             return
+        try:
+            tail = Tail(local.output.transcript)
+            yield from self._follow(handle, out, tail, renames(local, spec))
+        finally:  # the driver stopped listening: the phase must not run on unwatched
+            with self._lock:
+                self._handles.pop(run_id, None)
+                self._early_cancel.pop(run_id, None)
+            if not handle.done:
+                handle.cancel("the driver stopped listening")
+                with contextlib.suppress(TimeoutError):
+                    handle.result(timeout=CANCEL_GRACE)
+            for path in (local.output.transcript, local.output.result):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def _start(
+        self, run_id: str, spec: PhaseSpec, view: Mapping[str, Any]
+    ) -> tuple[PhaseSpec, TextBuffer, PhaseHandle]:
+        if not spec.directory.is_dir():
+            raise RunnerError(f"{spec.directory} is not on this node (a shared filesystem?)")
         folder = self._root / run_id
         folder.mkdir(parents=True, exist_ok=True)
         local, out = local_copy(spec, folder), TextBuffer()
@@ -77,19 +102,7 @@ class NodeRunner:
             early = self._early_cancel.pop(run_id, None)
         if early is not None:
             handle.cancel(*early)
-        try:
-            tail = Tail(local.output.transcript)
-            yield from self._follow(handle, out, tail, renames(local, spec))
-        finally:  # the driver stopped listening: the phase must not run on unwatched
-            with self._lock:
-                self._handles.pop(run_id, None)
-            if not handle.done:
-                handle.cancel("the driver stopped listening")
-                with contextlib.suppress(TimeoutError):
-                    handle.result(timeout=CANCEL_GRACE)
-            for path in (local.output.transcript, local.output.result):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        return local, out, handle
 
     def cancel(self, run_id: str, reason: str, exit_code: int) -> None:
         """Cancel a phase (one not started yet is cancelled as it starts)."""
@@ -105,7 +118,8 @@ class NodeRunner:
         with self._lock:
             self._closed = True
             handles, servers = list(self._handles.values()), list(self._servers.values())
-            self._servers, mock, self._mock = {}, self._mock, None
+            servers += self._retired
+            self._servers, self._retired, mock, self._mock = {}, [], self._mock, None
         for handle in handles:
             handle.cancel("the node is shutting down")
         for handle in handles:
@@ -116,6 +130,7 @@ class NodeRunner:
         if mock is not None:
             mock.__exit__(None, None, None)
         logger.info("node {}: {} server(s) stopped", self.node_id, len(servers))
+        logger.remove(self._log)
         return len(servers)
 
     def _follow(
@@ -127,14 +142,10 @@ class NodeRunner:
                 result: PhaseResult | None = handle.result(timeout=TICK)
             except TimeoutError:
                 result = None
-            if result is not None:
-                yield chunk(out, tail, pairs, result=result)
-                while True:  # a transcript longer than one chunk after the end
-                    rest = chunk(out, tail, pairs)
-                    if not rest["out"] and not rest["lines"]:
-                        return
-                    yield rest
             news = chunk(out, tail, pairs)
+            if result is not None and not news["out"] and not news["lines"]:
+                yield {**news, "result": result}  # the last chunk: everything else went first
+                return
             quiet = 0.0 if news["out"] or news["lines"] else quiet + TICK
             if quiet == 0.0 or quiet >= HEARTBEAT:
                 quiet = 0.0
@@ -149,25 +160,27 @@ class NodeRunner:
                 self._mock = EmbeddedMock([spec]).__enter__()
             env = {**self._env, **(self._mock.env if self._mock else {})}
             key = server_key(spec)
+            if key in self._servers and self._servers[key].failed:  # replaced, stopped at the end
+                self._retired.append(self._servers.pop(key))
             if key not in self._servers:
                 self._servers[key] = SharedServer(self._node_files(server_spec(spec, env)))
             return self._servers[key], env
 
     def _node_files(self, spec: ServerSpec) -> ServerSpec:
         """Server log and isolated data in the node's own folder (they outlive one phase)."""
-        number = len(self._servers) + 1
+        number = len(self._servers) + len(self._retired) + 1
         data = str(self._root / f"server-{number}.opencode-data") if spec.data_dir else None
         log = str(self._root / f"server-{number}.log")
         return dataclasses.replace(spec, log_path=log, data_dir=data)
 
 
-def _log_to(path: Path) -> None:
+def _log_to(path: Path) -> int:
     """The node's debug log (the driver's covers the driver only), in the node's folder."""
     import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
 
     for package in ("actors", "runner", "core"):
         logger.enable(package)
-    logger.add(path, level="DEBUG", diagnose=False)  # no variable values: no secrets
+    return logger.add(path, level="DEBUG", diagnose=False)  # no variable values: no secrets
 
 
 def _boot(server: SharedServer) -> None:

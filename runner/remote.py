@@ -76,24 +76,36 @@ class NodeSlots:
 
 
 class TextBuffer(io.TextIOBase):
-    """The node side's terminal: what the renderer writes, drained into each chunk."""
+    """The node side's terminal: what the renderer writes, drained into each chunk. Bounded:
+    past `limit` characters not yet drained, text is dropped (and said so), never waited for:
+    the renderer must not block on a driver that is behind."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = TAIL_CHUNK) -> None:
         self._lock = threading.Lock()
         self._parts: list[str] = []
+        self._size = 0
+        self._limit = limit
+        self._dropped = 0
 
     def write(self, text: str) -> int:
         with self._lock:
-            self._parts.append(text)
+            if self._size + len(text) > self._limit:
+                self._dropped += len(text)
+            else:
+                self._parts.append(text)
+                self._size += len(text)
         return len(text)
 
     def isatty(self) -> bool:
         return False
 
     def drain(self) -> str:
-        """Everything written since the last drain."""
+        """Everything written since the last drain (and how much did not fit)."""
         with self._lock:
-            parts, self._parts = self._parts, []
+            parts, self._parts, self._size = self._parts, [], 0
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            parts.append(f"[runner] {dropped} characters of output dropped (driver behind)\n")
         return "".join(parts)
 
 

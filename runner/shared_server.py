@@ -65,6 +65,11 @@ class SharedServer:
         assert self._ready is not None
         return self._ready
 
+    @property
+    def failed(self) -> bool:
+        """True once the server could not start or died: phases must not be given it."""
+        return self._failure is not None
+
     def watch(self, consumer: Callable[[Any], None]) -> Callable[[], None]:
         """Also hand server news (a death, even one before this call) to `consumer`; returns
         the undo."""

@@ -118,22 +118,25 @@ def test_four_phases_on_both_nodes_with_every_file_on_the_driver(cluster, tmp_pa
     assert len(results(tmp_path)) == 4
 
 
-def test_ctrl_c_mid_batch_is_130_with_every_file_and_nothing_left(cluster, tmp_path):
+@pytest.mark.parametrize(("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_batch_ends_it_with_every_file_and_nothing_left(
+    cluster, tmp_path, sig, expected
+):
     names = ["one", "two", "three", "four"]
     paths = write_phases(tmp_path, names, drip(600))
     proc = start(paths, cluster.env, "--ray-address", cluster.address, "--parallel", "4")
     wait_ticking(tmp_path, names)
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, sig)
     sent = time.monotonic()
     code, out, err = finish(proc, timeout=30)
     took = time.monotonic() - sent
-    print(f"Ctrl-C to exit: {took:.2f} s")
-    assert code == 130, (out[-3000:], err[-3000:])
+    print(f"{sig.name} to exit: {took:.2f} s")
+    assert code == expected, (out[-3000:], err[-3000:])
     assert took < 3.0, took
     found = results(tmp_path)
     assert sorted(found) == sorted(names)
     for result in found.values():
-        assert (result["verdict"], result["exit_code"]) == ("interrupted", 130)
+        assert (result["verdict"], result["exit_code"]) == ("interrupted", expected)
         assert lines(result["transcript"])[-1]["verdict"] == "interrupted"
     servers = [
         pid

@@ -4,6 +4,7 @@ phase, what a node hands back, the driver's transcript file and final result, an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -191,3 +192,47 @@ def test_a_phase_attached_to_a_loopback_server_cannot_run_on_ray(tmp_path, capsy
         f"runner: {path}: server.attach: http://127.0.0.1:4096 is this machine's loopback, "
         "out of the Ray nodes' reach (run it with --executor local)\n"
     )
+
+
+def test_the_nodes_terminal_drops_what_does_not_fit_and_says_so():
+    out = remote.TextBuffer(limit=10)
+    out.write("12345")
+    out.write("678901")  # would pass the bound: dropped
+    out.write("abcde")
+    assert out.drain() == "12345abcde[runner] 6 characters of output dropped (driver behind)\n"
+    assert out.drain() == ""
+
+
+def test_a_batch_forgets_phases_that_ended():
+    batch, cancelled = Batch(), []
+
+    class Handle:
+        def cancel(self, reason, exit_code=130):
+            cancelled.append((reason, exit_code))
+
+    ended, running = Handle(), Handle()
+    batch.add(ended)
+    batch.add(running)
+    batch.discard(ended)
+    batch.cancel("stop", 143)
+    assert cancelled == [("stop", 143)]
+    assert (batch.cancelled, batch.exit_code) == ("stop", 143)
+
+
+def test_a_node_that_cannot_run_a_phase_says_why_in_its_only_chunk(tmp_path):
+    from runner.ray_node import NodeRunner
+
+    spec = spec_of(tmp_path)
+    gone = dataclasses.replace(spec, directory=tmp_path / "not-here")
+    node = NodeRunner("n1", {})
+    try:
+        chunks = list(node.run("r1", gone, {"mode": "plain", "prefix": None}))
+    finally:
+        assert node.shutdown(quick=True) == 0  # no server was started for it
+    assert chunks == [
+        {
+            "out": "",
+            "lines": [],
+            "error": f"node n1: {tmp_path / 'not-here'} is not on this node (a shared filesystem?)",
+        }
+    ]
