@@ -24,6 +24,8 @@ aborts on it. What is watched:
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,7 @@ TAIL = 8192  # characters of a streamed part kept for the repetition check
 CHECK_EVERY = 256  # characters streamed between two checks of a part
 MAX_PARTS = 64  # streamed parts followed at once (the oldest is forgotten first)
 _SHOWN = 60  # characters of a repeated text quoted in the reason
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,14 +141,14 @@ class Guards:
         return None
 
     def _on_text(self, session_id: str, text: str) -> Breach | None:
-        text = " ".join(text.split())
-        if not text:
+        seen = _words(text)
+        if seen is None:
             return None
         row = self._rows.setdefault(session_id, _Row())
-        row.text_count = row.text_count + 1 if row.text == text else 1
-        row.text = text
+        row.text_count = row.text_count + 1 if row.text == seen[0] else 1
+        row.text = seen[0]
         if row.text_count >= self.limits.repeats:
-            reason = f"looping: the same text {row.text_count} times in a row: {_quote(text)}"
+            reason = f"looping: the same text {row.text_count} times in a row: {_quote(seen[1])}"
             return Breach("stalled", reason)
         return None
 
@@ -215,6 +218,20 @@ def _over(name: str, value: float, limit: float | None, shown: str) -> Breach | 
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _words(text: str) -> tuple[str, str] | None:
+    """A text's words, as a digest (equal for texts that differ only in white space) and the
+    first of them to show; None without words. Word by word: a long text (a whole answer)
+    is never split into a list of its words, nor kept."""
+    digest, shown, size = hashlib.blake2b(digest_size=16), [], 0
+    for match in _WORD.finditer(text):
+        word = match.group()
+        digest.update(word.encode("utf-8", "surrogatepass") + b" ")
+        if size <= _SHOWN:
+            shown.append(word)
+            size += len(word) + 1
+    return (digest.hexdigest(), " ".join(shown)) if shown else None
 
 
 def _quote(text: str) -> str:

@@ -124,6 +124,17 @@ def test_the_same_assistant_text_part_in_a_row_is_a_loop():
     assert first_breach(prompts, [part("text", role="user", text="Go.")] * 3) is None
 
 
+def test_texts_differing_only_in_white_space_are_the_same_and_a_long_one_is_quoted_short():
+    guards = Guards(GuardLimits(repeats=2))
+    long = " ".join(f"word{i}" for i in range(20_000))
+    texts = [part("text", text=long), part("text", text="\n" + long.replace(" ", "\t  ") + " ")]
+    index, breach = first_breach(guards, texts)
+    assert index == 1
+    shown = long[:59] + "…"
+    assert breach.reason == f"looping: the same text 2 times in a row: {shown!r}"
+    assert first_breach(Guards(GuardLimits(repeats=2)), [part("text", text=" \n ")] * 3) is None
+
+
 def test_text_repeating_inside_one_streamed_part_is_a_loop():
     guards = Guards(GuardLimits(repeats=5))
     sentence = (
