@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="where phases run: this process (default) or a Ray cluster (make setup-ray)",
     )
-    parser.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster to join")
+    parser.add_argument(
+        "--ray-address", metavar="ADDR", help="the Ray cluster to join (default: $RAY_ADDRESS)"
+    )
     parser.add_argument("--model", help="override the model (provider/model)")
     parser.add_argument("--agent", help="override the agent")
     parser.add_argument(

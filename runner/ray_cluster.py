@@ -28,11 +28,16 @@ _SLICE = 0.2  # how often a wait for the nodes looks at the batch's cancel
 ROOT = str(Path(__file__).resolve().parents[1])  # this checkout: the nodes import it from here
 
 
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join: `address`, else `$RAY_ADDRESS`; None: a one-node Ray here."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def import_ray(address: str | None) -> Any:
     """`ray`, imported with what the runner needs of it: no usage stats, and a loopback
     cluster kept on 127.0.0.1 (Ray otherwise swaps it for the host's address)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    host = (address or "127.0.0.1").removeprefix("ray://").rsplit(":", 1)[0]
+    host = (cluster_address(address) or "127.0.0.1").removeprefix("ray://").rsplit(":", 1)[0]
     if host in ("127.0.0.1", "localhost"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
@@ -57,6 +62,7 @@ def connect(ray: Any, address: str | None, parallel: int) -> bool:
     shut down)."""
     if ray.is_initialized():
         return False
+    address = cluster_address(address)
     env = {"PYTHONPATH": ROOT, "RAY_USAGE_STATS_ENABLED": "0"}
     if os.environ.get("RUNNER_OPENCODE"):
         env["RUNNER_OPENCODE"] = os.environ["RUNNER_OPENCODE"]

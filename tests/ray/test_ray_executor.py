@@ -124,7 +124,8 @@ def test_a_signal_mid_batch_ends_it_with_every_file_and_nothing_left(
 ):
     names = ["one", "two", "three", "four"]
     paths = write_phases(tmp_path, names, drip(600))
-    proc = start(paths, cluster.env, "--ray-address", cluster.address, "--parallel", "4")
+    env = {**cluster.env, "RAY_ADDRESS": cluster.address}  # the cluster named the Ray way
+    proc = start(paths, env, "--parallel", "4")
     wait_ticking(tmp_path, names)
     os.kill(proc.pid, sig)
     sent = time.monotonic()
