@@ -34,7 +34,7 @@ node_modules/.installed: package.json
 run: setup ## Set up, then run the example phase on the mock LLM
 	$(PY) -m runner examples/hello/phase.yaml
 
-test: setup ## Run every test: unit, end-to-end, parity, and the example's own tests (plugin)
+test: setup ## Run the tests: unit, end-to-end, parity, the example's own (Ray's: make test-ray)
 	$(PY) -m pytest -p runner.testing tests examples/hello/test_hello.py --ignore=tests/ray $(PYTEST_ARGS)
 
 test-unit: setup ## Run the unit tests only (no opencode server)
