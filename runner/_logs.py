@@ -4,4 +4,14 @@ from loguru import logger
 
 logger.disable("runner")
 
-__all__ = ["logger"]
+__all__ = ["debug_log", "logger"]
+
+
+def debug_log(path: str) -> int:
+    """Every package's debug lines into `path` (no variable values: no secrets); the sink's
+    id, for `logger.remove`."""
+    import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
+
+    for package in ("actors", "runner", "core"):
+        logger.enable(package)
+    return logger.add(path, level="DEBUG", diagnose=False)

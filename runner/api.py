@@ -262,7 +262,7 @@ def _run_all(
 ) -> list[PhaseResult]:
     servers = _servers(specs, options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
-    options["board"] = board = _board(options, parallel, len(specs))
+    options["board"] = board = board_for(options, parallel, len(specs))
 
     def one(spec: PhaseSpec) -> PhaseResult:
         prefix = spec.name if parallel > 1 else None
@@ -286,7 +286,7 @@ def _run_all(
             shared.stop(quick=batch.cancelled is not None)
 
 
-def _board(options: dict[str, Any], parallel: int, phases: int) -> Any:
+def board_for(options: dict[str, Any], parallel: int, phases: int) -> Any:
     """Rich output on a terminal with phases side by side: one live table for them all."""
     out = options.get("out")
     terminal = out is not None and getattr(out, "isatty", lambda: False)()

@@ -174,17 +174,14 @@ def output_mode(args: argparse.Namespace, stream: TextIO) -> str:
 
 def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
     """loguru: stderr only with --verbose; always a debug log beside the first transcript."""
-    import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
-    from runner._logs import logger
+    from runner._logs import debug_log, logger
 
     logger.remove()
-    for package in ("actors", "runner", "core"):
-        logger.enable(package)
     if verbose:
         logger.add(sys.stderr, level="DEBUG", diagnose=False)
-    debug_log = Path(sibling(specs[0].output.transcript, ".debug.log"))
-    debug_log.parent.mkdir(parents=True, exist_ok=True)
-    logger.add(debug_log, level="DEBUG", diagnose=False)  # no variable values: no secrets
+    path = Path(sibling(specs[0].output.transcript, ".debug.log"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    debug_log(str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

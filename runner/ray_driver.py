@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +31,21 @@ from actors.renderer import MODES
 from core.errors import RunnerError
 from runner import ray_cluster
 from runner._logs import logger
+from runner.api import board_for
 from runner.phase import PhaseSpec
 from runner.ray_cluster import import_ray, prepare
 from runner.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
 from runner.result import PhaseResult, write_result
 
 __all__ = ["RayExecutor", "import_ray", "prepare"]
+
+
+def _shown(row: Any, result: PhaseResult) -> PhaseResult:
+    """The live table's row ends with the phase's verdict."""
+    if row is not None:
+        row.finished(result.verdict, int(time.time() * 1000))
+    return result
+
 
 SILENT = 30.0  # seconds without a chunk (nodes send one every 5 s at least): the node is lost
 BACKPRESSURE = 16  # chunks a node may have in flight before its phase waits for the driver
@@ -65,6 +75,7 @@ class _Context:
     options: Mapping[str, Any]
     parallel: int
     lock: threading.Lock
+    board: Any = None  # rich, on a terminal, phases side by side: the live table (local's)
 
     def show(self, text: str) -> None:
         out = self.options.get("out")
@@ -75,7 +86,21 @@ class _Context:
 
     def view(self, spec: PhaseSpec) -> dict[str, Any]:
         mode = "json" if self.options.get("mode") == "json" else "plain"
+        if self.board is not None:  # the node fills a row of it (core.status.BoardRelay)
+            return {"mode": "rich", "prefix": spec.name, "board": True}
         return {"mode": mode, "prefix": spec.name if self.parallel > 1 else None}
+
+    def news(self, row: Any, piece: dict[str, Any]) -> None:
+        """A chunk's row of the live table, and the lines it printed above it."""
+        from rich.text import Text
+
+        relayed = piece.get("board")
+        if row is None or relayed is None:
+            return
+        if relayed["status"] is not None:
+            row.restore(relayed["status"], int(time.time() * 1000))
+        for markup in relayed["printed"]:
+            self.board.print(Text.from_markup(markup))
 
     def cancelled(self) -> bool:
         return self.batch.cancelled is not None
@@ -93,12 +118,13 @@ class RayExecutor:
     ) -> list[PhaseResult]:
         """Run every phase; one result each, in order."""
         if options.get("on_event") is not None or options.get("board") is not None:
-            raise ValueError("executor ray: on_event and the live table are local only")
+            raise ValueError("executor ray: on_event is local only (the live table is its own)")
         if options.get("mode", "plain") not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {options['mode']!r}")
         prepare(specs, self.address)
         ray = import_ray(self.address)
-        ctx = _Context(ray, NodeSlots([]), batch, options, parallel, threading.Lock())
+        board = board_for(dict(options), parallel, len(specs))
+        ctx = _Context(ray, NodeSlots([]), batch, options, parallel, threading.Lock(), board)
         ours = False
         try:
             try:
@@ -116,6 +142,8 @@ class RayExecutor:
                     batch.cancel("interrupted while waiting for the results")
                     raise
         finally:
+            if board is not None:  # the table stays as the batch's summary
+                board.stop()
             ray_cluster.stop_nodes(ray, ctx.slots.nodes, quick=batch.cancelled is not None)
             if ours:
                 ray.shutdown()
@@ -124,11 +152,13 @@ class RayExecutor:
         """One phase to its result, whatever goes wrong (its files written if they can be)."""
         lost: list[dict[str, Any]] = []
         transcript = TranscriptFile(spec.output.transcript)
+        row = ctx.board.row(spec.name) if ctx.board is not None else None
         try:
             if unrun is not None:
                 end = ("interrupted", unrun, ctx.batch.exit_code) if ctx.cancelled() else None
-                return without_node(spec, end or ("failed", unrun, 1), lost, transcript)
-            return self._attempts(ctx, spec, transcript, lost)
+                ended = without_node(spec, end or ("failed", unrun, 1), lost, transcript)
+                return _shown(row, ended)
+            return _shown(row, self._attempts(ctx, spec, transcript, lost, row))
         except Exception as exc:  # a bug, or a file that cannot be written: this phase fails
             logger.exception("phase {} failed on the driver", spec.name)
             reason = f"internal error: {exc}"
@@ -140,7 +170,12 @@ class RayExecutor:
             transcript.close()
 
     def _attempts(
-        self, ctx: _Context, spec: PhaseSpec, transcript: TranscriptFile, lost: list[dict]
+        self,
+        ctx: _Context,
+        spec: PhaseSpec,
+        transcript: TranscriptFile,
+        lost: list[dict],
+        row: Any,
     ) -> PhaseResult:
         """Run the phase on a node, and again on another each time a node is lost."""
         while True:
@@ -154,7 +189,7 @@ class RayExecutor:
                 why = "; ".join(entry["reason"] for entry in lost) or "no node to run it on"
                 return without_node(spec, ("failed", why, 1), lost, transcript)
             try:
-                result = self._on(ctx, node, spec, transcript)
+                result = self._on(ctx, node, spec, (transcript, row))
             except NodeLostError as exc:
                 ctx.slots.lose(node, str(exc))
                 moved = transcript.set_aside()
@@ -170,7 +205,7 @@ class RayExecutor:
             return final
 
     def _on(
-        self, ctx: _Context, node: Node, spec: PhaseSpec, transcript: TranscriptFile
+        self, ctx: _Context, node: Node, spec: PhaseSpec, sinks: tuple[TranscriptFile, Any]
     ) -> PhaseResult:
         """Run the phase on `node`, writing what it streams back; `NodeLostError` if it dies
         (the phase cancelled there, in case the node still listens)."""
@@ -178,9 +213,9 @@ class RayExecutor:
         ctx.batch.add(remote)
         method = node.handle.run.options(_generator_backpressure_num_objects=BACKPRESSURE)
         stream = method.remote(remote.run_id, spec, ctx.view(spec))
-        transcript.write([])  # the transcript exists from the start, as with the local executor
+        sinks[0].write([])  # the transcript exists from the start, as with the local executor
         try:
-            return self._read(ctx, node, spec, stream, transcript)
+            return self._read(ctx, node, spec, stream, sinks)
         except NodeLostError:
             remote.cancel("its node was taken as lost", 1)
             with contextlib.suppress(Exception):
@@ -190,10 +225,10 @@ class RayExecutor:
             ctx.batch.discard(remote)
 
     def _read(
-        self, ctx: _Context, node: Node, spec: PhaseSpec, stream: Any, transcript: TranscriptFile
+        self, ctx: _Context, node: Node, spec: PhaseSpec, stream: Any, sinks: tuple[Any, Any]
     ) -> PhaseResult:
         """The node's chunks up to the last one, which carries the result."""
-        ray = ctx.ray
+        ray, (transcript, row) = ctx.ray, sinks
         try:
             while True:
                 ready, _ = ray.wait([stream], timeout=SILENT)
@@ -202,6 +237,7 @@ class RayExecutor:
                 piece = ray.get(next(stream), timeout=SILENT)
                 transcript.write(piece["lines"])
                 ctx.show(piece["out"])
+                ctx.news(row, piece)
                 if "error" in piece:  # the node could not run it: that phase fails, no rerun
                     return PhaseResult(
                         phase=spec.name, verdict="failed", reason=piece["error"], exit_code=1

@@ -13,18 +13,20 @@ import dataclasses
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from actors._process import ServerSpec
 from core.errors import RunnerError
-from runner._logs import logger
+from core.status import BoardRelay
+from runner._logs import debug_log, logger
 from runner._mock import EmbeddedMock
 from runner.api import CANCEL_GRACE, PhaseHandle, start_phase
 from runner.phase import PhaseSpec
 from runner.phase.derive import server_key, server_spec
-from runner.remote import Renames, Tail, TextBuffer, chunk, local_copy, renames
+from runner.remote import Renames, Tail, TextBuffer, board_news, chunk, local_copy, renames
 from runner.result import PhaseResult
 from runner.shared_server import SharedServer, StartFailedError
 
@@ -48,7 +50,7 @@ class NodeRunner:
         self._handles: dict[str, PhaseHandle] = {}
         self._early_cancel: dict[str, tuple[str, int]] = {}
         self._closed = False
-        self._log = _log_to(self._root / "node.debug.log")
+        self._log = debug_log(str(self._root / "node.debug.log"))  # the node's own
         for spec in warm:  # the first phases' servers boot while the driver sends them
             server, _ = self._server(spec)
             threading.Thread(target=_boot, args=(server,), name="boot", daemon=True).start()
@@ -67,14 +69,14 @@ class NodeRunner:
         """Run one phase; yields chunks (`out`, `lines`), the last one with its `result` (or
         an `error`: the node could not run it)."""
         try:
-            local, out, handle = self._start(run_id, spec, view)
+            local, out, handle, relay = self._start(run_id, spec, view)
         except Exception as exc:  # the phase fails with why; the node goes on
             logger.exception("node {}: phase {} could not start", self.node_id, spec.name)
             yield {"out": "", "lines": [], "error": f"node {self.node_id}: {exc}"}
             return
         try:
             tail = Tail(local.output.transcript)
-            yield from self._follow(handle, out, tail, renames(local, spec))
+            yield from self._follow(handle, out, tail, renames(local, spec), relay)
         finally:  # the driver stopped listening: the phase must not run on unwatched
             with self._lock:
                 self._handles.pop(run_id, None)
@@ -89,20 +91,22 @@ class NodeRunner:
 
     def _start(
         self, run_id: str, spec: PhaseSpec, view: Mapping[str, Any]
-    ) -> tuple[PhaseSpec, TextBuffer, PhaseHandle]:
+    ) -> tuple[PhaseSpec, TextBuffer, PhaseHandle, BoardRelay | None]:
         if not spec.directory.is_dir():
             raise RunnerError(f"{spec.directory} is not on this node (a shared filesystem?)")
         folder = self._root / run_id
         folder.mkdir(parents=True, exist_ok=True)
         local, out = local_copy(spec, folder), TextBuffer()
         server, env = self._server(local)
-        handle = start_phase(local, out=out, env=env, server=server, **view)
+        relay = BoardRelay(_now_ms) if view.get("board") else None  # the driver's live table
+        options = {key: value for key, value in view.items() if key != "board"}
+        handle = start_phase(local, out=out, env=env, server=server, board=relay, **options)
         with self._lock:
             self._handles[run_id] = handle
             early = self._early_cancel.pop(run_id, None)
         if early is not None:
             handle.cancel(*early)
-        return local, out, handle
+        return local, out, handle, relay
 
     def cancel(self, run_id: str, reason: str, exit_code: int) -> None:
         """Cancel a phase (one not started yet is cancelled as it starts)."""
@@ -134,7 +138,12 @@ class NodeRunner:
         return len(servers)
 
     def _follow(
-        self, handle: PhaseHandle, out: TextBuffer, tail: Tail, pairs: Renames
+        self,
+        handle: PhaseHandle,
+        out: TextBuffer,
+        tail: Tail,
+        pairs: Renames,
+        relay: BoardRelay | None,
     ) -> Iterator[dict]:
         quiet = 0.0
         while True:
@@ -143,6 +152,8 @@ class NodeRunner:
             except TimeoutError:
                 result = None
             news = chunk(out, tail, pairs)
+            if relay is not None:
+                news["board"] = board_news(relay, pairs)
             if result is not None and not news["out"] and not news["lines"]:
                 yield {**news, "result": result}  # the last chunk: everything else went first
                 return
@@ -174,18 +185,13 @@ class NodeRunner:
         return dataclasses.replace(spec, log_path=log, data_dir=data)
 
 
-def _log_to(path: Path) -> int:
-    """The node's debug log (the driver's covers the driver only), in the node's folder."""
-    import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
-
-    for package in ("actors", "runner", "core"):
-        logger.enable(package)
-    return logger.add(path, level="DEBUG", diagnose=False)  # no variable values: no secrets
-
-
 def _boot(server: SharedServer) -> None:
     """Start a server ahead of its phases; a failure is theirs to report (it is remembered)."""
     try:
         server.ready()
     except StartFailedError as exc:
         logger.debug("a server started ahead of its phases failed: {}", exc)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

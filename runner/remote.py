@@ -147,7 +147,8 @@ def renames(local: PhaseSpec, spec: PhaseSpec) -> Renames:
     return tuple(dict.fromkeys(pairs))
 
 
-def _renamed(text: str, pairs: Renames) -> str:
+def renamed(text: str, pairs: Renames) -> str:
+    """`text` naming the driver's files instead of the node's."""
     for mine, real in pairs:
         if mine in text:
             text = text.replace(mine, real)
@@ -158,10 +159,20 @@ def chunk(out: TextBuffer, tail: Tail, pairs: Renames = (), **extra: Any) -> dic
     """What one hand-off from a node carries: new terminal text and transcript lines, naming
     the driver's files instead of the node's."""
     return {
-        "out": _renamed(out.drain(), pairs),
-        "lines": [_renamed(line, pairs) for line in tail.read()],
+        "out": renamed(out.drain(), pairs),
+        "lines": [renamed(line, pairs) for line in tail.read()],
         **extra,
     }
+
+
+def board_news(relay: Any, pairs: Renames) -> dict[str, Any]:
+    """The relay's row, and its printed lines as rich markup naming the driver's files."""
+    from rich.markup import escape
+
+    marked = tuple((escape(mine), escape(real)) for mine, real in pairs)
+    news = relay.drain()
+    news["printed"] = [renamed(text.markup, marked) for text in news["printed"]]
+    return news
 
 
 def local_copy(spec: PhaseSpec, folder: Path) -> PhaseSpec:

@@ -236,3 +236,19 @@ def test_a_node_that_cannot_run_a_phase_says_why_in_its_only_chunk(tmp_path):
             "error": f"node n1: {tmp_path / 'not-here'} is not on this node (a shared filesystem?)",
         }
     ]
+
+
+def test_the_live_tables_lines_from_a_node_name_the_drivers_files(tmp_path):
+    from rich.text import Text
+
+    from core.status import BoardRelay
+
+    spec = spec_of(tmp_path)
+    local = remote.local_copy(spec, tmp_path / "node[1]")
+    relay = BoardRelay(lambda: 0)
+    relay.row("p")
+    relay.print(Text.assemble(("transcript: ", "bold"), str(local.output.transcript)))
+    news = remote.board_news(relay, remote.renames(local, spec))
+    (markup,) = news["printed"]
+    assert Text.from_markup(markup).plain == f"transcript: {spec.output.transcript}"
+    assert news["status"]["state"] == "starting"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.status import LiveStatus
+from core.status import BoardRelay, LiveStatus
 from core.tracker import PartDelta, PermissionAsked, StatusChanged
 from tests.unit.test_guards import step
 
@@ -66,3 +66,47 @@ def test_the_clock_stops_at_the_verdict():
     status = LiveStatus(START)
     status.finished("done", START + 18_000)
     assert status.fields(START + 60_000)["elapsed"] == "18s"
+
+
+def test_a_status_crosses_to_another_process_with_its_times_relative():
+    node = LiveStatus(START)
+    node.attempt_started(2)
+    node.observe(
+        [
+            step(total=1_500, cost=0.25),
+            StatusChanged(session_id="s", status={"type": "retry", "next": START + 9_000}),
+        ]
+    )
+    snapshot = node.snapshot(START + 4_000)  # on the node's clock
+    assert snapshot["retry_in"] == 5_000
+    driver_start = 50_000_000  # another clock altogether
+    driver = LiveStatus(driver_start)
+    driver.restore(snapshot, driver_start + 1_000)
+    assert driver.fields(driver_start + 2_000) == {
+        "state": "retrying in 4s",  # 5 s after the restore, 1 s gone
+        "elapsed": "2s",  # the driver's own clock
+        "attempt": "2",
+        "steps": "1",
+        "tokens": "1,500",
+        "cost": "$0.2500",
+    }
+    node.finished("done", START + 6_000)
+    driver.restore(node.snapshot(START + 6_000), driver_start + 3_000)
+    assert driver.fields(driver_start + 60_000)["elapsed"] == "3s"  # stopped at the verdict
+    assert driver.fields(driver_start + 60_000)["state"] == "verdict: done"
+
+
+def test_a_board_relay_hands_over_its_row_and_what_was_printed():
+    now = [START]
+    relay = BoardRelay(lambda: now[0])
+    assert relay.drain() == {"status": None, "printed": []}
+    row = relay.row("phase-a")
+    row.attempt_started(1)
+    relay.print("verdict block")
+    drained = relay.drain()
+    assert drained["printed"] == ["verdict block"]
+    assert (drained["status"]["state"], drained["status"]["attempt"]) == (
+        "waiting for the model",
+        1,
+    )
+    assert relay.drain()["printed"] == []
