@@ -192,3 +192,27 @@ def test_without_an_address_the_runner_starts_a_one_node_ray(tmp_path):
         for pid in ours(Path(env["HOME"])):
             os.kill(pid, signal.SIGKILL)
     assert ours(Path(env["HOME"])) == []
+
+
+def test_the_embedding_api_runs_a_batch_on_the_callers_own_ray_connection(
+    cluster, tmp_path, monkeypatch
+):
+    from runner.api import run_phases
+    from runner.ray_driver import RayExecutor, import_ray
+
+    for name in ("RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+        monkeypatch.setenv(name, "0")  # what import_ray sets, undone after the test
+
+    ray = import_ray(cluster.address)  # the embedder's Ray, connected before the batch
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        paths = write_phases(tmp_path, ["api-a", "api-b"], {"turns": [{"text": "Hi."}]})
+        found = run_phases(paths, parallel=2, executor=RayExecutor(cluster.address))
+        assert [(r.phase, r.verdict) for r in found] == [("api-a", "done"), ("api-b", "done")]
+        assert {r.executor["node"] for r in found} <= {n["NodeID"] for n in ray.nodes()}
+        for result in found:
+            assert lines(result.transcript)[-1]["verdict"] == "done"
+            assert json.loads(Path(result.result_path).read_text())["verdict"] == "done"
+        assert ray.is_initialized()  # the caller's connection: left up
+    finally:
+        ray.shutdown()
