@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ from actors.renderer import MODES
 from runner._events import EventBuffer
 from runner._logs import logger
 from runner._mock import EmbeddedMock
+from runner.batch import board_for
 from runner.phase import PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec
 from runner.result import PhaseResult
@@ -192,6 +192,16 @@ class Batch:
         """The exit code phases cancelled by the batch end with."""
         return self._exit_code
 
+    def each(self, one: Callable[[PhaseSpec], PhaseResult], specs: list[PhaseSpec], parallel: int):
+        """`one(spec)` for every phase, `parallel` at a time, results in order; an interrupt
+        while waiting cancels the batch (then goes on up)."""
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            try:
+                return list(pool.map(one, specs))
+            except BaseException:
+                self.cancel("interrupted while waiting for the results")
+                raise
+
     def cancel(self, reason: str, exit_code: int = 130) -> None:
         """Cancel every phase, now and to come."""
         with self._lock:
@@ -244,10 +254,12 @@ def run_phases(
 
 def _executor(executor: Any) -> Any:
     """None for the local executor, else the object that runs the batch."""
-    if executor in ("local", "ray"):
+    if executor == "local":
+        return None
+    if executor == "ray":
         from runner.ray_driver import RayExecutor  # (imports no Ray until it runs)
 
-        return None if executor == "local" else RayExecutor()
+        return RayExecutor()
     if callable(getattr(executor, "run", None)):
         return executor
     raise ValueError(f"executor must be 'local', 'ray' or an object with run(), got {executor!r}")
@@ -273,28 +285,9 @@ def _run_all(
         return result
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            try:
-                return list(pool.map(one, specs))
-            except BaseException:
-                batch.cancel("interrupted while waiting for the results")
-                raise
+        return batch.each(one, specs, parallel)
     finally:
         if board is not None:  # the table stays as the batch's summary
             board.stop()
         for shared in servers.values():
             shared.stop(quick=batch.cancelled is not None)
-
-
-def board_for(options: dict[str, Any], parallel: int, phases: int) -> Any:
-    """Rich output on a terminal with phases side by side: one live table for them all."""
-    out = options.get("out")
-    terminal = out is not None and getattr(out, "isatty", lambda: False)()
-    if options.get("mode") != "rich" or parallel < 2 or phases < 2 or not terminal:
-        return None
-    if options.get("verbose"):  # log lines on the same terminal: a live table would hide them
-        return None
-    from actors._live import LiveBoard
-    from actors.renderer import rich_console
-
-    return LiveBoard(rich_console(out), lambda: int(time.time() * 1000))

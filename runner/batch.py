@@ -1,6 +1,6 @@
 """A batch of phases: output folders checked before anything starts, which phases a
-`--skip-done` run leaves out, the summary table at the end, `batch-{time}.json`, and the batch's
-exit code (the worst phase's)."""
+`--skip-done` run leaves out, the live table on a terminal, the summary table at the end,
+`batch-{time}.json`, and the batch's exit code (the worst phase's)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -169,3 +170,17 @@ def finish(
     else:
         print("\n".join([*summary_lines(table), f"batch: {path}"]), flush=True)
     return code
+
+
+def board_for(options: dict[str, Any], parallel: int, phases: int) -> Any:
+    """Rich output on a terminal with phases side by side: one live table for them all."""
+    out = options.get("out")
+    terminal = out is not None and getattr(out, "isatty", lambda: False)()
+    if options.get("mode") != "rich" or parallel < 2 or phases < 2 or not terminal:
+        return None
+    if options.get("verbose"):  # log lines on the same terminal: a live table would hide them
+        return None
+    from actors._live import LiveBoard
+    from actors.renderer import rich_console
+
+    return LiveBoard(rich_console(out), lambda: int(time.time() * 1000))

@@ -23,7 +23,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from actors.renderer import MODES
 from core.errors import RunnerError
 from runner import ray_cluster
 from runner._logs import logger
-from runner.api import board_for
+from runner.batch import board_for
 from runner.phase import PhaseSpec
 from runner.ray_cluster import import_ray, prepare
 from runner.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
@@ -135,12 +134,7 @@ class RayExecutor:
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 logger.error("ray: {}", why)
                 return [self._one(ctx, spec, f"executor ray: {why}") for spec in specs]
-            with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-                try:
-                    return list(pool.map(lambda spec: self._one(ctx, spec), specs))
-                except BaseException:
-                    batch.cancel("interrupted while waiting for the results")
-                    raise
+            return batch.each(lambda spec: self._one(ctx, spec), specs, parallel)
         finally:
             if board is not None:  # the table stays as the batch's summary
                 board.stop()
