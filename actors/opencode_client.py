@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import requests
 
+from core import jsonfast
 from core.errors import RequestTimeoutError, ServerUnreachableError, UpstreamHTTPError
 
 USERNAME = "opencode"
@@ -219,8 +220,8 @@ def _decode(method: str, path: str, response: requests.Response) -> Any:
         )
     if response.status_code == 204 or not response.content:
         return None
-    try:
-        return response.json()
+    try:  # from the bytes: a large snapshot is not also kept decoded as one more string
+        return jsonfast.loads(response.content)
     except ValueError as exc:
         raise UpstreamHTTPError(
             method=method, path=path, status=response.status_code, body=response.text[:500]

@@ -15,7 +15,7 @@ from typing import Any, Literal, TextIO
 
 from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
-from core.ndjson import dumps, result_line, run_json
+from core.ndjson import dumps_line, result_line, run_json
 from core.redact import StreamRedactor
 from core.view import Line, Out, TerminalView, Write
 from messages.pipeline import Tracked
@@ -194,7 +194,7 @@ class RendererActor(SupervisedActor):
             )
             objects = [obj for obj in found if obj is not None]
         if objects:
-            text = "".join(dumps(obj) + "\n" for obj in objects)
+            text = "".join(map(dumps_line, objects))  # one object: that line itself
             self._out.write(self._masker.frame(text))
             self._out.flush()
 

@@ -55,7 +55,7 @@ class TranscriptWriter:
             return
         text = "\n".join(texts)
         if text.count("\n") == len(texts) - 1:  # no text spans lines: write them as they are
-            self._write(text + "\n")
+            self._write(text, "\n")
             return
         pairs = zip(events, texts, strict=True)
         self.write_texts(text if "\n" not in text else _ENCODE(event) for event, text in pairs)
@@ -64,10 +64,13 @@ class TranscriptWriter:
         """JSON texts as they are (the stream's events as received), one a line, flushed."""
         self._write("".join(line + "\n" for line in texts))
 
-    def _write(self, text: str) -> None:
+    def _write(self, *texts: str) -> None:
+        """Write `texts` one after the other (not joined: a large event is not copied again to
+        end its line), then flush."""
         if self._file is None:
             return
-        self._file.write(self._masker.frame(text))  # were a tool to print the server's password
+        for text in texts:
+            self._file.write(self._masker.frame(text))  # were a tool to print the password
         self._file.flush()
 
     def header(self, fields: dict[str, Any]) -> None:

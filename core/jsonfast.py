@@ -23,11 +23,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["compact", "loads", "sorted_keys"]
+__all__ = ["compact", "compact_line", "loads", "sorted_keys"]
 
 _STD_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 _STD_SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 _SORT = orjson.OPT_SORT_KEYS
+_LINE = orjson.OPT_APPEND_NEWLINE
 
 
 def loads(text: str | bytes) -> Any:
@@ -44,6 +45,15 @@ def compact(value: Any) -> str:
         return orjson.dumps(value, default=str).decode()
     except (orjson.JSONEncodeError, UnicodeEncodeError):
         return _STD_COMPACT(value)
+
+
+def compact_line(value: Any) -> str:
+    """`compact(value)` and a newline, built as one string (a large value is not copied again
+    to add the newline)."""
+    try:
+        return orjson.dumps(value, default=str, option=_LINE).decode()
+    except (orjson.JSONEncodeError, UnicodeEncodeError):
+        return _STD_COMPACT(value) + "\n"
 
 
 def sorted_keys(value: Any) -> str:

@@ -141,10 +141,19 @@ def masked(value: Any, secrets: Iterable[str]) -> Any:
     found = tuple(s for s in secrets if s)
     if not found:
         return value
-    dumped = json.dumps(value, ensure_ascii=False)  # secrets appear escaped in it, if at all
-    if StreamRedactor(found).frame(dumped) == dumped:
-        return value
-    return _mask(value, found)
+    return _mask(value, found) if _holds(value, found) else value
+
+
+def _holds(value: Any, secrets: tuple[str, ...]) -> bool:
+    """Does a string in `value` hold a secret? (A walk: a large snapshot is not encoded again
+    to find out.)"""
+    if isinstance(value, str):
+        return any(secret in value for secret in secrets)
+    if isinstance(value, dict):
+        return any(_holds(item, secrets) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds(item, secrets) for item in value)
+    return False
 
 
 def _mask(value: Any, secrets: tuple[str, ...]) -> Any:

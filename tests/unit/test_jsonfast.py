@@ -83,3 +83,12 @@ def test_every_captured_event_reads_and_writes_as_json_does():
         value = json.loads(line)
         assert jsonfast.loads(line) == value
         assert json.loads(jsonfast.compact(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"type": "text", "text": "héllo\nworld"}, {1: "int key"}, {"s": "\ud800"}],
+    ids=["orjson", "int-key-fallback", "lone-surrogate-fallback"],
+)
+def test_compact_line_is_compact_and_one_newline(value):
+    assert jsonfast.compact_line(value) == jsonfast.compact(value) + "\n"

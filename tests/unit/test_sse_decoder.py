@@ -240,3 +240,14 @@ def test_decoder_capture_cut_mid_event_is_truncated() -> None:
     frames, truncated = decode([stream[:cut]])
     assert len(frames) == len(capture_data(CAPTURES / "a_basic.event.jsonl")) - 1
     assert truncated is True
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_decoder_event_larger_than_many_reads(newline: str) -> None:
+    big = json.dumps({"type": "message.part.updated", "text": "wörd " * 200_000})
+    text = f"id: 7{newline}data: {big}{newline}{newline}data: after{newline}{newline}"
+    stream = text.encode("utf-8")
+    reads = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    frames, truncated = decode(reads)
+    assert frames == [F(big, id="7"), F("after", id="7")]
+    assert truncated is False
