@@ -137,6 +137,13 @@ class Supervisor:
         wiring.start_outputs(self._outputs())
         client = OpencodeClient(ready.url, password=ready.password, directory=str(spec.directory))
         self._check_cancel()
+        caps = ready.capabilities
+        policy = ReconnectPolicy(
+            outage=spec.timeouts.outage, heartbeat=caps.heartbeat, route=caps.event_route
+        )
+        # The stream connects while the session is created: the prompt waits for neither.
+        hub = self._server.hub(client, policy, self._secrets)
+        self._stream_key = client.directory or ""  # released when the phase ends
         facts.session_id = session_id = self._create_session(client)
         self._mark(f"session {session_id} created")
         self._check_cancel()
@@ -154,12 +161,6 @@ class Supervisor:
             silent=spec.timeouts.silent,
         )
         self._check_cancel()
-        caps = ready.capabilities
-        policy = ReconnectPolicy(
-            outage=spec.timeouts.outage, heartbeat=caps.heartbeat, route=caps.event_route
-        )
-        hub = self._server.hub(client, policy, self._secrets)
-        self._stream_key = client.directory or ""  # released when the phase ends
         wiring.router.publish(banner(spec, ready, session_id))  # the transcript's header
         wiring.start_session(actors, hub.subscribe, hub.reconnect)
         self._mark("watching the session")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors._process import ServerSpec
-from core.guards import GuardLimits
 from core.permissions import PermissionPolicy
-from core.termination import Limits, Policy
-from messages.records import PhaseStarted
-from messages.server import ServerReady
 from runner.phase import PhaseSpec
+
+if TYPE_CHECKING:
+    from core.termination import Policy
+    from messages.records import PhaseStarted
+    from messages.server import ServerReady
+
+# The CLI loads this module before it starts opencode: what only the phase's actors need (the
+# termination policy, the records, pykka and requests behind actors.termination) is imported
+# where it is used, once opencode is booting.
 
 # The question tool blocks a session until answered, and plan mode switches need a person:
 # a headless run denies them when the session is created.
@@ -24,6 +29,8 @@ DENY_BLOCKING_TOOLS = tuple(
 
 def banner(spec: PhaseSpec, ready: ServerReady, session_id: str) -> PhaseStarted:
     """The phase's banner (and the transcript header's source)."""
+    from messages.records import PhaseStarted
+
     return PhaseStarted(
         phase=spec.name,
         label=spec.label,
@@ -50,8 +57,6 @@ def permission_policy(spec: PhaseSpec) -> PermissionPolicy:
 
 def prompt_options(spec: PhaseSpec) -> Any:
     """What every prompt of the phase carries besides its text (`format`: `output_schema`)."""
-    # Imported here: the CLI loads this module before it starts opencode, ahead of the heavy
-    # modules (pykka, requests) that actors.termination brings.
     from actors.termination import PromptOptions
 
     schema = spec.output_schema
@@ -61,6 +66,9 @@ def prompt_options(spec: PhaseSpec) -> Any:
 
 def termination_policy(spec: PhaseSpec, session_id: str, now: float) -> Policy:
     """The phase's termination policy, its clock starting `now`."""
+    from core.guards import GuardLimits
+    from core.termination import Limits, Policy
+
     budgets = spec.budgets
     guards = GuardLimits(
         cost_usd=budgets.cost_usd,
