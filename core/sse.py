@@ -125,13 +125,15 @@ class SseDecoder:
             if text:
                 self._tail.append(text)
             return []
-        if self._tail:
-            text = "".join((*self._tail, text))
+        if self._tail:  # the pieces go as soon as they are joined: a long line is held once
+            self._tail.append(text)
+            text, self._tail = "".join(self._tail), []
         if "\n\n" not in text:
             lines = text.split("\n")
             self._tail = _rest(lines.pop())
             return self._interpret(lines)
         blocks = text.split("\n\n")
+        text = ""  # nor kept while its frames are cut out of the blocks
         lines = blocks.pop().split("\n")  # what follows the last blank line
         self._tail = _rest(lines.pop())
         frames = self._blocks(blocks)

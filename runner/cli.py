@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from actors import Prespawned
 from core.errors import PhaseFileError, RunnerError, ServerStartError
-from runner import batch, gc_policy
+from runner import batch, tuning
 from runner._mock import EmbeddedMock
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec, sibling
@@ -228,7 +228,7 @@ def _run(
     from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
     from runner.ray_driver import RayExecutor
 
-    gc_policy.tune()
+    tuning.tune()
     configure_logging(args.verbose, specs)
     running = Batch()
     signalled = _install_signal_handlers(running)

@@ -23,7 +23,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from runner import gc_policy
+from runner import tuning
 from tests.bench import cli_rss, latency, machine, memory, pipeline, wall
 from tests.helpers import PROJECT_ROOT
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)
     logger.remove()  # the actors log nothing we want on the benchmark's output
-    gc_policy.tune()  # as the CLI does: the in-process benchmarks measure what it runs
+    tuning.tune()  # as the CLI does: the in-process benchmarks measure what it runs
     facts = machine.describe()
     results: dict[str, Any] = {"machine": facts.pop("machine"), "machine_facts": facts}
     results["smoke"], results["seconds"], failed = args.smoke, {}, []

@@ -58,3 +58,20 @@ def test_a_stream_cut_inside_a_chunk_is_not_done():
 def test_garbage_raises(body):
     with pytest.raises(ChunkedError):
         Dechunker().feed(body)
+
+
+def test_usual_and_unusual_size_lines_mixed_in_one_read():
+    """Whole usual chunks take the fast loop; an extension, upper-case hex, a size line of
+    more than 16 digits and a data CRLF split from its data fall to the careful path between."""
+    data = [b"a" * 26, b"hello", b"b" * 26, b"x", b"tail"]
+    body = (
+        b"%x\r\n%s\r\n" % (26, data[0])
+        + b"5;ext=1\r\nhello\r\n"
+        + b"1A\r\n%s\r\n" % data[2]
+        + b"00000000000000001\r\nx\r\n"
+        + b"4\r\ntail\r\n0\r\n\r\n"
+    )
+    for cut in range(1, len(body)):
+        dechunker = Dechunker()
+        assert dechunker.feed(body[:cut]) + dechunker.feed(body[cut:]) == b"".join(data), cut
+        assert dechunker.done
