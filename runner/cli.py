@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from actors import Prespawned
 from core.errors import PhaseFileError, RunnerError, ServerStartError
-from runner import batch, tuning
+from runner import batch
 from runner._mock import EmbeddedMock
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.phase.derive import server_key, server_spec, sibling
@@ -225,6 +225,7 @@ def _run(
     whole: tuple[list[PhaseSpec], list[batch.Skipped]],
 ) -> int:
     """Run the phases: the heavy imports happen here, while the early servers boot."""
+    from runner import tuning
     from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
     from runner.ray_driver import RayExecutor
 
