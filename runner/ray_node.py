@@ -21,6 +21,7 @@ from typing import Any
 from actors._process import ServerSpec
 from core.errors import RunnerError
 from core.status import BoardRelay
+from runner import tuning
 from runner._logs import debug_log, logger
 from runner._mock import EmbeddedMock
 from runner.api import CANCEL_GRACE, PhaseHandle, start_phase
@@ -54,6 +55,7 @@ class NodeRunner:
         for spec in warm:  # the first phases' servers boot while the driver sends them
             server, _ = self._server(spec)
             threading.Thread(target=_boot, args=(server,), name="boot", daemon=True).start()
+        tuning.tune()  # this worker process is the node's own: the CLI's settings (README)
 
     def info(self) -> dict[str, Any]:
         """Who runs the phases here: the node, its host, this worker's pid and its parent's."""
