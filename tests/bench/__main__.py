@@ -24,7 +24,7 @@ import pykka
 from loguru import logger
 
 from runner import tuning
-from tests.bench import cli_rss, latency, machine, memory, pipeline, wall
+from tests.bench import cli_rss, latency, machine, memory, pipeline, serve_floor, wall
 from tests.helpers import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results.json"
@@ -68,7 +68,7 @@ def benchmarks(plan: Plan) -> list[tuple[str, str, Callable[[], dict[str, Any]]]
         (
             "wall",
             "1. Wall time: `python -m runner --json` against `opencode run --format json`",
-            lambda: wall.run(out, plan.wall),
+            lambda: wall.run(out, plan.wall, floor=serve_floor.serve_floor),
         ),
         (
             "pipeline",
@@ -104,6 +104,10 @@ def summary(results: dict[str, Any]) -> None:
         rows.append(
             (name, f"{w['runner_s']:.2f}", f"{w['opencode_run_s']:.2f}", w["ratio"], "<= 1.05x")
         )
+        if "serve_floor" in w:  # the ratio's two shares: opencode serve's, and the runner's own
+            floor = w["serve_floor"]["s"]
+            rows.append(("  serve floor / opencode run", f"{floor:.2f}", "", w["floor_ratio"], ""))
+            rows.append(("  runner / serve floor", "", f"{floor:.2f}", w["runner_over_floor"], ""))
     if "pipeline" in results:
         p = results["pipeline"]
         name = "pipeline events/s: runner / bare loop"

@@ -160,33 +160,46 @@ def _report(out: Callable[[str], None], name: str, outcomes: list[Outcome]) -> d
     runs = ", ".join(f"{o.seconds:.2f}" for o in outcomes)
     codes = "/".join(sorted({"timeout" if o.code is None else str(o.code) for o in outcomes}))
     out(
-        f"  {name:<27} {figures['s']:6.2f} {_seconds(figures['to_first_s']):>8}"
+        f"  {name:<29} {figures['s']:6.2f} {_seconds(figures['to_first_s']):>8}"
         f" {_seconds(figures['after_last_s']):>8}   [{runs}]  exit {codes}"
     )
-    out(f"  {'':<27} last run: {outcomes[-1].detail}")
+    if outcomes[-1].lines:  # the floor prints nothing
+        out(f"  {'':<29} last run: {outcomes[-1].detail}")
     return figures
 
 
-def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
-    """Warm up, then alternate timed runs; print medians and the ratio runner/opencode-run."""
+Tool = Callable[[Path, dict[str, str]], Outcome]
+
+
+def run(out: Callable[[str], None], sizes: Sizes, floor: Tool | None = None) -> dict[str, Any]:
+    """Warm up, then alternate timed runs; print medians and the ratio runner/opencode-run.
+    `floor` (`tests.bench.serve_floor`) adds a third column: opencode serve with the least
+    client there is, which splits the ratio into opencode's share and the runner's."""
     if not PINNED_BINARY.exists():
         raise RuntimeError(f"the pinned opencode binary is missing ({PINNED_BINARY}): make setup")
-    tools = (("opencode run --format json", opencode_run), ("python -m runner --json", runner_run))
+    tools: list[tuple[str, Tool]] = [
+        ("opencode run --format json", opencode_run),
+        ("python -m runner --json", runner_run),
+    ]
+    tools += [("opencode serve, least client", floor)] if floor is not None else []
     results: dict[str, list[Outcome]] = {name: [] for name, _ in tools}
     first = 0 if sizes.warm_up else 1  # run 0 of each tool is an untimed warm-up
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         env = environment(Path(tmp))
         for index in range(first, sizes.runs + 1):
-            for number, (name, tool) in enumerate(tools):
+            ordered = tools if index % 2 else tools[::-1]  # no tool always follows the same one
+            for number, (name, tool) in enumerate(ordered):
                 outcome = tool(Path(tmp) / f"run{index}-{number}", env)
                 results[name].extend([outcome] if index else [])
         startup = statistics.median(_startup(env) for _ in range(sizes.runs))
     warm = "after one untimed warm-up of each" if sizes.warm_up else "no warm-up"
     out(f"  median of {sizes.runs} alternating runs, {warm}")
-    out(f"  {'':<27} {'total':>6} {'to 1st':>8} {'after':>8}   runs")
-    opencode, runner = (_report(out, name, results[name]) for name, _ in tools)
+    out(f"  {'':<29} {'total':>6} {'to 1st':>8} {'after':>8}   runs")
+    figures = {name: _report(out, name, results[name]) for name, _ in tools}
+    opencode, runner = figures[tools[0][0]], figures[tools[1][0]]
     ratio = runner["s"] / opencode["s"]
     out(f"  ratio runner / opencode run: {ratio:.2f}x")
+    split = _split(out, runner, opencode, figures[tools[2][0]]) if floor is not None else {}
     out("  to 1st: launch to the first event's timestamp; after: last event's timestamp to exit")
     out(f"  python -m runner --help (interpreter and imports): {startup:.2f} s")
     return {
@@ -195,10 +208,24 @@ def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
         "ratio": ratio,
         "runner": runner,
         "opencode_run": opencode,
+        **split,
         "runner_help_s": startup,
         "runs": sizes.runs,
         "warm_up": sizes.warm_up,
     }
+
+
+def _split(
+    out: Callable[[str], None],
+    runner: dict[str, Any],
+    opencode: dict[str, Any],
+    floor: dict[str, Any],
+) -> dict[str, Any]:
+    """The ratio in two: opencode serve's path against `opencode run`, the runner against it."""
+    serve_share, own_share = floor["s"] / opencode["s"], runner["s"] / floor["s"]
+    out(f"    = serve floor / opencode run {serve_share:.2f}x (opencode's serve path)")
+    out(f"    x runner / serve floor {own_share:.2f}x (the runner's own share)")
+    return {"serve_floor": floor, "floor_ratio": serve_share, "runner_over_floor": own_share}
 
 
 def _startup(env: dict[str, str]) -> float:

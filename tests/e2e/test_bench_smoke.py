@@ -48,6 +48,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     # what ran ran well (no timing in it): every run exited 0, every event reached the transcript
     assert set(results["wall"]["runner"]["exit_codes"]) == {0}
     assert set(results["wall"]["opencode_run"]["exit_codes"]) == {0}
+    assert set(results["wall"]["serve_floor"]["exit_codes"]) == {0}  # idle after the answer
     rss = results["rss_kib"]
     assert {run["exit_code"] for run in rss["10k_runs"] + rss["100k_runs"]} == {0}
     loopback = results["pipeline"]["loopback"]
