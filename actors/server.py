@@ -8,8 +8,9 @@ the health probe (`_Healthy` or `_Unhealthy`, polling with short timeouts until 
 deadline), and the waiter (`_Exited` the moment the process ends). The actor publishes
 `ServerReady` once healthy and the version is supported, `ServerFailed` if start fails (and
 kills what it started), `ServerExited` if the process dies afterwards, and `ServerStopped` on
-stop. Stopping aborts busy sessions over HTTP first (SIGTERM gives opencode no drain), then
-SIGTERMs the group, waits, and SIGKILLs whatever remains. In attach mode it only probes.
+stop. Stopping aborts busy sessions over HTTP first (SIGTERM gives opencode no drain; skipped
+when the caller knows every session is idle), then SIGTERMs the group, waits, and SIGKILLs
+whatever remains. In attach mode it only probes.
 """
 
 from __future__ import annotations
@@ -78,16 +79,14 @@ class ServerActor(pykka.ThreadingActor):
         self._clock = clock
         self._binary = _process.resolve_binary(spec.binary)
         self._password = spec.attach_password if spec.attach_url else secrets.token_urlsafe(24)
-        self._proc = None
-        self._log = None
+        self._proc, self._log = None, None
         self._url: str | None = spec.attach_url
         self._ready = False
         self._done = False  # failed or stopping: later process news is expected, not news
         self._quit = threading.Event()
         self._timer: threading.Timer | None = None
         self._respawns = 0
-        self._grace = spec.stop_grace
-        self._abort_on_stop = True
+        self._grace, self._abort_on_stop = spec.stop_grace, True  # see prepare_stop
         self._prespawned = prespawned
         if prespawned is not None:
             self._password = prespawned.password
@@ -152,11 +151,13 @@ class ServerActor(pykka.ThreadingActor):
             case _:
                 logger.warning("ServerActor ignored unexpected message {!r}", message)
 
-    def hurry(self) -> None:
-        """The next stop is an interrupt's: no abort sweep, half a second of grace (opencode
-        ignores SIGTERM while it installs its configuration's dependencies)."""
-        self._grace = min(self._grace, HURRIED_GRACE)
-        self._abort_on_stop = False
+    def prepare_stop(self, *, quick: bool, sweep: bool) -> None:
+        """How the next stop goes. `quick` (an interrupt's): no abort sweep, half a second of
+        grace (opencode ignores SIGTERM while it installs its configuration's dependencies).
+        `sweep=False`: every session is known to be idle, so no sweep either."""
+        if quick:
+            self._grace = min(self._grace, HURRIED_GRACE)
+        self._abort_on_stop = sweep and not quick
 
     def on_stop(self) -> None:
         """Abort busy sessions, stop the process group, report `ServerStopped`."""
@@ -223,13 +224,8 @@ class ServerActor(pykka.ThreadingActor):
         proc, self._proc = self._proc, None
         code = None
         if proc is not None:
-            try:
-                if self._ready and self._abort_on_stop and proc.poll() is None:
-                    _server_http.abort_busy_sessions(self._url or "", self._password)
-            finally:
-                code = _process.terminate_group(proc, self._grace)
-                strays = _process.kill_marked(self._password)
-            logger.debug("opencode pid {} stopped with {} ({} strays)", proc.pid, code, strays)
+            sweep = self._ready and self._abort_on_stop and proc.poll() is None
+            code = _stop(proc, self._url if sweep else None, self._password, self._grace)
         if self._log is not None:
             self._log.close()
         return code
@@ -260,6 +256,24 @@ class ServerActor(pykka.ThreadingActor):
         until = self._deadline
         version, problem = _server_http.probe(url, self._password, self._quit, self._clock, until)
         return _Healthy(version) if problem is None else _Unhealthy(problem)
+
+
+def _stop(
+    proc: subprocess.Popen[str], sweep: str | None, password: str, grace: float
+) -> int | None:
+    """Abort the busy sessions of the server at `sweep` (None: every session is idle), then
+    stop the process group; its exit code."""
+    try:
+        if sweep is not None:
+            _server_http.abort_busy_sessions(sweep, password)
+    finally:
+        code = _process.terminate_group(proc, grace)
+        strays = _process.kill_marked(password)
+    swept = "skipped" if sweep is None else "done"
+    logger.debug(
+        "opencode pid {} stopped with {} ({} strays, abort sweep {})", proc.pid, code, strays, swept
+    )
+    return code
 
 
 def _describe_exit(code: int | None) -> str:

@@ -284,10 +284,13 @@ def _run_all(
         batch.discard(handle)
         return result
 
+    results: list[PhaseResult] = []
     try:
-        return batch.each(one, specs, parallel)
+        results = batch.each(one, specs, parallel)
+        return results
     finally:
         if board is not None:  # the table stays as the batch's summary
             board.stop()
+        settled = bool(results) and all(result.exit_code == 0 for result in results)
         for shared in servers.values():
-            shared.stop(quick=batch.cancelled is not None)
+            shared.stop(quick=batch.cancelled is not None, settled=settled)

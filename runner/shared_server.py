@@ -116,8 +116,9 @@ class SharedServer:
             logger.debug("the event stream of {} has no phase left; stopping its reader", directory)
             stop_actor(idle[1], 10)
 
-    def stop(self, *, quick: bool = False) -> None:
-        """Stop readers, then the server (`quick`: an interrupt, half a second of grace)."""
+    def stop(self, *, quick: bool = False, settled: bool = False) -> None:
+        """Stop readers, then the server (`quick`: an interrupt, half a second of grace;
+        `settled`: every phase on it ended done, its session idle, so no abort sweep)."""
         with self._lock:
             hubs, self._hubs = list(self._hubs.values()), {}
             ref, early = self._ref, self._prespawned
@@ -126,9 +127,9 @@ class SharedServer:
         if ref is None and early is not None:  # started early for phases that never came
             early.discard()
         if ref is not None:
-            if quick:  # queued before the stop, never waited for
+            if quick or settled:  # queued before the stop, never waited for
                 with contextlib.suppress(pykka.ActorDeadError):
-                    ref.proxy().hurry()
+                    ref.proxy().prepare_stop(quick=quick, sweep=not settled)
             stop_actor(ref, STOP_TIMEOUT)
         if self.spec.data_dir is not None:  # `server.isolate`: the run's data goes with it
             remove_data_dir(self.spec.data_dir)

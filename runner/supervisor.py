@@ -277,7 +277,7 @@ class Supervisor:
         if self._stream_key is not None:
             self._server.release(self._stream_key)
         if self._own_server:
-            self._server.stop(quick=interrupted)
+            self._server.stop(quick=interrupted, settled=result.exit_code == 0)
         return result
 
     def _abort_session(self) -> None:

@@ -57,6 +57,8 @@ class Run:
         results = sorted(runs.glob("*.result.json")) if runs.exists() else []
         self.results = [json.loads(path.read_text()) for path in results]
         self.result = self.results[0] if self.results else None
+        logs = sorted(runs.glob("*.debug.log")) if runs.exists() else []
+        self.debug_log = "".join(path.read_text() for path in logs)
         self.transcript = []
         if self.result is not None:
             with open(self.result["transcript"]) as handle:
@@ -156,6 +158,7 @@ def test_happy_path_is_done(cli):
     assert [a["kind"] for a in run.result["attempts"]] == ["initial"]
     assert "Wrote it." in run.stdout
     assert "verdict: done" in run.stdout
+    assert "abort sweep skipped" in run.debug_log  # its one session ended idle
 
 
 def test_turn_cut_mid_way_then_resume_writes_the_artifact(cli):
@@ -230,6 +233,7 @@ def test_persistent_500_is_failed_with_the_provider_message(cli):
     run = cli({"turns": [{"text": "never", "faults": faults}]})
     assert_consistent(run, "failed", 1)
     assert "upstream on fire" in run.result["reason"]
+    assert "abort sweep done" in run.debug_log  # a phase that did not end done: sweep first
 
 
 def test_stall_is_stalled_and_the_session_aborted(cli):

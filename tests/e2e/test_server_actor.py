@@ -113,6 +113,22 @@ def test_stop_aborts_and_leaves_no_process_of_the_group(spec_for):
     assert not group_alive(ready.pid)
 
 
+@pytest.mark.parametrize("sweep", [True, False])
+def test_stop_aborts_busy_sessions_first_unless_told_every_session_is_idle(
+    spec_for, fake_binary, tmp_path, sweep
+):
+    requests_log = tmp_path / "requests.log"
+    env = {"FAKE_OPENCODE_VERSION": "1.18.33", "FAKE_OPENCODE_REQUESTS": str(requests_log)}
+    inbox = Inbox()
+    server = start_server(spec_for(binary=fake_binary, env=env), inbox)
+    assert isinstance(inbox.expect((ServerReady, ServerFailed), timeout=20), ServerReady)
+    server.proxy().prepare_stop(quick=False, sweep=sweep).get(timeout=5)
+    server.stop()
+    assert inbox.expect(ServerStopped, timeout=15).exit_code == -signal.SIGTERM
+    swept = ["GET /session/status", "POST /session/ses_busy/abort"]
+    assert requests_log.read_text().splitlines() == ["GET /global/health", *swept[: 2 * sweep]]
+
+
 def test_missing_binary_gives_one_line_error(spec_for, tmp_path):
     inbox = Inbox()
     missing = str(tmp_path / "no-such-opencode")
