@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     results["smoke"], results["seconds"], failed = args.smoke, {}, []
     out(f"runner benchmarks{' (smoke sizes)' if args.smoke else ''}: {results['machine']}")
     out(f"load average before: {' '.join(f'{x:.2f}' for x in facts['load_avg'])}")
+    facts["reference_s"] = machine.reference_s()
+    out(f"reference loop (sum of 10,000,000 ints, median of 3): {facts['reference_s']:.3f} s")
     try:
         for key, title, bench in benchmarks(SMOKE if args.smoke else FULL):
             out(f"\n{title}")
@@ -156,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pykka.ActorRegistry.stop_all()
     facts["load_avg_after"] = os.getloadavg()
+    facts["reference_after_s"] = machine.reference_s()
     summary(results)
     out(f"load average after: {' '.join(f'{x:.2f}' for x in facts['load_avg_after'])}")
+    out(f"reference loop after: {facts['reference_after_s']:.3f} s")
     results["failed"] = failed
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
+import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -53,6 +55,17 @@ def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+def reference_s() -> float:
+    """Seconds for a fixed pure-Python loop (median of 3): how fast the machine ran Python at
+    that moment. A shared or throttled machine changes every figure; this says by how much."""
+    laps = []
+    for _ in range(3):
+        start = time.perf_counter()
+        sum(range(10_000_000))
+        laps.append(time.perf_counter() - start)
+    return statistics.median(laps)
 
 
 def describe() -> dict[str, Any]:

@@ -43,6 +43,9 @@ def test_bench_smoke_writes_every_figure(tmp_path):
             assert isinstance(value, int | float), (section, key, value)
             assert value > 0, (section, key, value)
     assert isinstance(results["machine"], str)
+    facts = results["machine_facts"]
+    assert facts["reference_s"] > 0
+    assert facts["reference_after_s"] > 0
     assert results["machine"]
     assert results["failed"] == []
     # what ran ran well (no timing in it): every run exited 0, every event reached the transcript
