@@ -14,7 +14,7 @@ from typing import Any
 from core import jsonfast
 from core._tracker_effects import PartFinalized, SessionError
 
-__all__ = ["dumps", "dumps_line", "result_line", "run_json"]
+__all__ = ["dumps_line", "result_line", "run_json"]
 
 _STEP_TYPES = {"step-start": "step_start", "step-finish": "step_finish"}
 _TEXT_TYPES = {"text": "text", "reasoning": "reasoning"}
@@ -45,13 +45,8 @@ def result_line(result: dict[str, Any]) -> dict[str, Any]:
     return {"type": "runner.result", **result}
 
 
-def dumps(obj: dict[str, Any]) -> str:
-    """One NDJSON line (no newline), compact like `JSON.stringify`."""
-    return jsonfast.compact(obj)
-
-
 def dumps_line(obj: dict[str, Any]) -> str:
-    """One NDJSON line with its newline."""
+    """One NDJSON line with its newline, compact like `JSON.stringify`."""
     return jsonfast.compact_line(obj)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.ndjson import dumps, result_line, run_json
+from core.ndjson import dumps_line, result_line, run_json
 from core.sse import SseDecoder, parse_event
 from core.tracker import (
     PartDelta,
@@ -125,10 +125,10 @@ def test_run_json_skips_child_sessions_only_when_root_is_given():
     assert run_json(part, now_ms=NOW, thinking=False)["sessionID"] == CHILD
 
 
-def test_result_line_and_dumps():
+def test_result_line_and_dumps_line():
     line = result_line({"verdict": "done", "exit_code": 0, "cost": 0.5})
     assert line == {"type": "runner.result", "verdict": "done", "exit_code": 0, "cost": 0.5}
-    assert dumps({"a": "é", "b": [1, 2]}) == '{"a":"é","b":[1,2]}'
+    assert dumps_line({"a": "é", "b": [1, 2]}) == '{"a":"é","b":[1,2]}\n'
 
 
 # -- parity with real `opencode run --format json` output ---------------------------------------
