@@ -9,6 +9,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+from actors._process import wait_exit
+
 OUTPUT_LIMIT = 64 << 10  # the command's combined output is kept up to its last 64 KiB
 OUTPUT_LINES = 40  # lines of that output quoted in a failure
 DRAIN_GRACE = 5.0  # seconds to finish reading output once the command's group is gone
@@ -76,8 +78,7 @@ def run_command(
     reader.start()
     returncode = None
     try:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            returncode = proc.wait(timeout=timeout)
+        returncode = wait_exit(proc, timeout)
     finally:
         kill_group(proc.pid)  # leftovers (background jobs) die with it: no orphans
         proc.wait()

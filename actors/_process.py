@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sysconfig
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from core.errors import ServerStartError
 from core.server_rules import tail_lines
@@ -22,6 +24,7 @@ from core.server_rules import tail_lines
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
 BINARY_ENV = "RUNNER_OPENCODE"  # the default binary for phases that name none (the matrix)
+REAP_GRACE = 0.05  # after its end, for another thread's waitpid to let go of the process
 
 # Nothing leaves the machine: no update checks, model catalogue fetches, LSP downloads or shares.
 OFFLINE_ENV = {
@@ -197,16 +200,33 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
-def terminate_group(proc: subprocess.Popen[str], grace: float) -> int | None:
+def terminate_group(proc: subprocess.Popen[Any], grace: float) -> int | None:
     """SIGTERM the group, wait up to `grace` s for the leader, then SIGKILL whatever is left."""
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
     signal_group(pgid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
+    wait_exit(proc, grace)
     # Children (bash tool commands, language servers) can outlive the leader: sweep the group.
     signal_group(pgid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
+    return wait_exit(proc, grace)
+
+
+def wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int | None:
+    """Wait up to `timeout` s for `proc` to end; its exit code, None if it still runs.
+
+    Woken by the kernel the moment it ends (a pidfd, Linux 5.3 and later): `Popen.wait` with a
+    timeout polls with sleeps that grow to 50 ms, which cost every server stop about 40 ms.
+    Without pidfds it is `Popen.wait`. Another thread may be reaping the process meanwhile.
+    """
+    deadline = time.monotonic() + timeout
+    if proc.returncode is None:  # not reaped yet, so its pid is still its own
+        with contextlib.suppress(AttributeError, OSError):  # no pidfd here, or gone already
+            pidfd = os.pidfd_open(proc.pid)
+            try:
+                select.select([pidfd], [], [], timeout)
+            finally:
+                os.close(pidfd)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # reap it (or see it reaped)
+        proc.wait(timeout=max(deadline - time.monotonic(), REAP_GRACE))
     return proc.returncode
 
 

@@ -49,18 +49,16 @@ def serve_floor(root: Path, env: dict[str, str]) -> Outcome:
             text=True,
             start_new_session=True,
         )
-        watchdog = threading.Timer(TIMEOUT, _kill_group, (proc,))  # a hang ends the stdout read
+        watchdog = threading.Timer(TIMEOUT, _kill_group, (proc,))  # a hang ends any wait here
         watchdog.start()
         try:
             answered = _drive(proc, project)
+            proc.terminate()  # as a client stops its server: SIGTERM, then wait
+            proc.wait()  # waitpid, woken at its end (`wait(timeout)` would poll)
         finally:
             watchdog.cancel()
-            proc.terminate()  # as a client stops its server: SIGTERM, then wait
-            try:
-                proc.wait(timeout=HTTP_TIMEOUT)
-            finally:
-                _kill_group(proc)
-                proc.wait()
+            _kill_group(proc)
+            proc.wait()
         return Outcome(time.perf_counter() - start, 0 if answered else 1, (), None, None)
 
 
