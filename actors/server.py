@@ -16,7 +16,6 @@ whatever remains. In attach mode it only probes.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import signal
 import subprocess
 import threading
@@ -78,7 +77,7 @@ class ServerActor(pykka.ThreadingActor):
         self._publish = publish
         self._clock = clock
         self._binary = _process.resolve_binary(spec.binary)
-        self._password = spec.attach_password if spec.attach_url else secrets.token_urlsafe(24)
+        self._password = spec.attach_password if spec.attach_url else _process.new_password()
         self._proc, self._log = None, None
         self._url: str | None = spec.attach_url
         self._ready = False

@@ -7,7 +7,6 @@ the key to any `Invalid` coming out, so the path grows outward (`[1]`, `frontmat
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
@@ -88,6 +87,8 @@ def expected(kind: str, value: Any) -> Invalid:
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
     """The closest of `choices` to `word`, if any is close enough to suggest."""
+    import difflib  # (only when a phase file has a mistake: not before every spawn)
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 
