@@ -229,7 +229,9 @@ def wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int | None:
         with contextlib.suppress(AttributeError, OSError):  # no pidfd here, or gone already
             pidfd = os.pidfd_open(proc.pid)
             try:
-                select.select([pidfd], [], [], timeout)
+                ended = select.poll()  # (not `select.select`: it refuses fds past 1023)
+                ended.register(pidfd, select.POLLIN)
+                ended.poll(max(timeout, 0) * 1000)
             finally:
                 os.close(pidfd)
     with contextlib.suppress(subprocess.TimeoutExpired):  # reap it (or see it reaped)

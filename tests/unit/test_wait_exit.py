@@ -59,14 +59,21 @@ def test_a_process_reaped_already_is_not_looked_up_again(waiting, monkeypatch):
 
 def test_woken_by_the_pidfd_not_by_polling(waiting, monkeypatch):
     watched = []
-    select = _process.select.select
+    make_poller = _process.select.poll
 
-    def recording(readable, *rest):
-        watched.extend(readable)
-        waiting.stdin.close()  # it ends while we wait on its pidfd
-        return select(readable, *rest)
+    class Recording:
+        def __init__(self):
+            self._poller = make_poller()
 
-    monkeypatch.setattr(_process.select, "select", recording)
+        def register(self, fd, mask):
+            watched.append(fd)
+            self._poller.register(fd, mask)
+
+        def poll(self, timeout):
+            waiting.stdin.close()  # it ends while we wait on its pidfd
+            return self._poller.poll(timeout)
+
+    monkeypatch.setattr(_process.select, "poll", Recording)
     assert wait_exit(waiting, 10) == 7
     assert len(watched) == 1
     assert isinstance(watched[0], int)
