@@ -10,11 +10,8 @@ and the runner's own share (runner / floor).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from actors._process import free_port, signal_group
 from mock import MockLLM, opencode_provider_config
 from tests.bench.wall import MODEL, PINNED_BINARY, PROMPT, TIMEOUT, Outcome, script
 from tests.helpers import make_project
@@ -40,7 +38,7 @@ def serve_floor(root: Path, env: dict[str, str]) -> Outcome:
         extra = {"OPENCODE_CONFIG_CONTENT": config, "OPENCODE_SERVER_PASSWORD": PASSWORD}
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [str(PINNED_BINARY), "serve", "--hostname", "127.0.0.1", "--port", str(_port())],
+            [str(PINNED_BINARY), "serve", "--hostname", "127.0.0.1", "--port", str(free_port())],
             cwd=project,
             env={**env, **extra},
             stdin=subprocess.DEVNULL,
@@ -49,7 +47,8 @@ def serve_floor(root: Path, env: dict[str, str]) -> Outcome:
             text=True,
             start_new_session=True,
         )
-        watchdog = threading.Timer(TIMEOUT, _kill_group, (proc,))  # a hang ends any wait here
+        # a hang ends any wait here
+        watchdog = threading.Timer(TIMEOUT, signal_group, (proc.pid, signal.SIGKILL))
         watchdog.start()
         try:
             answered = _drive(proc, project)
@@ -57,7 +56,7 @@ def serve_floor(root: Path, env: dict[str, str]) -> Outcome:
             proc.wait()  # waitpid, woken at its end (`wait(timeout)` would poll)
         finally:
             watchdog.cancel()
-            _kill_group(proc)
+            signal_group(proc.pid, signal.SIGKILL)  # whatever it left in its group
             proc.wait()
         return Outcome(time.perf_counter() - start, 0 if answered else 1, (), None, None)
 
@@ -93,14 +92,3 @@ def _idle_after_answer(lines: Iterable[bytes], session: bytes) -> bool:
         if b'"session.idle"' in line and session in line:
             return answered
     return False
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
