@@ -66,6 +66,14 @@ class OpencodeClient:
         """`POST /instance/dispose`: drop the directory's instance (its `/event` stream closes)."""
         return bool(self._call("POST", "/instance/dispose"))
 
+    def tool_ids(self) -> list[str]:
+        """`GET /experimental/tool/ids`: every tool the server offers (MCP and plugins' too)."""
+        return [str(tool) for tool in self._call("GET", "/experimental/tool/ids") or ()]
+
+    def agents(self) -> list[dict[str, Any]]:
+        """`GET /agent`: the agents, the default one first, each with its permission rules."""
+        return list(self._call("GET", "/agent") or ())
+
     # -- sessions -----------------------------------------------------------------------------
 
     def create_session(

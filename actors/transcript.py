@@ -151,6 +151,7 @@ class TranscriptActor(SupervisedActor):
                 opencode_capabilities=capabilities(first.server_version).as_dict(),
                 label=first.label,
                 directory=first.directory,
+                permission_rules=list(first.permission_rules),
             )
         assert self._writer is not None
         self._writer.header(header)

@@ -13,6 +13,13 @@ class PhaseFileError(RunnerError):
     """A phase file or a command-line flag is wrong (exit code 64)."""
 
 
+class PermissionsNotEnforcedError(RunnerError):
+    """The server would not hold a session to the phase's permission policy: the phase is
+    refused before anything runs (exit code 64)."""
+
+    exit_code = 64
+
+
 class ServerStartError(RunnerError):
     """The opencode server could not be started, reached or accepted."""
 

@@ -18,6 +18,9 @@ What differs, in 1.14 (1.14.48) against 1.15.13 and later:
   runner reads that one and unwraps its directory's events.
 - no `server.heartbeat` (1.15.13 and later: one every 10 s on either route).
 
+Before 1.17.0 (1.15.13 and older; there is no 1.16): a subagent's child session is created with
+its parent's deny rules, but they do not hold (the child runs a tool its parent's session denies),
+so the runner cannot enforce a phase's permissions inside subagents there (`subagent_rules`).
 And before 1.18.17 (bisected: 1.18.16 and older): a provider error that stays retryable (a
 persistent 500 with `Retry-After`) is retried until the session is aborted; 1.18.17 and later
 give up after 5 retries with a `session.error`. The runner's own budget
@@ -38,6 +41,7 @@ PERMISSION_ROUTE = "/permission/{requestID}/reply"
 EVENTS, GLOBAL_EVENTS = "/event", "/global/event"
 _SINCE_1_15 = (1, 15, 0)
 _GIVES_UP_SINCE = (1, 18, 17)  # bisected: 1.18.16 still retries forever
+_SUBAGENT_RULES_SINCE = (1, 17, 0)  # measured: 1.15.13 ignores them, 1.17.0 holds them
 HEARTBEAT = 10.0
 
 
@@ -51,6 +55,7 @@ class Capabilities:
     permission_route: str = PERMISSION_ROUTE
     structured_output: bool = True  # `prompt_async` takes `format: {"type": "json_schema"}`
     gives_up_retrying: bool = True  # False: a retryable provider error is retried until aborted
+    subagent_rules: bool = True  # a child session holds the deny rules it inherits (1.17.0+)
 
     def as_dict(self) -> dict[str, Any]:
         """For the transcript header and the result JSON."""
@@ -60,6 +65,7 @@ class Capabilities:
             "permission_route": self.permission_route,
             "structured_output": self.structured_output,
             "gives_up_retrying": self.gives_up_retrying,
+            "subagent_rules": self.subagent_rules,
         }
 
 
@@ -79,10 +85,17 @@ def capabilities(text: str) -> Capabilities:
     """The capabilities of the version `text`; an unreadable one is taken as the newest."""
     version = version_tuple(text) or (999, 0, 0)
     text, gives_up = text.strip(), version >= _GIVES_UP_SINCE
+    subagents = version >= _SUBAGENT_RULES_SINCE
     if version >= _SINCE_1_15:
-        return Capabilities(version=text, heartbeat=HEARTBEAT, gives_up_retrying=gives_up)
+        return Capabilities(
+            version=text, heartbeat=HEARTBEAT, gives_up_retrying=gives_up, subagent_rules=subagents
+        )
     return Capabilities(
-        version=text, heartbeat=None, event_route=GLOBAL_EVENTS, gives_up_retrying=gives_up
+        version=text,
+        heartbeat=None,
+        event_route=GLOBAL_EVENTS,
+        gives_up_retrying=gives_up,
+        subagent_rules=subagents,
     )
 
 

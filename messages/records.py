@@ -22,6 +22,7 @@ class PhaseStarted:
     server_version: str
     server_url: str
     transcript_path: str | None = None
+    permission_rules: tuple[dict[str, str], ...] = ()  # what the session was created with
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

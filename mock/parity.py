@@ -10,8 +10,10 @@ Exit 0 when every script is equal, 1 when one is not, 64 for a bad script or fla
 A parity script is a mock script (`mock._script`) that may add `opencode_config`, opencode
 configuration both runs get (`{"permission": {"bash": "ask"}}`, say), and `thinking: true`
 (`opencode run --thinking`, the phase's `thinking`: reasoning is printed). The runner's phase
-answers a permission as `opencode run` does, rejecting it silently (`permissions.feedback:
-null`), and never resumes or repairs: only the events are compared, never the verdict.
+holds its agent to what `opencode run` allows: what opencode allows (`permissions.default:
+allow`), but not what the configuration makes it ask for (`permissions.deny`, which
+`opencode run` rejects), rejected silently (`permissions.feedback: null`) as `opencode run`
+does. It never resumes or repairs: only the events are compared, never the verdict.
 """
 
 from __future__ import annotations
@@ -183,7 +185,8 @@ def _runner_run(job: Job, config: dict[str, Any], project: Path, root: Path) -> 
         "directory": str(project),
         "opencode_config": config,
         "budgets": {"resumes": 0, "repairs": 0},
-        "permissions": {"feedback": None},  # reject silently, as `opencode run` does
+        # `opencode run` rejects, silently, whatever opencode asks for, and allows the rest
+        "permissions": {"default": "allow", "deny": _denied(job), "feedback": None},
         "thinking": job.thinking,
         "timeouts": {"phase": f"{job.timeout:g}s"},
         "server": {"opencode": str(job.opencode)},
@@ -194,6 +197,17 @@ def _runner_run(job: Job, config: dict[str, Any], project: Path, root: Path) -> 
 
 
 COMMANDS = {"opencode run": _opencode_run, "runner": _runner_run}
+
+
+def _denied(job: Job) -> list[str]:
+    """What the runner's phase denies: the permissions the configuration makes opencode ask for
+    (`{"bash": "ask"}`), and `task` when the script starts no subagent (a phase that restricts
+    anything must deny it on opencode before 1.17, which cannot hold a subagent to the rules)."""
+    rules = job.config.get("permission")
+    asked = [n for n, a in rules.items() if a == "ask"] if isinstance(rules, dict) else []
+    if asked and not job.script.subagents:
+        asked.append("task")
+    return sorted(asked)
 
 
 def _text(data: bytes | str | None) -> str:

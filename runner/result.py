@@ -39,6 +39,8 @@ class RunFacts:
     reconnects: int = 0
     resyncs: int = 0
     interrupted_exit: int = EXIT_CODES["interrupted"]  # by the signal that interrupted it
+    refused_exit: int | None = None  # a phase refused before its prompt (64)
+    permission_rules: tuple[dict[str, str], ...] = ()  # what the session was created with
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +54,7 @@ class PhaseResult:
     session_id: str | None = None
     attempts: tuple[dict[str, Any], ...] = ()
     rejected_permissions: tuple[dict[str, Any], ...] = ()
+    permission_rules: tuple[dict[str, str], ...] = ()  # the session's, as the server kept them
     reconnects: int = 0
     resyncs: int = 0
     started_at: float = 0.0
@@ -77,16 +80,21 @@ class PhaseResult:
     def from_verdict(cls, concluded: Any, facts: RunFacts) -> PhaseResult:
         """The result of a phase that ended with `concluded` (a `Concluded`)."""
         attempts = tuple(concluded.summary.get("attempts", ()))
+        if concluded.verdict == "interrupted":
+            exit_code = facts.interrupted_exit
+        elif facts.refused_exit is not None:
+            exit_code = facts.refused_exit
+        else:
+            exit_code = EXIT_CODES.get(concluded.verdict, concluded.exit_code)
         return cls(
             phase=facts.phase,
             verdict=concluded.verdict,
             reason=concluded.reason,
-            exit_code=facts.interrupted_exit
-            if concluded.verdict == "interrupted"
-            else EXIT_CODES.get(concluded.verdict, concluded.exit_code),
+            exit_code=exit_code,
             session_id=facts.session_id,
             attempts=attempts,
             rejected_permissions=tuple(concluded.summary.get("rejected_permissions", ())),
+            permission_rules=facts.permission_rules,
             reconnects=facts.reconnects,
             resyncs=facts.resyncs,
             started_at=facts.started_at,
@@ -108,6 +116,7 @@ class PhaseResult:
         data = dataclasses.asdict(self)
         data["attempts"] = list(self.attempts)
         data["rejected_permissions"] = list(self.rejected_permissions)
+        data["permission_rules"] = list(self.permission_rules)
         data["server_log_tail"] = list(self.server_log_tail)
         data["result"] = data.pop("result_path")
         return data

@@ -29,7 +29,8 @@ from actors._process import read_log_tail
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy
-from core.errors import RunnerError, UpstreamHTTPError
+from core.errors import PermissionsNotEnforcedError, RunnerError, UpstreamHTTPError
+from core.opencode_versions import Capabilities
 from core.server_rules import migration_failure
 from messages.control import Concluded
 from messages.records import VerdictReached
@@ -37,7 +38,6 @@ from messages.server import ServerReady
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.phase.derive import (
-    DENY_BLOCKING_TOOLS,
     banner,
     permission_policy,
     prompt_options,
@@ -45,6 +45,7 @@ from runner.phase.derive import (
     termination_policy,
 )
 from runner.result import PhaseResult, RunFacts, write_result
+from runner.session import create_session
 from runner.shared_server import SharedServer, StartCancelledError, StartFailedError
 from runner.watch import Step, Watch, concluded
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
@@ -116,6 +117,9 @@ class Supervisor:
         except StartFailedError as exc:
             self._facts.server_log_tail = exc.log_tail
             end = concluded("failed", str(exc))
+        except PermissionsNotEnforcedError as exc:
+            self._facts.refused_exit = exc.exit_code
+            end = concluded("failed", str(exc))
         except RunnerError as exc:
             end = concluded("failed", self._cause(exc))
         except Exception as exc:
@@ -144,7 +148,7 @@ class Supervisor:
         # The stream connects while the session is created: the prompt waits for neither.
         hub = self._server.hub(client, policy, self._secrets)
         self._stream_key = client.directory or ""  # released when the phase ends
-        facts.session_id = session_id = self._create_session(client)
+        facts.session_id = session_id = self._create_session(client, caps)
         self._mark(f"session {session_id} created")
         self._check_cancel()
         criteria = DoneCriteria.from_checks(spec.done, schema=spec.output_schema)
@@ -161,7 +165,8 @@ class Supervisor:
             silent=spec.timeouts.silent,
         )
         self._check_cancel()
-        wiring.router.publish(banner(spec, ready, session_id))  # the transcript's header
+        # the transcript's header
+        wiring.router.publish(banner(spec, ready, session_id, facts.permission_rules))
         wiring.start_session(actors, hub.subscribe, hub.reconnect)
         self._mark("watching the session")
         return self._watch(wiring)
@@ -188,14 +193,17 @@ class Supervisor:
             redact=self._secrets,
         )
 
-    def _create_session(self, client: OpencodeClient) -> str:
-        info = client.create_session(
+    def _create_session(self, client: OpencodeClient, caps: Capabilities) -> str:
+        session_id, rules = create_session(
+            client,
             title=self.spec.label,
             agent=self.spec.agent,
             model=self.spec.model,
-            permission=list(DENY_BLOCKING_TOOLS),
+            policy=permission_policy(self.spec),
+            capabilities=caps,
         )
-        return str(info["id"])
+        self._facts.permission_rules = tuple(rule.as_dict() for rule in rules)
+        return session_id
 
     def _cause(self, exc: RunnerError) -> str:
         """What went wrong: the server's own cause when its log names one, else the error."""

@@ -30,6 +30,7 @@ TESTS = (
     "tests/e2e/test_cli_faults.py",
     "tests/e2e/test_cli_guards.py",
     "tests/e2e/test_cli_structured.py",
+    "tests/e2e/test_permissions_enforced.py",
     "tests/parity",
 )
 PINNED = TESTED[-1]

@@ -19,15 +19,13 @@ if TYPE_CHECKING:
 # termination policy, the records, pykka and requests behind actors.termination) is imported
 # where it is used, once opencode is booting.
 
-# The question tool blocks a session until answered, and plan mode switches need a person:
-# a headless run denies them when the session is created.
-DENY_BLOCKING_TOOLS = tuple(
-    {"permission": name, "action": "deny", "pattern": "*"}
-    for name in ("question", "plan_enter", "plan_exit")
-)
 
-
-def banner(spec: PhaseSpec, ready: ServerReady, session_id: str) -> PhaseStarted:
+def banner(
+    spec: PhaseSpec,
+    ready: ServerReady,
+    session_id: str,
+    permission_rules: tuple[dict[str, str], ...] = (),
+) -> PhaseStarted:
     """The phase's banner (and the transcript header's source)."""
     from messages.records import PhaseStarted
 
@@ -41,6 +39,7 @@ def banner(spec: PhaseSpec, ready: ServerReady, session_id: str) -> PhaseStarted
         server_version=ready.version,
         server_url=ready.url,
         transcript_path=str(spec.output.transcript),
+        permission_rules=permission_rules,
     )
 
 

@@ -16,11 +16,11 @@ import yaml
 
 from actors import OpencodeClient, ServerSpec
 from actors.sse_reader import SseReaderActor
+from core.permissions import BLOCKING_RULES
 from messages import ServerFailed, ServerReady
 from messages.records import VerdictReached
 from messages.stream import EventsReceived, StreamConnected
 from mock import FaultProxy, MockLLM, opencode_provider_config
-from runner.phase.derive import DENY_BLOCKING_TOOLS
 from tests.helpers import Inbox, isolated_env, make_project, start_server
 
 
@@ -82,7 +82,9 @@ class Stack:
     def new_session(self, title: str = "e2e") -> str:
         """A session on the mock model with the blocking tools denied."""
         info = self.client.create_session(
-            title=title, model="test/mock-model", permission=list(DENY_BLOCKING_TOOLS)
+            title=title,
+            model="test/mock-model",
+            permission=[rule.as_dict() for rule in BLOCKING_RULES],
         )
         return info["id"]
 

@@ -82,6 +82,7 @@ def cli(tmp_path):
             "model": "test/mock-model",
             "directory": str(project),
             "opencode_config": PROVIDER,
+            "permissions": {"allow": ["edit", "read"]},  # what the scripts' agents do
             "timeouts": {"phase": "2m", "stall": "1m"},
         }
         phase.update(overrides)
@@ -170,7 +171,7 @@ def test_turn_cut_mid_way_then_resume_writes_the_artifact(cli):
     run = cli(
         script,
         opencode_config=config,
-        permissions={"feedback": None},
+        permissions={"allow": ["edit"], "feedback": None},
         done={"artifacts": ["notes/note.md"]},
     )
     assert_consistent(run, "done", 0)

@@ -133,7 +133,7 @@ def test_a_stream_cut_every_five_events_for_a_minute_ends_done(stage, attach):
     deltas = [f"d{i:03d} " for i in range(300)]
     setup = stage({"turns": [{"tool_calls": [READ]}, {"text": deltas, "delay": 0.2}]})
     setup.proxy.cut_every(5)
-    run = attach(setup, args=("--json",))
+    run = attach(setup, args=("--json",), permissions={"allow": ["read"]})
     assert_consistent(run, "done", 0)
     assert_every_part_once(run, setup)
     texts = [

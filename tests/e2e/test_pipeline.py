@@ -128,6 +128,8 @@ def test_permission_rejected_at_the_root_with_feedback_lets_the_agent_go_on(atta
 
 
 def test_permission_rejected_inside_a_subagent(attached):
+    # A child session inherits only its parent's deny rules, so the runner denies there what
+    # the policy rejects: the child is not offered the tool, and nothing asks.
     child_bash = {"command": "touch child.txt", "description": "child"}
     task = {"description": "child work", "prompt": "SUBTASK: run it", "subagent_type": "general"}
     script = {
@@ -142,13 +144,18 @@ def test_permission_rejected_inside_a_subagent(attached):
             }
         ],
     }
-    run = attached(script, config={"permission": {"bash": "ask"}})
+    run = attached(script, config={"permission": {"bash": "ask"}}, permissions={"allow": ["task"]})
     assert_done(run)
     children = [e for e in effects(run) if isinstance(e, ChildSession)]
     assert len(children) == 1
     child = children[0].session_id
-    (answer,) = run.records(PermissionAnswered)
-    assert (answer.session_id, answer.permission, answer.reply) == (child, "bash", "reject")
+    assert not run.records(PermissionAnswered)
+    (first,) = [e for e in run.mock.journal.turns() if e.branch == "SUBTASK"][:1]
+    assert "bash" not in {tool["function"]["name"] for tool in first.body.get("tools", ())}
+    child_tools = [e for e in finalized(run) if e.session_id == child and e.part_type == "tool"]
+    assert [(t.part["tool"], t.part["state"]["input"]["tool"]) for t in child_tools] == [
+        ("invalid", "bash")
+    ]
     child_texts = [e.text for e in finalized(run) if e.session_id == child and e.text]
     assert "Child gave up." in child_texts
     assert not (run.project / "child.txt").exists()

@@ -49,6 +49,7 @@ def test_the_capabilities_are_written_as_plain_json_values():
         "permission_route": "/permission/{requestID}/reply",
         "structured_output": True,
         "gives_up_retrying": False,
+        "subagent_rules": False,
     }
 
 
@@ -68,6 +69,13 @@ def test_a_stream_without_heartbeats_may_stay_quiet_for_minutes():
 def test_retryable_errors_end_on_their_own_from_1_18():
     assert not capabilities("1.18.16").gives_up_retrying
     assert capabilities("1.18.17").gives_up_retrying
+
+
+def test_subagents_hold_their_inherited_rules_from_1_17():
+    assert not capabilities("1.14.48").subagent_rules
+    assert not capabilities("1.15.13").subagent_rules
+    assert capabilities("1.17.0").subagent_rules
+    assert capabilities("1.18.33").subagent_rules
 
 
 def test_1_14_reads_the_global_stream():
