@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
 BINARY_ENV = "RUNNER_OPENCODE"  # the default binary for phases that name none (the matrix)
 REAP_GRACE = 0.05  # after its end, for another thread's waitpid to let go of the process
+TERM_AGAIN = 0.1  # a SIGTERM unanswered this long was taken by opencode's npm install
 
 # Nothing leaves the machine: no update checks, model catalogue fetches, LSP downloads or shares.
 OFFLINE_ENV = {
@@ -208,10 +209,28 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 def terminate_group(proc: subprocess.Popen[Any], grace: float) -> int | None:
-    """SIGTERM the group, wait up to `grace` s for the leader, then SIGKILL whatever is left."""
+    """SIGTERM the group until the leader ends, for up to `grace` s, then SIGKILL whatever is
+    left of the group.
+
+    opencode exits about 70 ms after a SIGTERM, except while it installs its configuration
+    folder's packages (`@opencode-ai/plugin`, with npm's arborist, inside its own process,
+    whenever that folder lacks them): arborist takes the first SIGTERM to roll the install back,
+    and opencode then runs on. It lets the next one through, so SIGTERM is sent again every
+    `TERM_AGAIN` s. The SIGKILL at the end of the grace is the last resort, and logged."""
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    signal_group(pgid, signal.SIGTERM)
-    wait_exit(proc, grace)
+    deadline = time.monotonic() + grace
+    sent = 0
+    while signal_group(pgid, signal.SIGTERM):
+        sent += 1
+        remaining = deadline - time.monotonic()
+        if wait_exit(proc, min(TERM_AGAIN, max(remaining, 0))) is not None:
+            break
+        from actors._logs import logger  # loguru: not before the spawn (the CLI's start-up)
+
+        if remaining <= TERM_AGAIN:
+            logger.warning("opencode pid {} ignored SIGTERM for {:.1f}s: killing it", pgid, grace)
+            break
+        logger.debug("opencode pid {} still runs after SIGTERM {}: sending another", pgid, sent)
     # Children (bash tool commands, language servers) can outlive the leader: sweep the group.
     signal_group(pgid, signal.SIGKILL)
     return wait_exit(proc, grace)

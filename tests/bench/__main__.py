@@ -1,6 +1,6 @@
 """`python -m tests.bench [--smoke] [--out PATH]` (`make bench`): every benchmark, one run.
 
-Prints each benchmark's figures, then a summary of the four figures issue 8 sets goals for, and
+Prints each benchmark's figures, then a summary of those issues 8 and 21 set goals for, and
 writes them all to `--out` (default `bench/results.json`). `--smoke` runs everything with tiny
 sizes (about a minute): the same table and the same JSON keys, so CI keeps the benchmarks
 working (`tests/e2e/test_bench_smoke.py`). Nothing is asserted on time anywhere; the exit code
@@ -24,7 +24,7 @@ import pykka
 from loguru import logger
 
 from runner import tuning
-from tests.bench import cli_rss, latency, machine, memory, pipeline, serve_floor, wall
+from tests.bench import cli_rss, latency, machine, memory, pipeline, serve_floor, stop, wall
 from tests.helpers import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results.json"
@@ -39,6 +39,7 @@ class Plan:
     latency: latency.Sizes
     rss: cli_rss.Sizes
     heap: memory.Sizes
+    stop: stop.Sizes
 
 
 FULL = Plan(
@@ -47,6 +48,7 @@ FULL = Plan(
     latency=latency.Sizes(rate=2_000, seconds=10),
     rss=cli_rss.Sizes(lengths=(10_000, 100_000), warm_up=True),
     heap=memory.Sizes(lengths=(10_000, 100_000)),
+    stop=stop.Sizes(runs=5),
 )
 SMOKE = Plan(
     wall=wall.Sizes(runs=1, warm_up=False),
@@ -54,6 +56,7 @@ SMOKE = Plan(
     latency=latency.Sizes(rate=2_000, seconds=1),
     rss=cli_rss.Sizes(lengths=(200, 2_000), warm_up=False, runs=1),
     heap=memory.Sizes(lengths=(1_000, 2_000)),
+    stop=stop.Sizes(runs=1),
 )
 
 
@@ -90,12 +93,17 @@ def benchmarks(plan: Plan) -> list[tuple[str, str, Callable[[], dict[str, Any]]]
             "5. Heap of decoder + Tracker against stream length (tracemalloc)",
             lambda: memory.run(out, plan.heap),
         ),
+        (
+            "server_stop",
+            "6. A phase's server stop on a fresh HOME, while opencode installs its packages",
+            lambda: stop.run(out, plan.stop),
+        ),
     ]
 
 
 def summary(results: dict[str, Any]) -> None:
-    """The four figures with goals, side by side."""
-    out("\nSummary (goals: issue 8; figures only, nothing is asserted)")
+    """The figures with goals, side by side."""
+    out("\nSummary (goals: issues 8 and 21; figures only, nothing is asserted)")
     out(f"  {'':<44} {'measured':>10} {'against':>10} {'ratio':>7}   goal")
     rows = []
     if "wall" in results:
@@ -123,6 +131,10 @@ def summary(results: dict[str, Any]) -> None:
         short, long = r["10k_runs"][0]["deltas"], r["100k_runs"][0]["deltas"]
         name = f"peak RSS KiB: {long:,} / {short:,} deltas"
         rows.append((name, f"{r['100k']:,.0f}", f"{r['10k']:,.0f}", r["ratio"], "<= 1.20x"))
+    if "server_stop" in results and results["server_stop"]["median_s"] is not None:
+        st = results["server_stop"]
+        name = f"server stop s mid-install, median of {len(st['runs'])}"
+        rows.append((name, f"{st['median_s']:.2f}", "", None, "<= 0.5 s"))
     for name, measured, against, ratio, goal in rows:
         shown = "" if ratio is None else f"{ratio:.2f}x"
         out(f"  {name:<44} {measured:>10} {against:>10} {shown:>7}   {goal}")

@@ -119,6 +119,7 @@ def runner_run(root: Path, env: dict[str, str]) -> Outcome:
         "model": MODEL,
         "directory": str(project),
         "opencode_config": opencode_provider_config("{env:MOCK_LLM_URL}"),
+        "permissions": {"allow": ["read"]},  # the script reads README.md
         "timeouts": {"phase": "2m", "stall": "1m"},
     }
     path = root / "phase.yaml"

@@ -21,6 +21,7 @@ REQUIRED = {
     "pipeline": ("runner_eps", "baseline_eps", "ratio"),
     "latency_ms": ("p50", "p99"),
     "rss_kib": ("10k", "100k"),
+    "server_stop": ("median_s",),
 }
 
 
@@ -54,5 +55,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert set(results["wall"]["serve_floor"]["exit_codes"]) == {0}  # idle after the answer
     rss = results["rss_kib"]
     assert {run["exit_code"] for run in rss["10k_runs"] + rss["100k_runs"]} == {0}
+    assert {run["exit_code"] for run in results["server_stop"]["runs"]} == {0}
+    assert results["server_stop"]["install_took_sigterm"] == 1  # it stopped mid-install
     loopback = results["pipeline"]["loopback"]
     assert loopback["runner_transcript_events"] == loopback["runner_forwarded"] > 0
