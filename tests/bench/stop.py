@@ -52,7 +52,7 @@ class StalledRegistry:
         stop = self._stop = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the standard library's hook name)
+            def do_GET(self) -> None:
                 if self.path.endswith(".tgz"):
                     self.send_response(200)
                     self.send_header("Content-Length", "100000")
