@@ -34,10 +34,20 @@ node_modules/.installed: package.json
 run: setup ## Set up, then run the example phase on the mock LLM
 	$(PY) -m runner examples/hello/phase.yaml
 
-test: setup ## Run the tests: unit, end-to-end, parity, the example's own (Ray's: make test-ray)
-	$(PY) -m pytest -p runner.testing tests examples/hello/test_hello.py --ignore=tests/ray $(PYTEST_ARGS)
+# `make test`: every test but Ray's, on TEST_WORKERS parallel workers, then the tests marked
+# `serial` (they measure time or need the machine) alone; then the 15 slowest of both passes.
+TEST_WORKERS ?= 4
+SUITE := -p runner.testing tests examples/hello/test_hello.py --ignore=tests/ray
+REPORTS := runs/test-reports
 
-test-unit: setup ## Run the unit tests only (no opencode server)
+test: setup ## Run the tests: unit, end-to-end, parity, the example's own, in parallel (~6 min here; Ray's: make test-ray)
+	@mkdir -p $(REPORTS); status=0; \
+	$(PY) -m pytest $(SUITE) -n $(TEST_WORKERS) -m "not serial" --junitxml=$(REPORTS)/parallel.xml $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest $(SUITE) -m serial --junitxml=$(REPORTS)/serial.xml $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m tests.slowest $(REPORTS)/parallel.xml $(REPORTS)/serial.xml; \
+	exit $$status
+
+test-unit: setup ## Run the unit tests only (no opencode server; ~40 s)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-e2e: setup ## Run the end-to-end tests only (real opencode server, mock LLM)

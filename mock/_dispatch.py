@@ -109,11 +109,14 @@ class Dispatcher:
         self._attempts: dict[tuple[int, int], int] = {}
         self._agent_requests = 0
 
-    def rescript(self, script: Script) -> None:
-        """Serve `script` from the next request on (the attempt counters stay)."""
+    def rescript(self, script: Script, *, reset: bool = False) -> None:
+        """Serve `script` from the next request on; the attempt counters stay unless `reset`."""
         with self._lock:
             self._script = script
             self._title_turn = Turn(text=(script.title,))
+            if reset:
+                self._attempts.clear()
+                self._agent_requests = 0
 
     def decide(self, body: Any) -> Decision:
         """The answer for one chat request; agent requests advance the counters."""

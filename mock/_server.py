@@ -124,6 +124,16 @@ class MockLLM:
         self.script = _as_script(script)
         self._dispatcher.rescript(self.script)
 
+    def reset(self, script: Script | Mapping[str, Any] | list[Any] | str | Path) -> Journal:
+        """Serve `script` as a fresh mock would: attempt counters from zero and a new journal
+        (returned). For one mock behind one opencode server used by runs one after another."""
+        self.script = _as_script(script)
+        self._dispatcher.rescript(self.script, reset=True)
+        self._journal = Journal()
+        if self._server is not None:
+            self._server.journal = self._journal
+        return self._journal
+
     def start(self) -> MockLLM:
         """Bind and serve in a daemon thread; returns self."""
         if self._thread is not None:

@@ -102,7 +102,7 @@ def one_stop(root: Path, registry: str) -> tuple[float | None, bool, int]:
     }
     path = root / "phase.yaml"
     path.write_text(yaml.safe_dump(phase))
-    env = {**opencode_env(root), "npm_config_registry": registry}
+    env = {**opencode_env(root, installed=False), "npm_config_registry": registry}
     proc = subprocess.run(
         [sys.executable, "-m", "runner", str(path), "--json"],
         cwd=PROJECT_ROOT,

@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from actors import OpencodeClient, ServerSpec
+from actors import OpencodeClient
 from actors.sse_reader import SseReaderActor
 from core.permissions import BLOCKING_RULES
-from messages import ServerFailed, ServerReady
+from messages import ServerReady
 from messages.records import VerdictReached
 from messages.stream import EventsReceived, StreamConnected
-from mock import FaultProxy, MockLLM, opencode_provider_config
-from tests.helpers import Inbox, isolated_env, make_project, start_server
+from mock import FaultProxy, MockLLM
+from tests.helpers import Inbox, make_project
+from tests.warm import WarmServers
 
 
 @dataclass
@@ -89,33 +90,37 @@ class Stack:
         return info["id"]
 
 
+@pytest.fixture(scope="session")
+def _warm_pool(tmp_path_factory):
+    """This process's warm opencode servers (`tests.warm`), stopped at the end of the session."""
+    servers = WarmServers(tmp_path_factory.mktemp("warm"))
+    yield servers
+    servers.stop()
+
+
 @pytest.fixture
-def stack(tmp_path):
-    """Factory: `stack(script, **opencode_config)` starts everything; teardown stops it."""
+def warm_servers(_warm_pool):
+    """The warm servers, for one test: after it, those it took drop what its phases left."""
+    yield _warm_pool
+    _warm_pool.settle()
+
+
+@pytest.fixture
+def stack(tmp_path, warm_servers):
+    """Factory: `stack(script, **opencode_config)`: a warm server behind the mock serving
+    `script`, a project of the test's own and its event tap; teardown stops the tap."""
     started: list[Any] = []
 
     def build(script: Any, **config_overrides: Any) -> Stack:
-        mock = MockLLM(script).start()
-        started.append(mock.stop)
+        warm = warm_servers.take(script, config_overrides or None)
         project = make_project(tmp_path)
-        config = {**opencode_provider_config(mock.url), **config_overrides}
-        spec = ServerSpec(
-            directory=str(project),
-            log_path=str(tmp_path / "server.log"),
-            env=isolated_env(tmp_path),
-            config_content=json.dumps(config),
-        )
-        inbox = Inbox()
-        server = start_server(spec, inbox)
-        started.append(server.stop)
-        ready = inbox.expect((ServerReady, ServerFailed), timeout=40)
-        assert isinstance(ready, ServerReady), ready
-        client = OpencodeClient(ready.url, password=ready.password, directory=str(project))
+        client = OpencodeClient(warm.url, password=warm.password, directory=str(project))
         tap = EventTap()
+        inbox = Inbox()
         reader = SseReaderActor.start(client=client, subscribers=[tap], publish=inbox)
         started.append(reader.stop)
         inbox.expect(StreamConnected, timeout=10)
-        return Stack(mock=mock, ready=ready, client=client, tap=tap, project=project)
+        return Stack(mock=warm.mock, ready=warm.ready, client=client, tap=tap, project=project)
 
     yield build
     for stop in reversed(started):
@@ -145,9 +150,9 @@ class Attached:
 
 
 @pytest.fixture
-def attached(tmp_path, monkeypatch):
+def attached(tmp_path, monkeypatch, warm_servers):
     """Factory: `attached(script, config=..., proxy=callable, **phase_keys)` runs one phase with
-    `server.attach` on a fresh opencode (behind the mock) and returns an `Attached`.
+    `server.attach` on a warm opencode (behind the mock) and returns an `Attached`.
 
     `proxy(FaultProxy)` is called with a proxy already between the runner and the server (the
     phase attaches to the proxy) before the phase starts; `during(mock, proxy)` runs in a
@@ -156,60 +161,50 @@ def attached(tmp_path, monkeypatch):
     from runner.phase import load_phase
 
     def go(script, *, config=None, proxy=None, during=None, mode="json", **phase_keys):
-        with MockLLM(script) as mock:
-            project = make_project(tmp_path / f"p{len(list(tmp_path.iterdir()))}")
-            spec = ServerSpec(
-                directory=str(project),
-                log_path=str(tmp_path / "server.log"),
-                env=isolated_env(tmp_path),
-                config_content=json.dumps({**opencode_provider_config(mock.url), **(config or {})}),
-            )
-            inbox = Inbox()
-            server = start_server(spec, inbox)
-            fault = None
-            try:
-                ready = inbox.expect((ServerReady, ServerFailed), timeout=40)
-                assert isinstance(ready, ServerReady), ready
-                monkeypatch.setenv("OPENCODE_SERVER_PASSWORD", ready.password)
-                url = ready.url
-                if proxy is not None:
-                    fault = FaultProxy(ready.url).start()
-                    proxy(fault)
-                    url = fault.url
-                phase = {
-                    "name": "attached",
-                    "prompt": "Do the task",
-                    "model": "test/mock-model",
-                    "directory": str(project),
-                    "server": {"attach": url},
-                    "timeouts": {"phase": "2m", "stall": "1m"},
-                    **phase_keys,
-                }
-                path = tmp_path / f"{project.name}.yaml"
-                path.write_text(yaml.safe_dump(phase))
-                out, published, delivered = io.StringIO(), [], threading.Event()
+        warm = warm_servers.take(script, config)
+        mock = warm.mock
+        project = make_project(tmp_path / f"p{len(list(tmp_path.iterdir()))}")
+        monkeypatch.setenv("OPENCODE_SERVER_PASSWORD", warm.password)
+        fault = None
+        try:
+            url = warm.url
+            if proxy is not None:
+                fault = FaultProxy(warm.url).start()
+                proxy(fault)
+                url = fault.url
+            phase = {
+                "name": "attached",
+                "prompt": "Do the task",
+                "model": "test/mock-model",
+                "directory": str(project),
+                "server": {"attach": url},
+                "timeouts": {"phase": "2m", "stall": "1m"},
+                **phase_keys,
+            }
+            path = tmp_path / f"{project.name}.yaml"
+            path.write_text(yaml.safe_dump(phase))
+            out, published, delivered = io.StringIO(), [], threading.Event()
 
-                def on_event(message):
-                    published.append(message)
-                    if isinstance(message, VerdictReached):
-                        delivered.set()
+            def on_event(message):
+                published.append(message)
+                if isinstance(message, VerdictReached):
+                    delivered.set()
 
-                conductor = None
-                if during is not None:
-                    conductor = threading.Thread(target=during, args=(mock, fault), daemon=True)
-                    conductor.start()
-                result = run_phase(load_phase(path), mode=mode, out=out, on_event=on_event)
-                assert delivered.wait(30), "on_event never saw the verdict"
-                if conductor is not None:
-                    conductor.join(timeout=10)
-                client = OpencodeClient(ready.url, password=ready.password, directory=str(project))
-                snapshot = client.messages(result.session_id) if result.session_id else []
-            finally:
-                if fault is not None:
-                    fault.stop()
-                server.stop()
-            with open(result.transcript) as handle:
-                transcript = [json.loads(line) for line in handle]
-            return Attached(result, out.getvalue(), snapshot, transcript, published, mock, project)
+            conductor = None
+            if during is not None:
+                conductor = threading.Thread(target=during, args=(mock, fault), daemon=True)
+                conductor.start()
+            result = run_phase(load_phase(path), mode=mode, out=out, on_event=on_event)
+            assert delivered.wait(30), "on_event never saw the verdict"
+            if conductor is not None:
+                conductor.join(timeout=10)
+            client = OpencodeClient(warm.url, password=warm.password, directory=str(project))
+            snapshot = client.messages(result.session_id) if result.session_id else []
+        finally:
+            if fault is not None:
+                fault.stop()
+        with open(result.transcript) as handle:
+            transcript = [json.loads(line) for line in handle]
+        return Attached(result, out.getvalue(), snapshot, transcript, published, mock, project)
 
     return go

@@ -69,8 +69,12 @@ class Run:
 
 
 @pytest.fixture
-def cli(tmp_path):
-    """Factory: `cli(script, phase_overrides, args, during=callable)` runs the runner."""
+def cli(tmp_path, warm_servers):
+    """Factory: `cli(script, phase_overrides, args, during=callable, warm=False)` runs the runner.
+
+    The phase's server is the runner's own, started from the phase's `opencode_config`; with
+    `warm=True` (a test about a phase, not about its server's life) the runner attaches to a
+    warm server started with that configuration instead (`tests.warm`)."""
     env = {**os.environ, **isolated_env(tmp_path)}
     env.pop("OPENCODE_SERVER_PASSWORD", None)
 
@@ -86,31 +90,42 @@ def cli(tmp_path):
             "timeouts": {"phase": "2m", "stall": "1m"},
         }
         phase.update(overrides)
+        if phase["opencode_config"] is None:  # the server attached to has its own
+            del phase["opencode_config"]
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(phase))
         return path
 
-    def run(script, *, args=(), during=None, phases=None, **overrides):
+    def run(script, *, args=(), during=None, phases=None, warm=False, **overrides):
+        if warm:
+            config = overrides.pop("opencode_config", PROVIDER)
+            server = warm_servers.take(script, None if config == PROVIDER else config)
+            phase = write_phase(**overrides, opencode_config=None, server={"attach": server.url})
+            extra = {"OPENCODE_SERVER_PASSWORD": server.password}
+            return _run(server.mock, [phase], args, during, extra)
         with MockLLM(script) as mock:
             paths = phases or [write_phase(**overrides)]
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runner", *map(str, paths), "--plain", *args],
-                cwd=PROJECT_ROOT,
-                env={**env, "MOCK_LLM_URL": mock.url},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-            try:
-                if during is not None:
-                    during(proc, mock)
-                stdout, stderr = proc.communicate(timeout=150)
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-            return Run(proc, stdout, stderr, tmp_path, mock)
+            return _run(mock, paths, args, during, {"MOCK_LLM_URL": mock.url})
+
+    def _run(mock, paths, args, during, extra):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", *map(str, paths), "--plain", *args],
+            cwd=PROJECT_ROOT,
+            env={**env, **extra},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            if during is not None:
+                during(proc, mock)
+            stdout, stderr = proc.communicate(timeout=150)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        return Run(proc, stdout, stderr, tmp_path, mock)
 
     run.write_phase = write_phase
     return run
@@ -173,6 +188,7 @@ def test_turn_cut_mid_way_then_resume_writes_the_artifact(cli):
         opencode_config=config,
         permissions={"allow": ["edit"], "feedback": None},
         done={"artifacts": ["notes/note.md"]},
+        warm=True,
     )
     assert_consistent(run, "done", 0)
     assert [(a["kind"], a["finish"]) for a in run.result["attempts"]] == [
@@ -190,6 +206,7 @@ def test_artifact_never_written_is_incomplete_after_the_resume_budget(cli):
         {"turns": [{"text": "I did it, trust me."}]},
         budgets={"resumes": 2},
         done={"artifacts": ["notes/note.md"]},
+        warm=True,
     )
     assert_consistent(run, "incomplete", 2)
     assert [a["kind"] for a in run.result["attempts"]] == ["initial", "resume", "resume"]
@@ -213,6 +230,7 @@ def test_invalid_front_matter_is_repaired(cli):
             "artifacts": ["notes/note.md"],
             "frontmatter": {"files": ["notes/*.md"], "required": ["title", "author"]},
         },
+        warm=True,
     )
     assert_consistent(run, "done", 0)
     assert [a["kind"] for a in run.result["attempts"]] == ["initial", "repair"]
@@ -222,7 +240,7 @@ def test_invalid_front_matter_is_repaired(cli):
 
 def test_429_twice_then_ok_shows_the_retries(cli):
     faults = [{"attempt": [1, 2], "kind": "429", "retry_after": 1}]
-    run = cli({"turns": [{"text": "Recovered.", "faults": faults}]})
+    run = cli({"turns": [{"text": "Recovered.", "faults": faults}]}, warm=True)
     assert_consistent(run, "done", 0)
     assert run.result["attempts"][0]["retries"] == 2
     assert run.result["totals"]["retries"] == 2
@@ -241,6 +259,7 @@ def test_stall_is_stalled_and_the_session_aborted(cli):
     run = cli(
         {"turns": [{"text": "never", "faults": [{"attempt": 1, "kind": "stall"}]}]},
         timeouts={"stall": "3s", "phase": "2m"},
+        warm=True,
     )
     assert_consistent(run, "stalled", 2)
     assert run.result["reason"] == "no progress for 3s"
@@ -249,10 +268,11 @@ def test_stall_is_stalled_and_the_session_aborted(cli):
 
 
 def test_phase_timeout_is_timed_out_and_the_session_aborted(cli):
-    drip = {"text": [f"tick {i} " for i in range(100)], "delay": 0.2}
-    run = cli({"turns": [drip]}, timeouts={"phase": "4s", "stall": "1m"})
+    drip = {"text": [f"tick {i} " for i in range(100)], "delay": 0.2}  # 20 s of streaming
+    # the timeout lands mid-turn even on a loaded machine, where the turn starts late
+    run = cli({"turns": [drip]}, timeouts={"phase": "8s", "stall": "1m"}, warm=True)
     assert_consistent(run, "timed_out", 2)
-    assert run.result["reason"] == "phase timeout of 4s reached"
+    assert run.result["reason"] == "phase timeout of 8s reached"
     errors = [e for e in run.transcript if e.get("type") == "session.error"]
     assert errors[0]["properties"]["error"]["name"] == "MessageAbortedError"
 
@@ -409,6 +429,7 @@ def test_sighup_mid_phase_is_129_with_files_and_nothing_left(cli):
     assert sleepers(token) == []
 
 
+@pytest.mark.serial  # a bound in seconds
 def test_ctrl_c_during_a_long_provider_retry_exits_130_within_two_seconds(cli):
     faults = [{"attempt": 1, "kind": "429", "retry_after": 30}]
     timing = {}

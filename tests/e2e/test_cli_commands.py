@@ -33,7 +33,7 @@ def test_show_prints_what_the_live_plain_run_printed(cli):  # noqa: F811
         {"tool_calls": [{"name": "read", "arguments": {"filePath": "notes/note.md"}}]},
         {"text": ["All ", "done."]},
     ]
-    run = cli({"turns": turns}, done={"artifacts": ["notes/note.md"]})
+    run = cli({"turns": turns}, done={"artifacts": ["notes/note.md"]}, warm=True)
     assert run.code == 0, run.stderr[-2000:]
     shown = runner("show", run.result["transcript"], "--plain")
     assert shown.returncode == 0, shown.stderr
@@ -44,7 +44,7 @@ def test_show_prints_what_the_live_plain_run_printed(cli):  # noqa: F811
 
 
 def test_show_json_prints_the_run_format_lines_and_the_result(cli):  # noqa: F811
-    run = cli({"turns": [{"text": "Hello."}]})
+    run = cli({"turns": [{"text": "Hello."}]}, warm=True)
     shown = runner("show", run.result["transcript"], "--json")
     assert shown.returncode == 0, shown.stderr
     kinds = [line.split('"type":"', 1)[1].split('"', 1)[0] for line in shown.stdout.splitlines()]
@@ -113,9 +113,10 @@ def test_a_bad_mock_script_is_64_with_one_line(tmp_path):
     assert "\n" not in run.stderr.strip()
 
 
+@pytest.mark.serial  # a bound in seconds
 def test_a_sub_second_provider_hint_is_honoured_and_shown_in_milliseconds(cli):  # noqa: F811
     fault = {"kind": "429", "retry_after_ms": 300, "headers": {"x-ratelimit-remaining": "0"}}
-    run = cli({"turns": [{"text": "After the hint.", "faults": [fault]}]})
+    run = cli({"turns": [{"text": "After the hint.", "faults": [fault]}]}, warm=True)
     assert run.code == 0, run.stderr[-2000:]
     retry = [line for line in run.stdout.splitlines() if line.startswith("retrying in ")]
     assert len(retry) == 1, run.stdout

@@ -30,7 +30,7 @@ def aborted(run):
 
 
 def test_the_same_tool_call_forever_is_stalled_as_a_loop(cli):  # noqa: F811
-    run = cli({"turns": [{"tool_calls": [read("README.md")]}]}, budgets={"repeats": 4})
+    run = cli({"turns": [{"tool_calls": [read("README.md")]}]}, budgets={"repeats": 4}, warm=True)
     assert_consistent(run, "stalled", 2)
     assert run.result["reason"].startswith("looping: read ")
     assert "README.md" in run.result["reason"]
@@ -44,7 +44,7 @@ def test_a_cost_budget_ends_the_phase_within_one_step(cli):  # noqa: F811
     config = provider(cost={"input": 2, "output": 0}, limit={"context": 10_000_000, "output": 4096})
     usage = {"prompt_tokens": 100_000, "completion_tokens": 10}
     turns = [{"tool_calls": [read(f"file{i}.txt")], "usage": usage} for i in range(12)]
-    run = cli({"turns": turns}, opencode_config=config, budgets={"cost_usd": 0.5})
+    run = cli({"turns": turns}, opencode_config=config, budgets={"cost_usd": 0.5}, warm=True)
     assert_consistent(run, "incomplete", 2)
     assert run.result["reason"].startswith("budget spent: cost ")
     assert run.result["reason"].endswith(" USD of 0.50")
@@ -67,7 +67,7 @@ SMALL_CONTEXT = provider(limit={"context": 20_000, "output": 1000})
 
 
 def test_a_compaction_is_counted_in_the_result(cli):  # noqa: F811
-    run = cli(COMPACTING, opencode_config=SMALL_CONTEXT)
+    run = cli(COMPACTING, opencode_config=SMALL_CONTEXT, warm=True)
     assert_consistent(run, "done", 0)
     assert [a["compactions"] for a in run.result["attempts"]] == [1]
     assert run.result["totals"]["compactions"] == 1
@@ -75,6 +75,6 @@ def test_a_compaction_is_counted_in_the_result(cli):  # noqa: F811
 
 
 def test_compactions_over_their_budget_end_the_phase_incomplete(cli):  # noqa: F811
-    run = cli(COMPACTING, opencode_config=SMALL_CONTEXT, budgets={"compactions": 0})
+    run = cli(COMPACTING, opencode_config=SMALL_CONTEXT, budgets={"compactions": 0}, warm=True)
     assert_consistent(run, "incomplete", 2)
     assert run.result["reason"] == "budget spent: compactions 1 of 0"

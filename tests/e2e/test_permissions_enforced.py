@@ -1,10 +1,12 @@
 """A phase's permissions are enforced by opencode itself, whatever opencode would allow.
 
-Each case runs `python -m runner` twice: on a server the runner starts for a phase with no
-`opencode_config` (opencode's own defaults, which allow bash, edit and webfetch unasked), and
-with `--attach` to a server started with a configuration that allows everything. Either way,
-what the policy rejects does not happen (no file, no request), what it allows does, every ask
-is answered once and recorded, and the phase ends with its verdict.
+Each case runs `python -m runner` twice, on a phase with no `opencode_config`: with `--attach`
+to a server running opencode's own defaults (which allow bash, edit and webfetch unasked), and
+to a server started with a configuration that allows everything (both warm: `tests.warm`).
+Either way, what the policy rejects does not happen (no file, no request), what it allows does,
+every ask is answered once and recorded, and the phase ends with its verdict. The first case
+runs a third time on the server the runner starts itself for the phase (`mock:` embedded), as
+a user runs it.
 """
 
 from __future__ import annotations
@@ -23,13 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from actors import ServerSpec
 from core.opencode_versions import capabilities
 from core.permissions import PermissionPolicy, restricts_subagents
-from messages import ServerFailed, ServerReady
-from mock import MockLLM, opencode_provider_config
-from tests.conftest import LONG_LIVED
-from tests.helpers import PROJECT_ROOT, Inbox, isolated_env, make_project, start_server
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -113,41 +111,11 @@ class Run:
         return list(parts.values())
 
 
-class Attached:
-    """One server for the module, started with a permissive config, and its mock."""
-
-    def __init__(self, root: Path) -> None:
-        self.mock = MockLLM({"turns": [{"text": "unused"}]}).start()
-        config = {**opencode_provider_config(self.mock.url), **PERMISSIVE}
-        spec = ServerSpec(
-            directory=str(make_project(root / "server")),
-            log_path=str(root / "server.log"),
-            env=isolated_env(root),
-            config_content=json.dumps(config),
-        )
-        inbox = Inbox()
-        self.server = start_server(spec, inbox)
-        LONG_LIVED.add(self.server)
-        ready = inbox.expect((ServerReady, ServerFailed), timeout=40)
-        assert isinstance(ready, ServerReady), ready
-        self.ready = ready
-
-    def stop(self) -> None:
-        LONG_LIVED.discard(self.server)
-        self.server.stop()
-        self.mock.stop()
-
-
-@pytest.fixture(scope="module")
-def attached_server(tmp_path_factory):
-    server = Attached(tmp_path_factory.mktemp("attached"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["spawned", "attached"])
-def run_phase(request, tmp_path):
-    """Factory: `run_phase(script, permissions)` runs the CLI in the fixture's mode."""
+@pytest.fixture(params=["defaults", "permissive"])
+def run_phase(request, tmp_path, warm_servers):
+    """Factory: `run_phase(script, permissions)` runs the CLI in the fixture's mode: attached
+    to a server on opencode's defaults or on a configuration that allows everything, or
+    (`spawned`, for a test that asks for it with `indirect`) on the runner's own server."""
     mode = request.param
 
     def go(script: dict[str, Any], permissions: dict[str, Any] | None) -> Run:
@@ -165,18 +133,16 @@ def run_phase(request, tmp_path):
         env.pop("OPENCODE_SERVER_PASSWORD", None)
         args: list[str] = []
         journal = None
-        if mode == "spawned":  # no opencode_config: the embedded mock and opencode's defaults
+        if mode == "spawned":  # the embedded mock: the runner starts opencode on its defaults
             (tmp_path / "script.json").write_text(json.dumps(script))
             phase["mock"] = str(tmp_path / "script.json")
         else:
-            server = request.getfixturevalue("attached_server")
-            server.mock.rescript(script)
+            server = warm_servers.take(script, PERMISSIVE if mode == "permissive" else None)
             journal = server.mock.journal
-            env["OPENCODE_SERVER_PASSWORD"] = server.ready.password
-            args = ["--attach", server.ready.url]
+            env["OPENCODE_SERVER_PASSWORD"] = server.password
+            args = ["--attach", server.url]
         path = tmp_path / "phase.yaml"
         path.write_text(yaml.safe_dump(phase))
-        before = len(journal.entries()) if journal is not None else 0
         proc = subprocess.run(
             [sys.executable, "-m", "runner", str(path), "--plain", *args],
             cwd=PROJECT_ROOT,
@@ -191,7 +157,7 @@ def run_phase(request, tmp_path):
         result = json.loads(result_path.read_text())
         with open(result["transcript"]) as handle:
             transcript = [json.loads(line) for line in handle]
-        entries = journal.entries()[before:] if journal is not None else None
+        entries = journal.entries() if journal is not None else None
         out = proc.stdout + proc.stderr
         return Run(proc.returncode, out, result, transcript, project, entries, permissions or {})
 
@@ -214,6 +180,7 @@ def assert_done_with_answers(run: Run, rejected: list[str], allowed: tuple[str, 
     ]
 
 
+@pytest.mark.parametrize("run_phase", ["defaults", "permissive", "spawned"], indirect=True)
 def test_default_reject_stops_a_command(run_phase):
     run = run_phase(turns(bash("touch pwned")), None)
     assert not (run.project / "pwned").exists()

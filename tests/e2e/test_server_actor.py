@@ -87,6 +87,7 @@ def test_password_never_reaches_the_log_or_argv(spec_for, tmp_path):
     assert ready.password not in log_text
 
 
+@pytest.mark.serial  # a bound in seconds
 def test_sigkill_of_the_server_is_reported_within_two_seconds(spec_for):
     inbox = Inbox()
     server = start_server(spec_for(), inbox)

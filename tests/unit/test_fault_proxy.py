@@ -480,6 +480,7 @@ def test_refuse_streams_for_resets_only_event_streams(upstream):
         assert proxy.connections_refused == 1
 
 
+@pytest.mark.serial  # a bound in seconds
 def test_stop_returns_promptly_with_a_stalled_stream_open(upstream):
     proxy = FaultProxy(upstream.url).start()
     client = SseClient(proxy.url)

@@ -231,6 +231,7 @@ def test_stall_fires_the_client_read_timeout(start_mock):
     assert mock.journal.turns()[0].fault == "stall"
 
 
+@pytest.mark.serial  # a bound in seconds
 def test_stop_returns_promptly_while_a_stall_is_open(start_mock):
     mock = start_mock([{"text": "late", "faults": [{"kind": "stall"}]}])
     headers_seen = threading.Event()
@@ -467,6 +468,19 @@ def test_rescript_serves_the_new_script_from_the_next_request(start_mock):
     assert any('"old"' in event for event in first)
     assert any('"new"' in event for event in second)
     assert not any('"old"' in event for event in second)
+
+
+def test_reset_serves_a_new_script_as_a_fresh_mock_with_a_new_journal(start_mock):
+    fault = {"kind": "429", "retry_after": 0}
+    mock = start_mock([{"text": "old", "faults": [fault]}])
+    assert _post(mock, _body()).status_code == 429  # attempt 1 of turn 0 used
+    old = mock.journal
+    journal = mock.reset([{"text": "new", "faults": [fault]}])
+    assert journal is mock.journal is not old
+    assert _post(mock, _body()).status_code == 429  # attempt 1 again: the counters restarted
+    assert _text(_events(_post(mock, _body()))) == "new"
+    assert [entry.attempt for entry in journal.turns()] == [1, 2]
+    assert len(old.turns()) == 1
 
 
 def test_tools_comparing_themselves_run_opencode_offline_as_the_runner_does():
