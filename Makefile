@@ -42,7 +42,7 @@ REPORTS := runs/test-reports
 
 test: setup ## Run the tests: unit, end-to-end, parity, the example's own, in parallel (~6 min here; Ray's: make test-ray)
 	@mkdir -p $(REPORTS); status=0; \
-	$(PY) -m pytest $(SUITE) -n $(TEST_WORKERS) -m "not serial" --junitxml=$(REPORTS)/parallel.xml $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest $(SUITE) -n $(TEST_WORKERS) --dist worksteal -m "not serial" --junitxml=$(REPORTS)/parallel.xml $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m pytest $(SUITE) -m serial --junitxml=$(REPORTS)/serial.xml $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m tests.slowest $(REPORTS)/parallel.xml $(REPORTS)/serial.xml; \
 	exit $$status

@@ -42,6 +42,10 @@ from mock._server import MockLLM
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "parity" / "fixture"
+# Both sides search files with ripgrep (sorted by modification time) rather than opencode's fff
+# index, whose grep has a 1.5 s time budget and orders files by its own index and frecency:
+# under load the two runs of one script listed grep's matches in different orders.
+DETERMINISTIC_ENV = {"OPENCODE_DISABLE_FFF": "1"}
 FIXTURE_TIME = 1_700_000_000  # the copies' files get this time, one second apart (`_stamp`)
 # `$RUNNER_OPENCODE` names another binary, as it does for the runner (`make test-matrix`).
 OPENCODE = Path(os.environ.get("RUNNER_OPENCODE") or ROOT / "node_modules" / ".bin" / "opencode")
@@ -140,7 +144,7 @@ def _side(tool: str, job: Job, root: Path) -> Side:
     shutil.copytree(FIXTURE, project)
     _stamp(project)
     subprocess.run(["git", "init", "-q", str(project)], check=True)  # noqa: S607 (git on PATH)
-    env = opencode_env(root)
+    env = {**opencode_env(root), **DETERMINISTIC_ENV}
     with MockLLM(job.script) as mock:
         config = {**opencode_provider_config(mock.url), **job.config}
         argv, cwd, extra = COMMANDS[tool](job, config, project, root)

@@ -33,7 +33,7 @@ from tests.conftest import LONG_LIVED
 from tests.helpers import Inbox, isolated_env, make_project, start_server
 
 CAP = 3  # servers kept warm per worker
-USES = 20  # tests a server serves before it is replaced
+USES = 40  # tests a server serves before it is replaced
 DISPOSE_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
 
