@@ -11,9 +11,9 @@ from typing import Any
 
 _EXPORTS = {
     "OpencodeClient": "actors.opencode_client",
-    "Prespawned": "actors._process",
+    "Prespawned": "actors.process",
     "ServerActor": "actors.server",
-    "ServerSpec": "actors._process",
+    "ServerSpec": "actors.process",
 }
 
 __all__ = ["OpencodeClient", "Prespawned", "ServerActor", "ServerSpec"]

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from actors._process import wait_exit
+from actors.process import wait_exit
 
 OUTPUT_LIMIT = 64 << 10  # the command's combined output is kept up to its last 64 KiB
 OUTPUT_LINES = 40  # lines of that output quoted in a failure

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from actors._logs import logger
+from actors.logs import logger
 
 WARN_EVERY = 10.0
 _SLICE = 0.5  # a blocked producer re-checks whether the consumer died this often

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from actors._logs import logger
+from actors.logs import logger
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError, UpstreamHTTPError
 

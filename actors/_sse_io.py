@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from actors._logs import logger
+from actors.logs import logger
 from core import jsonfast
 from core.chunked import ChunkedError, Dechunker
 from core.opencode_versions import GLOBAL_EVENTS, unwrap

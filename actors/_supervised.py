@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 
 from actors._inbox import Inbox
-from actors._logs import logger
+from actors.logs import logger
 from messages.control import ActorCrashed, ActorStopped
 
 Report = Callable[[Any], None]

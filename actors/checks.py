@@ -1,4 +1,4 @@
-"""The phase's `done` checks (SPEC §2, §5 Termination): artifacts, front matter, a command.
+"""The phase's `done` checks (docs/phase-file.md, `done`): artifacts, front matter, a command.
 
 `take_baseline` stats the artifact files when the phase starts; `run_checks` looks again when
 the agent has finished and reports every failure as a paragraph fit for a follow-up prompt.

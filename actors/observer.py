@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
+from actors.logs import logger
 from messages.records import VerdictReached
 
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
+from actors.logs import logger
 from core.ndjson import dumps_line, result_line, run_json
 from core.redact import StreamRedactor
 from core.view import Line, Out, TerminalView, Write
@@ -131,11 +131,11 @@ class RendererActor(SupervisedActor):
                 self._closed = True
 
     def on_start(self) -> None:
-        """Rich on a terminal: open the live region (`actors._live`)."""
+        """Rich on a terminal: open the live region (`actors.live`)."""
         if self._board is not None:
             self._row = self._board.row(self._view.prefix or "phase")
         elif self._live_status:
-            from actors._live import LiveArea
+            from actors.live import LiveArea
 
             self._live = LiveArea(self._console, self._clock_ms)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import tenacity
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
-from actors._worker import Worker
+from actors.logs import logger
 from actors.opencode_client import OpencodeClient
+from actors.worker import Worker
 from core.errors import RequestTimeoutError, ServerUnreachableError, UpstreamHTTPError
 from core.permissions import PermissionPolicy, decide, describe
 from core.tracker import PermissionAsked, QuestionAsked

@@ -26,9 +26,9 @@ from typing import Any
 
 import pykka
 
-from actors import _process, _server_http
-from actors._logs import logger
-from actors._process import ServerSpec
+from actors import _server_http, process
+from actors.logs import logger
+from actors.process import ServerSpec
 from core.errors import ServerStartError
 from core.server_rules import check_version, is_transient_start_failure, parse_listening_line
 from messages.server import ServerExited, ServerFailed, ServerReady, ServerStopped
@@ -70,14 +70,14 @@ class ServerActor(pykka.ThreadingActor):
         spec: ServerSpec,
         publish: Callable[[Any], None],
         clock: Callable[[], float] = time.monotonic,
-        prespawned: _process.Prespawned | None = None,
+        prespawned: process.Prespawned | None = None,
     ) -> None:
         super().__init__()
         self._spec = spec
         self._publish = publish
         self._clock = clock
-        self._binary = _process.resolve_binary(spec.binary)
-        self._password = spec.attach_password if spec.attach_url else _process.new_password()
+        self._binary = process.resolve_binary(spec.binary)
+        self._password = spec.attach_password if spec.attach_url else process.new_password()
         self._proc, self._log = None, None
         self._url: str | None = spec.attach_url
         self._ready = False
@@ -101,7 +101,7 @@ class ServerActor(pykka.ThreadingActor):
             self._adopt(self._prespawned.proc)
         else:
             try:
-                self._log = _process.open_log(self._spec.log_path)
+                self._log = process.open_log(self._spec.log_path)
             except OSError as exc:
                 self._fail(f"cannot write the server log {self._spec.log_path}: {exc.strerror}")
                 return
@@ -115,7 +115,7 @@ class ServerActor(pykka.ThreadingActor):
 
     def _spawn(self) -> bool:
         try:
-            proc = _process.spawn(self._binary, self._spec, self._password, self._log)
+            proc = process.spawn(self._binary, self._spec, self._password, self._log)
         except (ServerStartError, OSError) as exc:
             self._fail(str(exc))
             return False
@@ -126,8 +126,8 @@ class ServerActor(pykka.ThreadingActor):
         """Watch a started process: its stdout (the listening line) and its exit."""
         self._proc = proc
         logger.debug("opencode pid {} started, log {}", proc.pid, self._spec.log_path)
-        _process.start_thread("opencode-stdout", lambda: self._pump_stdout(proc))
-        _process.start_thread("opencode-waiter", lambda: self._tell(_Exited(proc.wait(), proc.pid)))
+        process.start_thread("opencode-stdout", lambda: self._pump_stdout(proc))
+        process.start_thread("opencode-waiter", lambda: self._tell(_Exited(proc.wait(), proc.pid)))
 
     def on_receive(self, message: Any) -> None:
         """Handle the threads' reports."""
@@ -212,8 +212,8 @@ class ServerActor(pykka.ThreadingActor):
             return
         self._done = True
         self._quit.set()
-        _process.terminate_group(self._proc, grace=0.5)  # sweep children it left behind
-        _process.kill_marked(self._password)
+        process.terminate_group(self._proc, grace=0.5)  # sweep children it left behind
+        process.kill_marked(self._password)
         reason = f"opencode server died ({_describe_exit(code)})"
         self._publish(ServerExited(exit_code=code, reason=reason, log_tail=self._log_tail()))
 
@@ -230,7 +230,7 @@ class ServerActor(pykka.ThreadingActor):
         return code
 
     def _log_tail(self) -> tuple[str, ...]:
-        return _process.read_log_tail(self._spec.log_path) if self._log is not None else ()
+        return process.read_log_tail(self._spec.log_path) if self._log is not None else ()
 
     # -- threads (they only tell) --------------------------------------------------------------
 
@@ -249,7 +249,7 @@ class ServerActor(pykka.ThreadingActor):
                 self._tell(_Listening(found[0]))
 
     def _probe_in_thread(self, url: str) -> None:
-        _process.start_thread("opencode-probe", lambda: self._tell(self._probe(url)))
+        process.start_thread("opencode-probe", lambda: self._tell(self._probe(url)))
 
     def _probe(self, url: str) -> _Healthy | _Unhealthy:
         until = self._deadline
@@ -266,8 +266,8 @@ def _stop(
         if sweep is not None:
             _server_http.abort_busy_sessions(sweep, password)
     finally:
-        code = _process.terminate_group(proc, grace)
-        strays = _process.kill_marked(password)
+        code = process.terminate_group(proc, grace)
+        strays = process.kill_marked(password)
     swept = "skipped" if sweep is None else "done"
     logger.debug(
         "opencode pid {} stopped with {} ({} strays, abort sweep {})", proc.pid, code, strays, swept

@@ -30,12 +30,12 @@ import requests
 import tenacity
 import urllib3
 
-from actors._logs import logger
-from actors._process import start_thread
 from actors._sse_io import body_reader, decode, socket_of, unwrapper
 from actors._supervised import Report, SupervisedActor
-from actors._worker import start_ticker
+from actors.logs import logger
 from actors.opencode_client import OpencodeClient
+from actors.process import start_thread
+from actors.worker import start_ticker
 from core.chunked import ChunkedError
 from core.opencode_versions import EVENTS
 from core.redact import StreamRedactor

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
-from actors._worker import Worker
+from actors.logs import logger
 from actors.opencode_client import OpencodeClient
+from actors.worker import Worker
 from core.errors import RunnerError, UpstreamHTTPError
 from core.redact import masked
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched

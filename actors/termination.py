@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
-from actors._worker import Worker, start_ticker, tell_quietly
 from actors.checks import ArtifactBaseline, CommandGuard, DoneCriteria, repairable, run_checks
+from actors.logs import logger
 from actors.opencode_client import OpencodeClient
+from actors.worker import Worker, start_ticker, tell_quietly
 from core.errors import RequestTimeoutError, UpstreamHTTPError
 from core.ids import AscendingIds
 from core.termination import Abort, CheckPrompt, Conclude, Policy, Resend, RunChecks, SendPrompt
@@ -77,7 +77,7 @@ class TerminationActor(SupervisedActor):
         self._aborter = Worker("termination-abort")  # never queued behind a long check
         self._stopped = threading.Event()
         self._commands = CommandGuard()
-        self._ids = AscendingIds()
+        self._ids = AscendingIds(clock_ms=lambda: time.time_ns() // 1_000_000)
         self._sent: dict[int, tuple[str, dict[str, Any]]] = {}  # attempt -> text, prompt options
 
     def on_start(self) -> None:

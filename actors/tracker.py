@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
-from actors._worker import start_ticker
+from actors.logs import logger
+from actors.worker import start_ticker
 from core.sync_gate import FINAL, GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker
 from messages.control import EndPhase

@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from actors._logs import logger
 from actors._supervised import Report, SupervisedActor
+from actors.logs import logger
 from core import jsonfast
 from core.opencode_versions import capabilities
 from core.redact import StreamRedactor

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import string
-import time
 from collections.abc import Callable
 
 __all__ = ["AscendingIds"]
@@ -21,11 +20,13 @@ _STAMP = 0xFFFFFFFFFFFF  # 48 bits: 12 hex digits
 
 
 class AscendingIds:
-    """Makes ascending ids; each later than the one before, and than any id given as `after`."""
+    """Makes ascending ids; each later than the one before, and than any id given as `after`.
+
+    `clock_ms`: the wall clock in milliseconds (opencode stamps its ids with the wall time)."""
 
     def __init__(
         self,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int],
         choice: Callable[[str], str] = secrets.choice,
     ) -> None:
         self._clock_ms = clock_ms

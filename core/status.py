@@ -14,7 +14,6 @@ answer, and the verdict at the end. Steps, tokens and cost sum every step of the
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,7 +21,7 @@ from core._termination_text import describe_duration
 from core.guards import step_tokens
 from core.tracker import PartDelta, PartFinalized, PermissionAsked, StatusChanged
 
-__all__ = ["BoardRelay", "LiveStatus"]
+__all__ = ["LiveStatus"]
 
 _WAITING = "waiting for the model"
 
@@ -90,8 +89,13 @@ class LiveStatus:
         table: `restore` there)."""
         retry = None if self._retry_at is None else self._retry_at - now_ms
         figures = {"state": self.state, "attempt": self.attempt, "steps": self.steps}
-        return {**figures, "tokens": self.tokens, "cost": self.cost, "retry_in": retry,
-                "ended": self._ended_ms is not None}  # fmt: skip
+        return {
+            **figures,
+            "tokens": self.tokens,
+            "cost": self.cost,
+            "retry_in": retry,
+            "ended": self._ended_ms is not None,
+        }
 
     def restore(self, snapshot: dict[str, Any], now_ms: int) -> None:
         """Take another status's `snapshot` (its clock stops when that one's did)."""
@@ -137,31 +141,3 @@ class LiveStatus:
 
 def _elapsed(start_ms: int, now_ms: int) -> str:
     return describe_duration(max(0, now_ms - start_ms) // 1000)
-
-
-class BoardRelay:
-    """A live table's stand-in where the table is not (a Ray node): the renderer updates its
-    one row and prints the verdict here, and `drain` hands both to the real table."""
-
-    def __init__(self, clock_ms: Any) -> None:
-        self._clock_ms = clock_ms
-        self._lock = threading.Lock()
-        self.status: LiveStatus | None = None
-        self._printed: list[Any] = []
-
-    def row(self, _name: str) -> LiveStatus:
-        """The phase's row (one per relay)."""
-        self.status = LiveStatus(self._clock_ms())
-        return self.status
-
-    def print(self, text: Any) -> None:
-        """A line above the table (rich `Text`, passed on as it is)."""
-        with self._lock:
-            self._printed.append(text)
-
-    def drain(self) -> dict[str, Any]:
-        """The row's snapshot and the lines printed since the last drain."""
-        with self._lock:
-            printed, self._printed = self._printed, []
-        status = self.status
-        return {"status": status.snapshot(self._clock_ms()) if status else None, "printed": printed}

@@ -12,7 +12,7 @@ An idle ends an attempt only after the attempt showed life (an assistant message
 its baseline, or a session error): opencode repeats idles after errors and aborts,
 and those stale repeats must not end the next attempt. At the attempt's end the finish
 reason of the latest assistant message is classified (`ok`, `cut`, `failure`), the `done`
-checks run, and the verdict table of SPEC §5 applies: ok + checks pass is `done`; cut + checks
+checks run, and this table gives the verdict: ok + checks pass is `done`; cut + checks
 pass with no permission rejected is `done_gracefully`; a provider error is `failed`; otherwise
 a repair (ok finish, only front-matter/command failures) or a resume, each within its budget,
 else `incomplete`. Every follow-up is decided once per attempt: a decision moves the state on.
@@ -48,9 +48,23 @@ from core.tracker import (
     StatusChanged,
 )
 
-__all__ = ["ABORT_GRACE", "EXIT_CODES", "INTERRUPT_GRACE", "Abort", "Attempt", "CheckPrompt"]
-__all__ += ["Conclude", "Limits", "Policy", "Resend", "RunChecks", "SendPrompt", "State", "Trigger"]
-__all__ += ["classify"]
+__all__ = [
+    "ABORT_GRACE",
+    "EXIT_CODES",
+    "INTERRUPT_GRACE",
+    "Abort",
+    "Attempt",
+    "CheckPrompt",
+    "Conclude",
+    "Limits",
+    "Policy",
+    "Resend",
+    "RunChecks",
+    "SendPrompt",
+    "State",
+    "Trigger",
+    "classify",
+]
 
 
 class Policy:

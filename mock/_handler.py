@@ -21,9 +21,10 @@ import json
 import random
 import select
 import socket
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mock._chunks import (
     DONE_EVENT,
@@ -35,14 +36,26 @@ from mock._chunks import (
     error_body,
     estimate,
 )
-from mock._dispatch import Decision
+from mock._dispatch import Decision, Dispatcher
+from mock._journal import Journal
 from mock._model import ERROR_KINDS, STREAM_KINDS, Fault
-
-if TYPE_CHECKING:
-    from mock._server import MockServer
 
 MODELS = {"object": "list", "data": [{"id": "mock-model", "object": "model"}]}
 _HOLD_POLL = 0.05
+
+
+class Host(Protocol):
+    """What a handler needs of the server that runs it (`MockServer` is one)."""
+
+    dispatcher: Dispatcher
+    journal: Journal
+    stopping: threading.Event
+
+    def track(self, connection: Any) -> None:
+        """Remember an open connection, to shut it down at stop."""
+
+    def untrack(self, connection: Any) -> None:
+        """Forget a connection that closed."""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "MockLLM/1.0"
-    server: MockServer
+    server: Host  # the server that runs it, typed by what the handler needs of it
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the journal is the record, stderr belongs to the CLI's errors."""

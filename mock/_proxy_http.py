@@ -20,12 +20,9 @@ import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mock._proxy_sse import FrameCounter, HeartbeatsOnly
-
-if TYPE_CHECKING:
-    from mock.proxy import FaultProxy
 
 READ_SIZE = 65536
 # Per-connection headers a proxy must not forward (RFC 9110 §7.6.1), plus those it recomputes.
@@ -85,13 +82,45 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class Gate(Protocol):
+    """What the plumbing asks of the faults before and while it relays (`FaultProxy` is one):
+    each call answers for one connection or stream, under the proxy's lock."""
+
+    def admit(self) -> bool:
+        """Serve this connection (False: inside a refusal window, reset it)."""
+
+    def admit_stream(self) -> bool:
+        """Open this event stream (False: streams are refused, reset it)."""
+
+    def swallow(self, path: str) -> bool:
+        """Accept this POST with 204 and never forward it (a prompt that is lost)."""
+
+    def register(self, exchange: Exchange) -> None:
+        """An exchange starts (it is aborted at once if the proxy is stopping)."""
+
+    def unregister(self, exchange: Exchange) -> None:
+        """An exchange ended."""
+
+    def stream_opened(self, exchange: Exchange) -> None:
+        """An exchange turned out to be an event stream."""
+
+    def await_flow(self, exchange: Exchange) -> bool:
+        """Wait out a stall; False when the stream was dropped or the proxy is stopping."""
+
+    def cut_plan(self, exchange: Exchange, frames: int) -> int | None:
+        """How many of `frames` to send before cutting, or None to send them all."""
+
+    def count(self, exchange: Exchange, frames: int) -> None:
+        """`frames` complete events were relayed on `exchange`."""
+
+
 class ProxyServer(ThreadingHTTPServer):
-    """A threading HTTP server that asks its `FaultProxy` before serving a connection."""
+    """A threading HTTP server that asks its `Gate` before serving a connection."""
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], proxy: FaultProxy, upstream: tuple[str, int]):
+    def __init__(self, address: tuple[str, int], proxy: Gate, upstream: tuple[str, int]):
         self.proxy = proxy
         self.upstream = upstream
         super().__init__(address, ProxyHandler)
@@ -104,7 +133,7 @@ class ProxyServer(ThreadingHTTPServer):
 
     def verify_request(self, request: Any, _client_address: Any) -> bool:
         """Refuse inside a `refuse_for` window: reset the connection without a response."""
-        if self.proxy._admit():
+        if self.proxy.admit():
             return True
         _reset(request)
         return False
@@ -124,23 +153,23 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         proxy = self.server.proxy
         stream = self.path.startswith(("/event", "/global/event"))  # /global/event: opencode 1.14
-        if stream and not proxy._admit_stream():
+        if stream and not proxy.admit_stream():
             _reset(self.connection)
             return
-        if self.command == "POST" and proxy._swallow(self.path):
+        if self.command == "POST" and proxy.swallow(self.path):
             self._read_body()  # accepted, and never forwarded: a prompt that is lost
             self.send_response(204)
             self.send_header("Connection", "close")
             self.end_headers()
             return
         exchange = Exchange(self.connection)
-        proxy._register(exchange)
+        proxy.register(exchange)
         try:
             self._exchange(exchange)
         except _ERRORS:
             exchange.abort()  # either side broke: end the exchange without a clean close
         finally:
-            proxy._unregister(exchange)
+            proxy.unregister(exchange)
 
     def _exchange(self, exchange: Exchange) -> None:
         conn = http.client.HTTPConnection(*self.server.upstream)
@@ -208,24 +237,24 @@ class ProxyHandler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        proxy._stream_opened(exchange)
+        proxy.stream_opened(exchange)
         counter, only = FrameCounter(), None
         while chunk := response.read1(READ_SIZE):
             inside, ends = counter.inside, counter.feed(chunk)
-            if not proxy._await_flow(exchange):  # dropped or stopping
+            if not proxy.await_flow(exchange):  # dropped or stopping
                 return
             if exchange.muted:
                 only = only or HeartbeatsOnly(inside)
                 self._send_chunk(only.feed(chunk, ends))
                 continue
-            keep = proxy._cut_plan(exchange, len(ends))
+            keep = proxy.cut_plan(exchange, len(ends))
             if keep is not None:
                 self._send_chunk(chunk[: ends[keep - 1]] if keep else b"")
-                proxy._count(exchange, keep)
+                proxy.count(exchange, keep)
                 exchange.abort()
                 return
             self._send_chunk(chunk)
-            proxy._count(exchange, len(ends))
+            proxy.count(exchange, len(ends))
         if not exchange.aborted.is_set():
             self.wfile.write(b"0\r\n\r\n")
 

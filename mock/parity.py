@@ -1,6 +1,7 @@
 """`python -m mock.parity SCRIPT [SCRIPT ...] [--keep] [--opencode PATH] [--timeout S]`.
 
-The parity harness (SPEC §7). Each script runs twice, side by side: through
+The parity harness (README, "Parity with `opencode run`"). Each script runs twice, side by
+side: through
 `opencode run --format json` (stdin closed, a title, a timeout) and through
 `python -m runner --json`, each on a fresh copy of one fixture project, with a HOME of its own,
 against a `MockLLM` of its own serving the script. Both outputs are normalised
@@ -34,11 +35,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mock._config import opencode_provider_config
-from mock._env import opencode_env
 from mock._model import ScriptError
 from mock._parity_normalise import dumped, normalise, parse
 from mock._script import load_script, parse_script
 from mock._server import MockLLM
+from mock.env import opencode_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "parity" / "fixture"

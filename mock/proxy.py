@@ -186,9 +186,9 @@ class FaultProxy(Counters):
         with self._cond:
             return tuple(self._swallowed)
 
-    # -- hooks for the handler threads (mock._proxy_http) ------------------------------------
+    # -- the `Gate` the handler threads ask (mock._proxy_http) -------------------------------
 
-    def _admit(self) -> bool:
+    def admit(self) -> bool:
         with self._cond:
             if self._clock() < self._refuse_until:
                 self._refused += 1
@@ -196,7 +196,7 @@ class FaultProxy(Counters):
                 return False
             return True
 
-    def _swallow(self, path: str) -> bool:
+    def swallow(self, path: str) -> bool:
         with self._cond:
             if self._to_swallow <= 0 or not path.split("?", maxsplit=1)[0].endswith(
                 "/prompt_async"
@@ -206,7 +206,7 @@ class FaultProxy(Counters):
             self._swallowed.append(path)
             return True
 
-    def _admit_stream(self) -> bool:
+    def admit_stream(self) -> bool:
         with self._cond:
             if self._clock() < self._refuse_streams_until:
                 self._refused += 1
@@ -214,25 +214,25 @@ class FaultProxy(Counters):
                 return False
             return True
 
-    def _register(self, exchange: Exchange) -> None:
+    def register(self, exchange: Exchange) -> None:
         with self._cond:
             self._exchanges.add(exchange)
             stopping = self._stopping
         if stopping:
             exchange.abort()
 
-    def _unregister(self, exchange: Exchange) -> None:
+    def unregister(self, exchange: Exchange) -> None:
         with self._cond:
             self._exchanges.discard(exchange)
             self._streams.discard(exchange)
 
-    def _stream_opened(self, exchange: Exchange) -> None:
+    def stream_opened(self, exchange: Exchange) -> None:
         with self._cond:
             self._streams.add(exchange)
             self._streams_opened += 1
             self._cond.notify_all()
 
-    def _await_flow(self, exchange: Exchange) -> bool:
+    def await_flow(self, exchange: Exchange) -> bool:
         """Wait out a stall; False when the stream was dropped or the proxy is stopping."""
         with self._cond:
             self._cond.wait_for(
@@ -240,7 +240,7 @@ class FaultProxy(Counters):
             )
             return not (exchange.aborted.is_set() or self._stopping)
 
-    def _cut_plan(self, exchange: Exchange, frames: int) -> int | None:
+    def cut_plan(self, exchange: Exchange, frames: int) -> int | None:
         """How many of `frames` to send before cutting, or None to send them all."""
         with self._cond:
             if self._cut_every is not None:
@@ -260,7 +260,7 @@ class FaultProxy(Counters):
             self._cut_n = None
             return exchange.cut_left
 
-    def _count(self, exchange: Exchange, frames: int) -> None:
+    def count(self, exchange: Exchange, frames: int) -> None:
         with self._cond:
             exchange.events += frames
             self._events += frames

@@ -10,7 +10,7 @@ __all__ = ["debug_log", "logger"]
 def debug_log(path: str) -> int:
     """Every package's debug lines into `path` (no variable values: no secrets); the sink's
     id, for `logger.remove`."""
-    import actors._logs  # noqa: F401 (its `disable` must come before the `enable` below)
+    import actors.logs  # noqa: F401 (its `disable` must come before the `enable` below)
 
     for package in ("actors", "runner", "core"):
         logger.enable(package)

@@ -180,7 +180,7 @@ def board_for(options: dict[str, Any], parallel: int, phases: int) -> Any:
         return None
     if options.get("verbose"):  # log lines on the same terminal: a live table would hide them
         return None
-    from actors._live import LiveBoard
+    from actors.live import LiveBoard
     from actors.renderer import rich_console
 
     return LiveBoard(rich_console(out), lambda: int(time.time() * 1000))

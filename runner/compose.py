@@ -27,7 +27,7 @@ from typing import Any
 
 import pykka
 
-from actors._worker import tell_quietly
+from actors.worker import tell_quietly
 from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPhase
 from messages.pipeline import RequestSync, SetBaseline, SnapshotFetched, Tracked
 from messages.records import (

@@ -20,7 +20,7 @@ from typing import Any
 
 import pykka
 
-from actors._worker import tell_quietly
+from actors.worker import tell_quietly
 from messages.stream import Reconnect, StreamConnected, StreamDropped, StreamFailed
 
 Consumer = Callable[[Any], None]

@@ -85,7 +85,7 @@ class _Context:
 
     def view(self, spec: PhaseSpec) -> dict[str, Any]:
         mode = "json" if self.options.get("mode") == "json" else "plain"
-        if self.board is not None:  # the node fills a row of it (core.status.BoardRelay)
+        if self.board is not None:  # the node fills a row of it (actors.live.BoardRelay)
             return {"mode": "rich", "prefix": spec.name, "board": True}
         return {"mode": mode, "prefix": spec.name if self.parallel > 1 else None}
 

@@ -18,13 +18,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from actors._process import ServerSpec
+from actors.live import BoardRelay
+from actors.process import ServerSpec
 from core.errors import RunnerError
-from core.status import BoardRelay
 from runner import tuning
 from runner._logs import debug_log, logger
 from runner._mock import EmbeddedMock
-from runner.api import CANCEL_GRACE, PhaseHandle, start_phase
+from runner.handle import CANCEL_WAIT, PhaseHandle, start_phase
 from runner.phase import PhaseSpec
 from runner.phase.derive import server_key, server_spec
 from runner.remote import Renames, Tail, TextBuffer, board_news, chunk, local_copy, renames
@@ -86,7 +86,7 @@ class NodeRunner:
             if not handle.done:
                 handle.cancel("the driver stopped listening")
                 with contextlib.suppress(TimeoutError):
-                    handle.result(timeout=CANCEL_GRACE)
+                    handle.result(timeout=CANCEL_WAIT)
             for path in (local.output.transcript, local.output.result):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -130,7 +130,7 @@ class NodeRunner:
             handle.cancel("the node is shutting down")
         for handle in handles:
             with contextlib.suppress(TimeoutError):
-                handle.result(timeout=CANCEL_GRACE)
+                handle.result(timeout=CANCEL_WAIT)
         for server in servers:
             server.stop(quick=quick)
         if mock is not None:

@@ -17,11 +17,11 @@ from typing import Any
 
 import pykka
 
-from actors._process import Prespawned, ServerSpec, remove_data_dir
-from actors._worker import stop_actor
 from actors.opencode_client import OpencodeClient
+from actors.process import Prespawned, ServerSpec, remove_data_dir
 from actors.server import ServerActor
 from actors.sse_reader import ReconnectPolicy, SseReaderActor
+from actors.worker import stop_actor
 from core.errors import RunnerError
 from messages.server import ServerExited, ServerFailed, ServerReady
 from runner._logs import logger
@@ -42,8 +42,8 @@ class SharedServer:
         self._ref: pykka.ActorRef | None = None
         self._ready: ServerReady | None = None
         self._failure: ServerFailed | None = None
-        self._hubs: dict[str, tuple[StreamHub, pykka.ActorRef]] = {}
-        self._users: dict[str, int] = {}  # phases using each directory's reader
+        self._hubs: dict[StreamKey, tuple[StreamHub, pykka.ActorRef]] = {}
+        self._users: dict[StreamKey, int] = {}  # phases using each reader
         self._watchers: list[Callable[[Any], None]] = []
 
     def ready(self, cancelled: threading.Event | None = None) -> ServerReady:
@@ -81,9 +81,11 @@ class SharedServer:
         return lambda: self._unwatch(consumer)
 
     def hub(self, client: OpencodeClient, policy: ReconnectPolicy, secrets: tuple[str, ...]):
-        """The stream hub of the client's directory, its reader started on first use (or
-        again, when the last one's stream failed)."""
-        key = client.directory or ""
+        """The stream hub of the client's directory read with `policy` and `secrets`, its
+        reader started on first use (or again, when the last one's stream failed). Phases in
+        one directory share a reader when they read it alike; a phase with other timeouts
+        (its outage budget) gets a reader of its own rather than another phase's settings."""
+        key = stream_key(client, policy, secrets)
         with self._lock:
             found, failed = self._hubs.get(key), None
             if found is not None and found[0].failed:
@@ -105,15 +107,16 @@ class SharedServer:
             stop_actor(failed, 10)
         return found[0]
 
-    def release(self, directory: str) -> None:
-        """A phase that asked for `hub` is over; the directory's reader stops with its last
-        phase (a long batch of phases in different directories keeps no idle streams open)."""
+    def release(self, key: StreamKey) -> None:
+        """A phase that asked for `hub` (`key`: `stream_key` of what it asked with) is over;
+        the reader stops with its last phase (a long batch of phases in different directories
+        keeps no idle streams open)."""
         with self._lock:
-            users = self._users.get(directory, 0) - 1
-            self._users[directory] = max(users, 0)
-            idle = self._hubs.pop(directory, None) if users <= 0 else None
+            users = self._users.get(key, 0) - 1
+            self._users[key] = max(users, 0)
+            idle = self._hubs.pop(key, None) if users <= 0 else None
         if idle is not None:
-            logger.debug("the event stream of {} has no phase left; stopping its reader", directory)
+            logger.debug("the event stream of {} has no phase left; stopping its reader", key[0])
             stop_actor(idle[1], 10)
 
     def stop(self, *, quick: bool = False, settled: bool = False) -> None:
@@ -159,6 +162,17 @@ class SharedServer:
     def _unwatch(self, consumer: Callable[[Any], None]) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._watchers.remove(consumer)
+
+
+StreamKey = tuple[str, ReconnectPolicy, tuple[str, ...]]
+
+
+def stream_key(
+    client: OpencodeClient, policy: ReconnectPolicy, secrets: tuple[str, ...]
+) -> StreamKey:
+    """What makes two phases' event readers interchangeable: the directory, how the stream
+    is kept up, and what is masked."""
+    return (client.directory or "", policy, secrets)
 
 
 class StartFailedError(RunnerError):

@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from actors._process import read_log_tail
 from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
+from actors.process import read_log_tail
 from actors.sse_reader import ReconnectPolicy
 from core.errors import PermissionsNotEnforcedError, RunnerError, UpstreamHTTPError
 from core.opencode_versions import Capabilities
@@ -46,14 +46,21 @@ from runner.phase.derive import (
 )
 from runner.result import PhaseResult, RunFacts, write_result
 from runner.session import create_session
-from runner.shared_server import SharedServer, StartCancelledError, StartFailedError
+from runner.shared_server import (
+    SharedServer,
+    StartCancelledError,
+    StartFailedError,
+    StreamKey,
+    stream_key,
+)
 from runner.watch import Step, Watch, concluded
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
 INBOX_SIZE = 10_000  # control messages only: a full inbox means the supervisor is gone
 POLL = 0.25
 STOP_TIMEOUT = 5.0
-CANCEL_GRACE = 5.0  # a cancelled phase ends `interrupted` this soon, even if the policy is stuck
+# A cancelled phase has its verdict (`interrupted`) this soon, even if the policy is stuck.
+VERDICT_AFTER_CANCEL = 5.0
 ABORT_TIMEOUT = 2.0
 
 
@@ -84,7 +91,7 @@ class Supervisor:
         self._inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
         self._cancel = threading.Event()
         self._cancel_reason = "interrupted"
-        self._stream_key: str | None = None
+        self._stream_key: StreamKey | None = None
         self._secrets: tuple[str, ...] = ()
         self._facts = RunFacts(
             phase=spec.name,
@@ -147,7 +154,7 @@ class Supervisor:
         )
         # The stream connects while the session is created: the prompt waits for neither.
         hub = self._server.hub(client, policy, self._secrets)
-        self._stream_key = client.directory or ""  # released when the phase ends
+        self._stream_key = stream_key(client, policy, self._secrets)  # released at the end
         facts.session_id = session_id = self._create_session(client, caps)
         self._mark(f"session {session_id} created")
         self._check_cancel()
@@ -234,7 +241,7 @@ class Supervisor:
                 step = watch.expired()
             elif self._cancel.is_set() and not watch.cancelled:
                 step = watch.cancel(self._cancel_reason)
-                deadline = min(deadline, time.monotonic() + CANCEL_GRACE)
+                deadline = min(deadline, time.monotonic() + VERDICT_AFTER_CANCEL)
             else:
                 with contextlib.suppress(queue.Empty):
                     step = watch.on(self._inbox.get(timeout=min(POLL, remaining)))

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from mock import MockLLM, opencode_provider_config
-from mock._env import isolated_env
+from mock.env import isolated_env
 from runner.api import run_phases
 from runner.phase import Overrides, PhaseSpec, load_phase
 from runner.result import PhaseResult

@@ -16,7 +16,6 @@ from typing import Any, TextIO
 
 import pykka
 
-from actors._worker import stop_actors, tell_quietly
 from actors.checks import ArtifactBaseline, DoneCriteria
 from actors.observer import ObserverActor
 from actors.opencode_client import OpencodeClient
@@ -26,6 +25,7 @@ from actors.sync import SyncActor
 from actors.termination import PromptOptions, TerminationActor
 from actors.tracker import TrackerActor
 from actors.transcript import TranscriptActor
+from actors.worker import stop_actors, tell_quietly
 from core.permissions import PermissionPolicy
 from core.termination import Policy
 from runner.compose import (
@@ -54,7 +54,7 @@ class ViewOptions:
     thinking: bool = False
     verbose: bool = False
     prefix: str | None = None
-    board: Any = None  # `--parallel` on a terminal: the shared live table (actors._live)
+    board: Any = None  # `--parallel` on a terminal: the shared live table (actors.live)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,10 +83,6 @@ class SessionActors:
     directory: Path
     secrets: tuple[str, ...] = ()
     silent: float | None = None  # `timeouts.silent`: a busy session's stream with no part event
-
-    def tracker(self, reconnect: Callable[[str], None] | None) -> dict[str, Any]:
-        """The tracker's arguments (`reconnect`: how it reopens a silent stream)."""
-        return {"root_session_id": self.session_id, "silent": self.silent, "reconnect": reconnect}
 
     def termination(self) -> dict[str, Any]:
         """The termination actor's arguments (besides where it publishes)."""

@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 
 from actors import ServerActor, ServerSpec
-from mock._env import isolated_env  # noqa: F401 (the tests' import point)
+from mock.env import isolated_env  # noqa: F401 (the tests' import point)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Recorded from the real opencode 1.18.33 server (copied from shared/opencode/captures).

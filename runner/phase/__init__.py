@@ -1,4 +1,4 @@
-"""Phase files (SPEC §2): YAML in, a validated, frozen `PhaseSpec` out.
+"""Phase files (docs/phase-file.md): YAML in, a validated, frozen `PhaseSpec` out.
 
 Theory of operation. `load_phase` reads the file (YAML with duplicate keys refused) and hands
 the data to `parse_phase`, which checks it key by key (`_build`, `_check`), fills

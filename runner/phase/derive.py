@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from actors._process import ServerSpec
+from actors.process import ServerSpec
 from core.permissions import PermissionPolicy
 from runner.phase import PhaseSpec
 

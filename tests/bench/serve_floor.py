@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from actors._process import free_port, signal_group
+from actors.process import free_port, signal_group
 from mock import MockLLM, opencode_provider_config
 from tests.bench.wall import MODEL, PINNED_BINARY, PROMPT, TIMEOUT, Outcome, script
 from tests.helpers import make_project

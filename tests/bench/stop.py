@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from mock._env import opencode_env
+from mock.env import opencode_env
 from tests.bench.wall import PINNED_BINARY
 from tests.helpers import PROJECT_ROOT, make_project
 

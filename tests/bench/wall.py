@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from mock import MockLLM, opencode_provider_config
-from mock._env import opencode_env as environment
+from mock.env import opencode_env as environment
 from tests.helpers import PROJECT_ROOT, make_project
 
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"

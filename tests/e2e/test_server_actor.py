@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from actors import OpencodeClient, ServerSpec
-from actors._process import PINNED_BINARY
+from actors.process import PINNED_BINARY
 from core.errors import UpstreamHTTPError
 from messages import ServerExited, ServerFailed, ServerReady, ServerStopped
 from tests.helpers import PROJECT_ROOT, Inbox, group_alive, isolated_env, make_project, start_server

@@ -1,5 +1,5 @@
 """`python -m mock.parity` over every parity script: the runner's `--json` must match
-`opencode run --format json` on the same mock script (SPEC §7)."""
+`opencode run --format json` on the same mock script (README, "Parity with `opencode run`")."""
 
 from __future__ import annotations
 

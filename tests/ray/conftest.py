@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from actors._process import free_port
+from actors.process import free_port
 from tests.helpers import PROJECT_ROOT, isolated_env
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -112,23 +112,39 @@ def loopback_cluster(root: Path, slots: int = 2) -> Iterator[Cluster]:
         port = free_port()
         head = subprocess.Popen(
             [
-                RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-                "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1",
-                f"--resources={resources}", f"--temp-dir={temp}",
-                "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
+                RAY,
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address=127.0.0.1",
+                f"--port={port}",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--num-cpus=1",
+                f"--resources={resources}",
+                f"--temp-dir={temp}",
+                "--object-store-memory=100000000",
+                f"--dashboard-agent-listen-port={free_port()}",
             ],
-            env=env, cwd=root, stdout=head_log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+            stdout=head_log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         second = None
         try:
             _wait_port(port, head, START_TIMEOUT)
             address = f"127.0.0.1:{port}"
             second = subprocess.Popen(
                 [sys.executable, "-m", "tests.ray.node", address, resources],
-                env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=node_log,
-                text=True, start_new_session=True,
-            )  # fmt: skip
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=node_log,
+                text=True,
+                start_new_session=True,
+            )
             line = _read_line(second, START_TIMEOUT)
             assert line.startswith("NODE "), line
             yield Cluster(address, env, head, second, line.split()[1], home)

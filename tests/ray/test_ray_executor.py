@@ -46,9 +46,14 @@ def write_phases(root, names, script):
 def start(paths, env, *args):
     return subprocess.Popen(
         [sys.executable, "-m", "runner", *map(str, paths), "--plain", "--executor", "ray", *args],
-        cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc, timeout=180):

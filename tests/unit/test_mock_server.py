@@ -484,8 +484,8 @@ def test_reset_serves_a_new_script_as_a_fresh_mock_with_a_new_journal(start_mock
 
 
 def test_tools_comparing_themselves_run_opencode_offline_as_the_runner_does():
-    from actors._process import OFFLINE_ENV as RUNNER_FLAGS
-    from mock._env import OFFLINE_ENV as MOCK_FLAGS
+    from actors.process import OFFLINE_ENV as RUNNER_FLAGS
+    from mock.env import OFFLINE_ENV as MOCK_FLAGS
 
     assert MOCK_FLAGS == RUNNER_FLAGS
 

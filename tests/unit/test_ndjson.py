@@ -159,8 +159,14 @@ def essentials(line: dict[str, Any]) -> Any:
     part = line.get("part", {})
     state = part.get("state", {})
     error = line.get("error", {})
-    return (line["type"], part.get("text"), part.get("tool"), state.get("status"),
-            part.get("reason"), error.get("name"))  # fmt: skip
+    return (
+        line["type"],
+        part.get("text"),
+        part.get("tool"),
+        state.get("status"),
+        part.get("reason"),
+        error.get("name"),
+    )
 
 
 # serve capture, `opencode run` capture, whether the two mock scripts had the same texts

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from actors._process import PINNED_BINARY, free_port, resolve_binary
+from actors.process import PINNED_BINARY, free_port, resolve_binary
 from actors.sse_reader import ReconnectPolicy
 from core.opencode_versions import (
     EVENTS,

@@ -1,4 +1,4 @@
-"""Phase files (SPEC §2): what a good file becomes, and the one-line error for each bad one."""
+"""Phase files (docs/phase-file.md): what a good file becomes, the one-line error of a bad one."""
 
 from __future__ import annotations
 
@@ -685,7 +685,7 @@ def test_error_lines_in_the_docs_are_real(folder):
 
 
 def test_isolate_gives_the_server_a_data_folder_beside_the_transcript(folder):
-    from actors._process import server_env
+    from actors.process import server_env
     from runner.phase.derive import server_key, server_spec
 
     plain = load(write(folder, MINIMAL))

@@ -241,7 +241,7 @@ def test_a_node_that_cannot_run_a_phase_says_why_in_its_only_chunk(tmp_path):
 def test_the_live_tables_lines_from_a_node_name_the_drivers_files(tmp_path):
     from rich.text import Text
 
-    from core.status import BoardRelay
+    from actors.live import BoardRelay
 
     spec = spec_of(tmp_path)
     local = remote.local_copy(spec, tmp_path / "node[1]")

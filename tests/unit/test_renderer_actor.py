@@ -326,7 +326,7 @@ def test_phases_sharing_a_terminal_keep_no_live_region(color_env):
 
 
 def test_parallel_phases_on_a_terminal_share_one_table_and_print_their_verdicts(color_env):
-    from actors._live import LiveBoard
+    from actors.live import LiveBoard
     from actors.renderer import rich_console
 
     out = Terminal()

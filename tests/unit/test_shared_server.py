@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-from actors._process import ServerSpec
 from actors.opencode_client import OpencodeClient
+from actors.process import ServerSpec
 from actors.sse_reader import ReconnectPolicy
 from messages.stream import StreamConnected, StreamFailed
 from runner.hub import StreamHub
-from runner.shared_server import SharedServer
+from runner.shared_server import SharedServer, stream_key
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -84,9 +84,10 @@ def test_a_directorys_reader_stops_with_its_last_phase(tmp_path):
         assert isinstance(news.get(timeout=10), StreamConnected)
         assert shared.hub(client, ReconnectPolicy(), ()) is first  # a second phase shares it
         reader = first._reader
-        shared.release(str(tmp_path))
+        key = stream_key(client, ReconnectPolicy(), ())
+        shared.release(key)
         assert reader.is_alive()  # one phase still uses it
-        shared.release(str(tmp_path))
+        shared.release(key)
         assert not reader.is_alive()  # stopped with the last one
         assert shared.hub(client, ReconnectPolicy(), ()) is not first  # the next gets a new one
     finally:
@@ -94,6 +95,42 @@ def test_a_directorys_reader_stops_with_its_last_phase(tmp_path):
         server.closing.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_phase_with_other_timeouts_does_not_inherit_the_first_phases_reader(tmp_path):
+    """Two phases in one directory: the second, with a shorter outage budget, gets a reader
+    of its own (it used to share the first phase's, and so its outage budget): when the
+    server goes away, the hasty phase's stream fails and the patient one's goes on trying."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Open)
+    server.closing = threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    shared = SharedServer(ServerSpec(directory=str(tmp_path), log_path=str(tmp_path / "log")))
+    client = OpencodeClient(url, password=None, directory=str(tmp_path))
+    patient, hasty = ReconnectPolicy(outage=600.0), ReconnectPolicy(outage=0.5)
+    try:
+        first = shared.hub(client, patient, ())
+        second = shared.hub(client, hasty, ())
+        assert second is not first
+        assert shared.hub(client, hasty, ()) is second  # read alike: shared
+        assert shared.hub(client, hasty, ("s3cret",)) is not second  # other secrets to mask
+        news = {"patient": queue.Queue(), "hasty": queue.Queue()}
+        first.subscribe(news["patient"].put)
+        second.subscribe(news["hasty"].put)
+        for name, inbox in news.items():
+            assert isinstance(inbox.get(timeout=10), StreamConnected), name
+        server.closing.set()  # the streams end, and nothing listens any more
+        server.shutdown()
+        server.server_close()
+        while not isinstance(news["hasty"].get(timeout=15), StreamFailed):
+            pass
+        assert second.failed
+        assert not first.failed  # its own 600 s budget: still trying
+        shared.release(stream_key(client, patient, ()))
+        assert not first._reader.is_alive()
+    finally:
+        shared.stop()
+        server.closing.set()
 
 
 def test_a_late_subscriber_hears_of_the_live_connection_at_once():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.status import BoardRelay, LiveStatus
+from actors.live import BoardRelay
+from core.status import LiveStatus
 from core.tracker import PartDelta, PermissionAsked, StatusChanged
 from tests.unit.test_guards import step
 

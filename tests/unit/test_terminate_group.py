@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from actors._process import terminate_group
+from actors.process import terminate_group
 
 pytestmark = pytest.mark.timeout(30)
 

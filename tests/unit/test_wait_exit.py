@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from actors import _process
-from actors._process import wait_exit
+from actors import process
+from actors.process import wait_exit
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -59,7 +59,7 @@ def test_a_process_reaped_already_is_not_looked_up_again(waiting, monkeypatch):
 
 def test_woken_by_the_pidfd_not_by_polling(waiting, monkeypatch):
     watched = []
-    make_poller = _process.select.poll
+    make_poller = process.select.poll
 
     class Recording:
         def __init__(self):
@@ -73,7 +73,7 @@ def test_woken_by_the_pidfd_not_by_polling(waiting, monkeypatch):
             waiting.stdin.close()  # it ends while we wait on its pidfd
             return self._poller.poll(timeout)
 
-    monkeypatch.setattr(_process.select, "poll", Recording)
+    monkeypatch.setattr(process.select, "poll", Recording)
     assert wait_exit(waiting, 10) == 7
     assert len(watched) == 1
     assert isinstance(watched[0], int)

@@ -1,15 +1,10 @@
-"""`python -m runner check PHASE.yaml ...` and `python -m runner show TRANSCRIPT.jsonl`.
-
-`check` validates phase files exactly as a run does (the same flags, the same one-line errors)
-and starts nothing: no server, no output folder created. Exit 0, or 64 at the first bad file
-(every file is checked and reported).
-
-`show` renders a recorded run again, through the same tracker, renderer and view as it was
-shown live: each raw event of the transcript goes through a `Tracker` of the run's root
-session, each `runner.*` record becomes its message again, and a `RendererActor` prints them in
-order (`--plain`, `--json`, `--thinking`; rich on a terminal). The clock of the view is the
-time of the latest record, so a retry countdown reads as it did. What a resync recovered is
-not in the transcript as raw events, so a part only a resync saw is not shown.
+"""`python -m runner show TRANSCRIPT.jsonl`: render a recorded run again, through the same tracker,
+renderer and view as it was shown live: each raw event of the transcript goes through a
+`Tracker` of the run's root session, each `runner.*` record becomes its message again, and a
+`RendererActor` prints them in order (`--plain`, `--json`, `--thinking`; rich on a terminal).
+The clock of the view is the time of the latest record, so a retry countdown reads as it did.
+What a resync recovered is not in the transcript as raw events, so a part only a resync saw is
+not shown.
 """
 
 from __future__ import annotations
@@ -21,39 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.errors import PhaseFileError
-from runner._mock import EmbeddedMock
-from runner.cli import EXIT_USAGE, batch_rules, build_parser, load_all, output_mode
+from runner.cli.args import EXIT_USAGE, output_mode
 
-__all__ = ["check_main", "show_main"]
-
-
-def check_main(argv: list[str]) -> int:
-    """`check`: validate each phase file; 0 when all are good, else 64."""
-    parser = build_parser()
-    parser.prog = "python -m runner check"
-    args = parser.parse_args(argv)
-    code, specs = 0, []
-    try:
-        batch_rules(args)
-    except PhaseFileError as exc:
-        print(f"runner: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for path in args.phases:
-        try:
-            (spec,) = load_all(argparse.Namespace(**{**vars(args), "phases": [path]}), create=False)
-        except PhaseFileError as exc:
-            print(f"runner: {exc}", file=sys.stderr)
-            code = EXIT_USAGE
-        else:
-            specs.append(spec)
-            print(f"ok: {path} (phase {spec.name})")
-    try:
-        EmbeddedMock(specs)  # the rules of a whole run (one mock script)
-    except PhaseFileError as exc:
-        print(f"runner: {exc}", file=sys.stderr)
-        code = EXIT_USAGE
-    return code
+__all__ = ["show_main"]
 
 
 def show_main(argv: list[str]) -> int:

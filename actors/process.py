@@ -225,7 +225,7 @@ def terminate_group(proc: subprocess.Popen[Any], grace: float) -> int | None:
         remaining = deadline - time.monotonic()
         if wait_exit(proc, min(TERM_AGAIN, max(remaining, 0))) is not None:
             break
-        from actors._logs import logger  # loguru: not before the spawn (the CLI's start-up)
+        from actors.logs import logger  # loguru: not before the spawn (the CLI's start-up)
 
         if remaining <= TERM_AGAIN:
             logger.warning("opencode pid {} ignored SIGTERM for {:.1f}s: killing it", pgid, grace)

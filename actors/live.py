@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -21,7 +22,7 @@ from rich.text import Text
 
 from core.status import LiveStatus
 
-__all__ = ["LiveArea", "LiveBoard"]
+__all__ = ["BoardRelay", "LiveArea", "LiveBoard"]
 
 REFRESH_PER_SECOND = 4
 
@@ -128,3 +129,31 @@ class LiveBoard:
             keys = ("state", "attempt", "elapsed", "steps", "tokens", "cost")
             table.add_row(name, *(shown[key] for key in keys))
         return table
+
+
+class BoardRelay:
+    """A live table's stand-in where the table is not (a Ray node): the renderer updates its
+    one row and prints the verdict here, and `drain` hands both to the real table."""
+
+    def __init__(self, clock_ms: Callable[[], int]) -> None:
+        self._clock_ms = clock_ms
+        self._lock = threading.Lock()
+        self.status: LiveStatus | None = None
+        self._printed: list[Any] = []
+
+    def row(self, _name: str) -> LiveStatus:
+        """The phase's row (one per relay)."""
+        self.status = LiveStatus(self._clock_ms())
+        return self.status
+
+    def print(self, text: Any) -> None:
+        """A line above the table (rich `Text`, passed on as it is)."""
+        with self._lock:
+            self._printed.append(text)
+
+    def drain(self) -> dict[str, Any]:
+        """The row's snapshot and the lines printed since the last drain."""
+        with self._lock:
+            printed, self._printed = self._printed, []
+        status = self.status
+        return {"status": status.snapshot(self._clock_ms()) if status else None, "printed": printed}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pykka
 
-from actors._logs import logger
+from actors.logs import logger
 
 _STOP = object()
 
