@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import NoReturn, TextIO
 
 from core.errors import PhaseFileError
@@ -12,6 +13,8 @@ from runner import batch
 from runner.phase import Overrides, PhaseSpec, load_phase
 
 EXIT_USAGE = 64
+# How the user called us: the console script (`runner`, from `pip install`) or `python -m runner`.
+PROG = "runner" if os.path.basename(sys.argv[0]) == "runner" else "python -m runner"
 EPILOG = """\
 other commands:
   python -m runner check PHASE.yaml ...     validate phase files, start nothing (0 or 64)
@@ -43,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The command line: the phase files and the overrides of docs/phase-file.md."""
     parser = _Parser(
-        prog="python -m runner",
+        prog=PROG,
         description=__doc__.splitlines()[0],
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

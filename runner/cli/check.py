@@ -9,7 +9,7 @@ import sys
 
 from core.errors import PhaseFileError
 from runner._mock import EmbeddedMock
-from runner.cli.args import EXIT_USAGE, batch_rules, build_parser, load_all
+from runner.cli.args import EXIT_USAGE, PROG, batch_rules, build_parser, load_all
 
 __all__ = ["check_main"]
 
@@ -17,7 +17,7 @@ __all__ = ["check_main"]
 def check_main(argv: list[str]) -> int:
     """`check`: validate each phase file; 0 when all are good, else 64."""
     parser = build_parser()
-    parser.prog = "python -m runner check"
+    parser.prog = f"{PROG} check"
     args = parser.parse_args(argv)
     code, specs = 0, []
     try:

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.cli.args import EXIT_USAGE, output_mode
+from runner.cli.args import EXIT_USAGE, PROG, output_mode
 
 __all__ = ["show_main"]
 
 
 def show_main(argv: list[str]) -> int:
     """`show`: print a recorded run as it was shown live."""
-    parser = argparse.ArgumentParser(prog="python -m runner show")
+    parser = argparse.ArgumentParser(prog=f"{PROG} show")
     parser.add_argument("transcript", metavar="TRANSCRIPT.jsonl")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="print NDJSON events")
