@@ -105,11 +105,10 @@ class CheckReport:
 
 
 def repairable(report: CheckReport) -> bool:
-    """True when every failure is front matter or command (a repair prompt), False otherwise."""
-    if report.passed:
-        return False
-    kinds = ("frontmatter", "command", "structured")
-    return all(failure.kind in kinds for failure in report.failures)
+    """True when a check failed: after a finish the agent called done, a failed check (an
+    artifact missing or unchanged, front matter, the command, the structured result) is a
+    repair, whose prompt names what failed; a resume is for a turn cut short."""
+    return not report.passed
 
 
 def _matches(directory: Path, pattern: str) -> list[Path]:

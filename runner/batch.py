@@ -43,24 +43,26 @@ def prepare_outputs(spec: PhaseSpec, *, flag: str | None, create: bool) -> None:
         ("output.result", spec.output.result),
     ):
         folder = Path(path).parent
-        try:
-            if create:
+        why = _unwritable(folder)
+        if why is None and create:
+            try:
                 folder.mkdir(parents=True, exist_ok=True)
-            writable = os.access(_existing(folder), os.W_OK)
-        except OSError as exc:
-            writable, why = False, exc.strerror
-        else:
-            why = "not writable"
-        if not writable:
+            except OSError as exc:  # it changed since: say what the OS said
+                why = exc.strerror or str(exc)
+        if why is not None:
             where = flag if flag and key == "output.transcript" else f"{spec.source}: {key}"
             raise PhaseFileError(f"{where}: cannot write to {folder} ({why})")
 
 
-def _existing(folder: Path) -> Path:
-    """`folder`, or its nearest ancestor that exists (where it would be made)."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return folder
+def _unwritable(folder: Path) -> str | None:
+    """Why `folder` cannot be made (or written to) as it is now, in the words the OS would
+    use; None when it can. `check` and a run both ask this before anything is made."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return "File exists" if existing == folder else "Not a directory"
+    return None if os.access(existing, os.W_OK) else "not writable"
 
 
 def exit_code(codes: list[int], signalled: int | None = None) -> int:

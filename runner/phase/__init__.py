@@ -210,9 +210,39 @@ def _read_yaml(path: Path, source: str) -> Any:
     except UnicodeDecodeError as exc:
         raise PhaseFileError(f"{source}: cannot read file: not UTF-8 text") from exc
     try:
-        return yaml.load(content, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = yaml.load(content, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise PhaseFileError(f"{source}: {_yaml_problem(exc, content)}") from exc
+    return _vars_as_written(data, content)
+
+
+def _vars_as_written(data: Any, content: str) -> Any:
+    """The numbers among `vars` as the file wrote them (`1.10` stays `1.10`, `0x1F` stays
+    `0x1F`): a var stands for text in the prompt, and YAML's number is not that text."""
+    variables = data.get("vars") if isinstance(data, dict) else None
+    if not isinstance(variables, dict):
+        return data
+    written = _plain_scalars(yaml.compose(content, Loader=yaml.SafeLoader), "vars")
+    for name, value in variables.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and name in written:
+            variables[name] = written[name]
+    return data
+
+
+def _plain_scalars(document: yaml.Node | None, key: str) -> dict[str, str]:
+    """The text of each unquoted scalar in the top-level mapping `key` of a composed document."""
+    if not isinstance(document, yaml.MappingNode):
+        return {}
+    for key_node, value_node in document.value:
+        if key_node.value == key and isinstance(value_node, yaml.MappingNode):
+            return {
+                k.value: v.value
+                for k, v in value_node.value
+                if isinstance(k, yaml.ScalarNode)
+                and isinstance(v, yaml.ScalarNode)
+                and v.style is None
+            }
+    return {}
 
 
 def _yaml_problem(exc: yaml.YAMLError, content: str) -> str:

@@ -78,7 +78,7 @@ def cli(tmp_path, warm_servers):
     env = {**os.environ, **isolated_env(tmp_path)}
     env.pop("OPENCODE_SERVER_PASSWORD", None)
 
-    def write_phase(name="p", **overrides):
+    def write_phase(name="p", yaml_text="", **overrides):
         project = make_project(tmp_path / f"work-{name}")
         phase = {
             "name": name,
@@ -93,7 +93,7 @@ def cli(tmp_path, warm_servers):
         if phase["opencode_config"] is None:  # the server attached to has its own
             del phase["opencode_config"]
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(phase))
+        path.write_text(yaml.safe_dump(phase) + yaml_text)  # `yaml_text`: keys as a user types them
         return path
 
     def run(script, *, args=(), during=None, phases=None, warm=False, **overrides):
@@ -177,6 +177,18 @@ def test_happy_path_is_done(cli):
     assert "abort sweep skipped" in run.debug_log  # its one session ended idle
 
 
+def test_vars_reach_the_model_as_the_yaml_text_wrote_them(cli):
+    run = cli(
+        {"turns": [{"text": "Noted."}]},
+        prompt="Release ${VERSION}, hex ${HEX}, flag ${FLAG}.",
+        yaml_text="vars: {VERSION: 1.10, HEX: 0x1F, FLAG: yes}\n",
+        warm=True,
+    )
+    assert_consistent(run, "done", 0)
+    sent = json.dumps(run.mock.journal.turns()[0].body["messages"])
+    assert "Release 1.10, hex 0x1F, flag true." in sent
+
+
 def test_turn_cut_mid_way_then_resume_writes_the_artifact(cli):
     bash = {"name": "bash", "arguments": {"command": "echo x", "description": "x"}}
     script = {
@@ -201,17 +213,19 @@ def test_turn_cut_mid_way_then_resume_writes_the_artifact(cli):
     assert "finish reason 'tool-calls'" in json.dumps(resume_request)
 
 
-def test_artifact_never_written_is_incomplete_after_the_resume_budget(cli):
+def test_artifact_never_written_is_incomplete_after_the_repair_budget(cli):
     run = cli(
         {"turns": [{"text": "I did it, trust me."}]},
-        budgets={"resumes": 2},
+        budgets={"repairs": 2, "resumes": 0},
         done={"artifacts": ["notes/note.md"]},
         warm=True,
     )
     assert_consistent(run, "incomplete", 2)
-    assert [a["kind"] for a in run.result["attempts"]] == ["initial", "resume", "resume"]
-    assert "2 resume(s) spent" in run.result["reason"]
+    assert [a["kind"] for a in run.result["attempts"]] == ["initial", "repair", "repair"]
+    assert "done checks still failing after 2 repair(s)" in run.result["reason"]
     assert len(run.records("attempt_started")) == 3
+    repair_request = json.dumps(run.mock.journal.turns()[1].body["messages"])
+    assert "notes/note.md" in repair_request  # the repair prompt names what is missing
 
 
 def test_invalid_front_matter_is_repaired(cli):

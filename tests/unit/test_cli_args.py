@@ -12,6 +12,7 @@ import pytest
 
 from runner.cli import main
 from tests.helpers import PROJECT_ROOT
+from tests.unit.test_phase_file import BAD_FILES as PHASE_BAD_FILES
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -75,6 +76,37 @@ def test_bad_phase_file_exits_64_naming_file_and_key(capsys, tmp_path, text, mes
     assert "\n" not in err
     assert err.startswith(f"runner: {tmp_path / 'p.yaml'}: ")
     assert message in err
+
+
+# Every bad phase file the suite has (here and in test_phase_file), and an output folder that
+# is a file: `check` must say what a run says.
+UNDER_A_FILE = GOOD + "output:\n  transcript: s.json/{name}-{time}.jsonl\n"
+EVERY_BAD_FILE = (
+    [text for text, _ in BAD_FILES] + [body for _, body, _ in PHASE_BAD_FILES] + [UNDER_A_FILE]
+)
+
+
+@pytest.mark.parametrize("text", EVERY_BAD_FILE)
+def test_check_says_what_a_run_says_of_every_bad_file(capsys, tmp_path, text):
+    (tmp_path / "s.json").write_text("{}")  # a file where UNDER_A_FILE wants a folder
+    (tmp_path / "p.yaml").write_text(text)
+    path = str(tmp_path / "p.yaml")
+    run_code, run_err, _ = run_cli_args(capsys, [path])
+    check_code, check_err, check_out = run_cli_args(capsys, ["check", path])
+    assert (run_code, check_code) == (64, 64)
+    assert check_err == run_err
+    assert "ok:" not in check_out
+
+
+def test_an_output_folder_that_is_a_file_is_refused_by_check_and_run(capsys, tmp_path):
+    (tmp_path / "s.json").write_text("{}")
+    (tmp_path / "p.yaml").write_text(UNDER_A_FILE)
+    for argv in (["check", str(tmp_path / "p.yaml")], [str(tmp_path / "p.yaml")]):
+        code, err, _ = run_cli_args(capsys, argv)
+        assert code == 64
+        assert err.endswith(
+            f"output.transcript: cannot write to {tmp_path / 's.json'} (File exists)"
+        )
 
 
 @pytest.mark.parametrize(

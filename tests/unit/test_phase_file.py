@@ -253,6 +253,34 @@ def test_vars_are_substituted_as_plain_text(prompt, variables, expected):
     assert spec.prompt == expected
 
 
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("1.10", "1.10"),
+        ("0x1F", "0x1F"),
+        ("1e3", "1e3"),
+        ("007", "007"),
+        ("1_000", "1_000"),
+        ("-0.50", "-0.50"),
+        (".inf", ".inf"),
+        ("'1.10'", "1.10"),  # quoted: a string already
+        ("true", "true"),
+        ("yes", "true"),  # YAML 1.1's boolean, named the one way
+        ("3.14159265358979323846", "3.14159265358979323846"),
+    ],
+)
+def test_vars_from_yaml_text_are_substituted_as_written(folder, written, expected):
+    write(folder, f"name: v\nprompt: Release ${{V}}.\nvars:\n  V: {written}\n")
+    assert load().prompt == f"Release {expected}."
+
+
+def test_a_var_override_is_text_and_other_numbers_stay_numbers(folder):
+    write(folder, "name: v\nprompt: ${A} ${B}\nvars: {A: 1.10, B: 2.50}\nbudgets: {resumes: 3}\n")
+    spec = load(overrides=Overrides(vars=("B=2.5",)))
+    assert spec.prompt == "1.10 2.5"
+    assert spec.budgets.resumes == 3
+
+
 def test_prompt_file_text_is_the_prompt_with_vars(folder):
     write(folder, "Line one about ${TOPIC}.\nLine two.\n", "prompt.md")
     write(folder, "name: pf\nprompt_file: prompt.md\nvars: {TOPIC: tracking}\n")

@@ -161,21 +161,30 @@ def test_cut_after_a_rejected_permission_resumes():
     assert "'tool-calls' after 1 step(s)" in resume.text
 
 
-def test_missing_artifact_resumes_until_the_budget_then_incomplete():
-    policy = started(Limits(resumes=2))
+def test_missing_artifact_is_repaired_until_the_budget_then_incomplete():
+    policy = started(Limits(repairs=2))
     missing = (("artifacts", "no file matching 'out.md' was created or modified"),)
     for number in (2, 3):
         turn(policy, f"msg_00{number}", "stop", now=float(number))
-        (follow,) = policy.checks_done(missing, repairable=False, now=float(number))
-        assert (follow.number, follow.kind) == (number, "resume")
+        (follow,) = policy.checks_done(missing, repairable=True, now=float(number))
+        assert (follow.number, follow.kind) == (number, "repair")
         assert "out.md" in follow.text
         policy.baseline_taken(f"msg_00{number}", float(number))
     turn(policy, "msg_009", "stop", now=9.0)
-    (verdict,) = policy.checks_done(missing, repairable=False, now=9.0)
+    (verdict,) = policy.checks_done(missing, repairable=True, now=9.0)
     assert verdict.verdict == "incomplete"
     assert verdict.exit_code == 2
-    assert "2 resume(s) spent" in verdict.reason
+    assert "done checks still failing after 2 repair(s)" in verdict.reason
     assert "out.md" in verdict.reason
+
+
+def test_a_failure_after_a_cut_turn_is_resumed_not_repaired():
+    policy = started(Limits(resumes=1, repairs=1))
+    missing = (("artifacts", "no file matching 'out.md' was created or modified"),)
+    turn(policy, "msg_002", "length", now=2.0)
+    (follow,) = policy.checks_done(missing, repairable=True, now=2.0)
+    assert follow.kind == "resume"
+    assert "out.md" in follow.text
 
 
 def test_failed_front_matter_after_ok_finish_gets_a_repair_with_the_validator_output():
