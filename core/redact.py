@@ -30,14 +30,39 @@ never end cannot grow it. An event that needs no change is returned as the same 
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "MAX_HELD", "StreamRedactor", "masked"]
+__all__ = ["MASK", "MAX_HELD", "SECRET_SUFFIXES", "StreamRedactor", "masked", "secrets_of"]
 
 MASK = "[redacted]"
 MAX_HELD = 256
+# Environment variables whose values are masked wherever they appear: names ending so, and
+# those a phase names in `secrets`. Values shorter than `MIN_SECRET` are left alone (masking
+# `1` or `on` would mangle every output and protect nothing).
+SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+MIN_SECRET = 8
+
+
+def secrets_of(
+    password: str | None, environ: Mapping[str, str], names: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """Every text to mask: the server's password, its Basic credential (`opencode:password` in
+    base64, as an Authorization header carries it), and the values of the secret-looking (or
+    `names`d) environment variables; longest first, so a secret inside another is masked
+    whole."""
+    found: set[str] = set()
+    if password:
+        found |= {password, base64.b64encode(f"opencode:{password}".encode()).decode()}
+    wanted = set(names)
+    for name, value in environ.items():
+        if (name.upper().endswith(SECRET_SUFFIXES) or name in wanted) and len(value) >= MIN_SECRET:
+            found.add(value)
+    return tuple(sorted(found, key=lambda secret: (-len(secret), secret)))
+
+
 _DELTA = "message.part.delta"
 _UPDATED = "message.part.updated"
 _TOOL_DONE = frozenset({"completed", "error"})

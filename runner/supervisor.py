@@ -31,6 +31,7 @@ from actors.process import read_log_tail
 from actors.sse_reader import ReconnectPolicy
 from core.errors import PermissionsNotEnforcedError, RunnerError, UpstreamHTTPError
 from core.opencode_versions import Capabilities
+from core.redact import secrets_of
 from core.server_rules import migration_failure
 from messages.control import Concluded
 from messages.records import VerdictReached
@@ -92,7 +93,8 @@ class Supervisor:
         self._cancel = threading.Event()
         self._cancel_reason = "interrupted"
         self._stream_key: StreamKey | None = None
-        self._secrets: tuple[str, ...] = ()
+        self._secrets: tuple[str, ...] = ()  # what every output masks (core.redact.secrets_of)
+        self._password: str | None = None
         self._facts = RunFacts(
             phase=spec.name,
             transcript=str(spec.output.transcript),
@@ -144,7 +146,9 @@ class Supervisor:
         facts.server_version, facts.server_url = ready.version, ready.url
         facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
-        self._secrets = (ready.password,) if ready.password else ()
+        self._password = ready.password
+        environ = {**os.environ, **(self.options.env or {})}
+        self._secrets = secrets_of(ready.password, environ, spec.secrets)
         wiring.start_outputs(self._outputs())
         client = OpencodeClient(ready.url, password=ready.password, directory=str(spec.directory))
         self._check_cancel()
@@ -301,8 +305,7 @@ class Supervisor:
         facts = self._facts
         if facts.session_id is None or facts.server_url is None:
             return
-        password = self._secrets[0] if self._secrets else None
-        client = OpencodeClient(facts.server_url, password=password, timeout=ABORT_TIMEOUT)
+        client = OpencodeClient(facts.server_url, password=self._password, timeout=ABORT_TIMEOUT)
         try:
             client.abort(facts.session_id)
         except RunnerError as exc:

@@ -20,6 +20,7 @@ from runner.phase._check import (
     choice,
     count,
     duration,
+    env_names,
     expected,
     flag,
     identifier,
@@ -62,7 +63,7 @@ SECTIONS = {
 }
 TOP_KEYS = (
     *("name", "label", "prompt", "prompt_file", "vars", "agent", "model", "variant"),
-    *("directory", "thinking", "opencode_config", "output_schema", "mock"),
+    *("directory", "thinking", "opencode_config", "output_schema", "mock", "secrets"),
     *SECTIONS,
 )
 # A nested key written at the top level (`resumes: 3`) is suggested with its section.
@@ -108,6 +109,7 @@ def build(data: Any, ctx: Context) -> PhaseSpec:
         prompt=prompt,
         prompt_file=prompt_file,
         vars=MappingProxyType(variables),
+        secrets=at("secrets", env_names, top.get("secrets")),
         directory=at("directory", partial(_directory, ctx=ctx), top.get("directory", ".")),
         **scalars,
         **_sections(top, ctx, name),

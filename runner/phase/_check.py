@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_NAME = VAR_NAME  # an environment variable name: the same rule
 MODEL = re.compile(r"[^/\s]+/\S+")
 _PLAIN_KEY = re.compile(r"[\w.-]+")
 _NUMBER = r"\d+(?:\.\d+)?"
@@ -179,6 +180,17 @@ def model(value: Any) -> str:
     """An opencode model reference: `provider/model`."""
     if not isinstance(value, str) or not MODEL.fullmatch(value):
         raise expected("provider/model", value)
+    return value
+
+
+def env_names(value: Any) -> tuple[str, ...]:
+    """A list (null is empty) of environment variable names."""
+    return tuple(at(f"[{index}]", _env_name, name) for index, name in enumerate(names(value)))
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.fullmatch(value):
+        raise Invalid(f"expected an environment variable name, got {value!r}")
     return value
 
 

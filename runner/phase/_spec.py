@@ -101,6 +101,7 @@ class PhaseSpec:
     prompt: str
     prompt_file: Path | None = None
     vars: Mapping[str, str] = field(default_factory=_no_vars)
+    secrets: tuple[str, ...] = ()  # environment variables whose values every output masks
     agent: str | None = None
     model: str | None = None
     variant: str | None = None

@@ -7,6 +7,7 @@ outlast it, so that the test takes seconds, not minutes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -69,7 +70,7 @@ def stage(tmp_path, warm_servers):
 def attach(tmp_path):
     """Factory: `attach(stage, url=..., args=..., during=..., **phase_keys)` runs the CLI."""
 
-    def run(stage: Stage, *, url=None, args=(), during=None, **phase_keys) -> Run:
+    def run(stage: Stage, *, url=None, args=(), during=None, environ=None, **phase_keys) -> Run:
         phase = {
             "name": "attached",
             "prompt": "Do the task.",
@@ -81,7 +82,7 @@ def attach(tmp_path):
         }
         path = tmp_path / "attached.yaml"
         path.write_text(yaml.safe_dump(phase))
-        env = {**os.environ, "OPENCODE_SERVER_PASSWORD": stage.ready.password}
+        env = {**os.environ, **(environ or {}), "OPENCODE_SERVER_PASSWORD": stage.ready.password}
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner", str(path), *args],
             cwd=PROJECT_ROOT,
@@ -210,6 +211,48 @@ def test_a_secret_streamed_across_three_deltas_is_nowhere(stage, attach, tmp_pat
         if line.get("type") == "message.part.delta"
     ]
     assert "".join(deltas).startswith("The key is [redacted], done.")
+
+
+def test_the_basic_credential_and_the_environments_secrets_are_masked_everywhere(
+    stage, attach, tmp_path
+):
+    setup = stage({"turns": [{"text": "placeholder"}]})
+    credential = base64.b64encode(f"opencode:{setup.ready.password}".encode()).decode()
+    api_key, dsn = "sk-test-4242424242424242", "postgres://u:hunter22@db/x"
+    environ = {"MY_API_KEY": api_key, "DATABASE_URL": dsn, "SHORT_TOKEN": "abc"}
+    echo = {"command": "echo $MY_API_KEY $DATABASE_URL", "description": "leak"}
+    setup.mock.rescript(
+        {
+            "turns": [
+                {
+                    "text": [
+                        "auth ",
+                        credential[:9],
+                        credential[9:],
+                        " key ",
+                        api_key[:5],
+                        api_key[5:],
+                    ],
+                    "tool_calls": [{"name": "bash", "arguments": echo}],
+                },
+                {"text": f"Finished with {dsn} and abc."},
+            ]
+        }
+    )
+    run = attach(
+        setup,
+        url=setup.ready.url,
+        args=("--plain",),
+        environ=environ,
+        permissions={"default": "allow"},
+        secrets=["DATABASE_URL"],  # named by the phase: its name says nothing
+    )
+    assert_consistent(run, "done", 0)
+    assert "auth [redacted] key [redacted]" in run.stdout
+    assert "Finished with [redacted] and abc." in run.stdout  # too short to mask: abc stays
+    everything = [run.stdout, run.stderr, *(p.read_text() for p in (tmp_path / "runs").iterdir())]
+    for secret in (credential, api_key, dsn):
+        assert not any(secret in text for text in everything), secret
 
 
 def test_a_stream_that_goes_on_with_heartbeats_only_is_reopened_and_ends_done(stage, attach):

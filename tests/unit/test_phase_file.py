@@ -454,6 +454,10 @@ BAD_FILES = [
      "phase.yaml: timeouts.forever: unknown key"
      " (expected one of: phase, stall, start, outage, silent)"),
     ("missing-name", "prompt: hi\n", "phase.yaml: name: missing required key"),
+    ("secrets-not-a-name", MINIMAL + "secrets: [API_KEY, my var]\n",
+     "phase.yaml: secrets[1]: expected an environment variable name, got 'my var'"),
+    ("secrets-not-a-list", MINIMAL + "secrets: API_KEY\n",
+     "phase.yaml: secrets: expected a list of strings, got 'API_KEY'"),
     ("bad-name", "name: my phase\nprompt: hi\n",
      "phase.yaml: name: expected an identifier (letters, digits, '-', '_', '.'), got 'my phase'"),
     ("label-number", MINIMAL + "label: 7\n", "phase.yaml: label: expected a string, got 7"),

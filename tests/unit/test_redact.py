@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -177,3 +178,32 @@ def test_masked_finds_a_secret_json_escapes():
     secret = 'pa"ss\\word'
     snapshot = [{"parts": [{"text": f"the key is {secret}."}]}]
     assert masked(snapshot, (secret,)) == [{"parts": [{"text": "the key is [redacted]."}]}]
+
+
+def test_secrets_of_the_password_its_credential_and_the_environments_secrets():
+    from core.redact import secrets_of
+
+    environ = {
+        "OPENAI_API_KEY": "sk-0123456789",
+        "github_token": "ghp_abcdefgh",  # the suffix in any case
+        "DB_PASSWORD": "short",  # under 8 characters: left alone
+        "DATABASE_URL": "postgres://u:p@h/db",  # not secret-looking unless named
+        "HOME": "/home/someone",
+    }
+    found = secrets_of("pw-0123456789", environ)
+    assert set(found) == {
+        "pw-0123456789",
+        base64.b64encode(b"opencode:pw-0123456789").decode(),
+        "sk-0123456789",
+        "ghp_abcdefgh",
+    }
+    assert [len(s) for s in found] == sorted((len(s) for s in found), reverse=True)
+    assert "postgres://u:p@h/db" in secrets_of(None, environ, ("DATABASE_URL",))
+    assert secrets_of(None, {}) == ()
+
+
+def test_a_secret_inside_a_longer_one_leaves_nothing_of_the_longer():
+    from core.redact import StreamRedactor, secrets_of
+
+    secrets = secrets_of(None, {"A_KEY": "abcdefgh", "B_KEY": "xx-abcdefgh-yy"})
+    assert StreamRedactor(secrets).frame("v=xx-abcdefgh-yy;") == "v=[redacted];"
