@@ -191,6 +191,12 @@ class Policy:
         return target is not None
 
     def _observe_one(self, effect: Any, now: float) -> list[Any]:
+        if isinstance(effect, PartFinalized) and effect.part_type == "step-finish":
+            # A step of the session tree (a subagent's too) belongs to the attempt under way:
+            # the attempts' figures sum to what the spend budgets count.
+            if self.attempts and self.attempts[-1].newer(effect.part.get("messageID")):
+                self.attempts[-1].count_step(effect.part)
+            return []
         if getattr(effect, "session_id", None) != self.session_id:
             return []
         if isinstance(effect, StatusChanged) and effect.status.get("type") in ("busy", "retry"):
@@ -200,9 +206,6 @@ class Policy:
                 return self._on_retry(status, now)
             case MessageUpdated(info=info) if info.get("role") == "assistant":
                 self._on_assistant(info)
-            case PartFinalized(part_type="step-finish", part=part) if self.attempts:
-                if self.attempts[-1].newer(part.get("messageID")):
-                    self.attempts[-1].count_step(part)
             case SessionError(error=error) if (attempt := self._current()) is not None:
                 attempt.last_error = error
                 # An error shows life only while the attempt can still end by an idle.

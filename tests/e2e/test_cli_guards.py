@@ -54,6 +54,37 @@ def test_a_cost_budget_ends_the_phase_within_one_step(cli):  # noqa: F811
     assert aborted(run)
 
 
+def test_a_subagents_spend_is_one_figure_in_the_whole_result(cli):  # noqa: F811
+    # All the cost is the child session's: its steps are the attempt's, so the result's
+    # totals, its attempts and its spend say the same.
+    config = provider(cost={"input": 2, "output": 0}, limit={"context": 10_000_000, "output": 4096})
+    usage = {"prompt_tokens": 100_000, "completion_tokens": 10}
+    task = {"description": "child work", "prompt": "SUBTASK: read", "subagent_type": "general"}
+    script = {
+        "turns": [{"tool_calls": [{"name": "task", "arguments": task}]}, {"text": "Done."}],
+        "subagents": [
+            {
+                "match": "SUBTASK",
+                "turns": [{"tool_calls": [read(f"f{i}.txt")], "usage": usage} for i in range(8)],
+            }
+        ],
+    }
+    run = cli(
+        script,
+        opencode_config=config,
+        budgets={"cost_usd": 0.5},
+        permissions={"allow": ["task", "read"]},
+        warm=True,
+    )
+    assert_consistent(run, "incomplete", 2)
+    assert run.result["reason"].startswith("budget spent: cost ")
+    spent = run.result["spend"]["cost_usd"]
+    assert spent > 0.5
+    assert run.result["totals"]["cost"] == spent
+    assert sum(a["cost"] for a in run.result["attempts"]) == spent
+    assert run.result["totals"]["steps"] == run.result["spend"]["steps"]
+
+
 COMPACTING = {
     "turns": [
         # 50k prompt tokens in a 20k context: opencode compacts the session (asking the model

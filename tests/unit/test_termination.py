@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from core._termination_rules import TRANSITIONS
@@ -405,3 +407,17 @@ def test_an_illegal_input_changes_nothing():
     assert policy.start(1.0) == []  # not STARTING
     assert policy.state is State.RUNNING
     assert policy.attempts[0].baseline == "msg_000"
+
+
+def test_a_subagents_steps_count_in_the_attempt_under_way():
+    """The session tree's steps are the attempt's: its figures and the spend agree."""
+    policy = started()
+    child = dataclasses.replace(step_finish("msg_002", tokens=(100, 7)), session_id="ses_child")
+    child.part["cost"] = 0.25
+    root = step_finish("msg_003")
+    root.part["cost"] = 0.5
+    policy.observe((busy(), child, assistant("msg_003", "stop"), root, IDLE), 1.0)
+    attempt = policy.summary()["attempts"][0]
+    assert attempt["steps"] == 2
+    assert attempt["cost"] == 0.75 == policy.summary()["spend"]["cost_usd"]
+    assert attempt["tokens"]["input"] == 110
