@@ -1,4 +1,5 @@
-"""A small, strict client for the opencode server's HTTP API.
+"""A small, strict client for the opencode server's HTTP API: it sends the requests its `Wire`
+(`core.protocol`) builds, so it knows no route or body of its own.
 
 Every call has a timeout (a request sent to a half-started server can hang forever), sends
 Basic auth (user `opencode`), and turns failures into the runner's errors: non-2xx answers
@@ -9,14 +10,16 @@ message, a repr or a log line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from core import jsonfast
 from core.errors import RequestTimeoutError, ServerUnreachableError, UpstreamHTTPError
+from core.protocol import Request, Wire, split_model
+from core.protocol.v1 import WireV1
+
+__all__ = ["OpencodeClient", "split_model"]
 
 USERNAME = "opencode"
 DEFAULT_TIMEOUT = 10.0
@@ -33,8 +36,10 @@ class OpencodeClient:
         directory: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.wire: Wire = wire if wire is not None else WireV1()  # what it sends
         self.directory = directory
         self.timeout = timeout
         if session is None:
@@ -55,24 +60,24 @@ class OpencodeClient:
     # -- server -------------------------------------------------------------------------------
 
     def health(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """`GET /global/health`: `{"healthy": true, "version": "..."}`."""
-        return self._call("GET", "/global/health", scoped=False, timeout=timeout)
+        """The server's health: `{"healthy": true, "version": "..."}`."""
+        return self.send(self.wire.health(), timeout=timeout)
 
     def version(self) -> str:
         """The server's version string, from the health route."""
         return str(self.health().get("version", ""))
 
     def dispose_instance(self) -> bool:
-        """`POST /instance/dispose`: drop the directory's instance (its `/event` stream closes)."""
-        return bool(self._call("POST", "/instance/dispose"))
+        """Drop the directory's instance (its event stream closes)."""
+        return bool(self.send(self.wire.dispose_instance()))
 
     def tool_ids(self) -> list[str]:
-        """`GET /experimental/tool/ids`: every tool the server offers (MCP and plugins' too)."""
-        return [str(tool) for tool in self._call("GET", "/experimental/tool/ids") or ()]
+        """Every tool the server offers (MCP and plugins' too)."""
+        return [str(tool) for tool in self.send(self.wire.tool_ids()) or ()]
 
     def agents(self) -> list[dict[str, Any]]:
-        """`GET /agent`: the agents, the default one first, each with its permission rules."""
-        return list(self._call("GET", "/agent") or ())
+        """The agents, the default one first, each with its permission rules."""
+        return list(self.send(self.wire.agents()) or ())
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -85,44 +90,35 @@ class OpencodeClient:
         permission: list[dict[str, str]] | None = None,
         parent_id: str | None = None,
     ) -> dict[str, Any]:
-        """`POST /session`; a title is always given so opencode makes no title request."""
-        body: dict[str, Any] = {"title": title}
-        if agent:
-            body["agent"] = agent
-        if model:
-            provider, model_id = split_model(model)
-            body["model"] = {"providerID": provider, "id": model_id}
-        if permission:
-            body["permission"] = permission
-        if parent_id:
-            body["parentID"] = parent_id
-        return self._call("POST", "/session", json=body)
+        """A new session (`core.protocol.Wire.create_session`)."""
+        request = self.wire.create_session(
+            title=title, agent=agent, model=model, permission=permission, parent_id=parent_id
+        )
+        return self.send(request)
 
     def get_session(self, session_id: str) -> dict[str, Any]:
-        """`GET /session/{id}`."""
-        return self._call("GET", f"/session/{_seg(session_id)}")
+        """One session's info."""
+        return self.send(self.wire.get_session(session_id))
 
     def prompt_async(self, session_id: str, text: str, **options: Any) -> None:
-        """`POST /session/{id}/prompt_async`: 204 at once; progress arrives on the stream."""
-        self._call("POST", f"/session/{_seg(session_id)}/prompt_async", json=_prompt(text, options))
+        """A prompt answered at once (204); progress arrives on the stream."""
+        self.send(self.wire.prompt_async(session_id, text, **options))
 
     def prompt(self, session_id: str, text: str, *, timeout: float, **options: Any) -> Any:
-        """`POST /session/{id}/message`: blocks until the turn ends (LLM errors still 200)."""
-        path = f"/session/{_seg(session_id)}/message"
-        return self._call("POST", path, json=_prompt(text, options), timeout=timeout)
+        """A prompt answered when its turn ends (LLM errors still 200)."""
+        return self.send(self.wire.prompt(session_id, text, **options), timeout=timeout)
 
     def messages(self, session_id: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-        """`GET /session/{id}/message`: `[{info, parts}]`, oldest first (`limit` = newest N)."""
-        params = {"limit": str(limit)} if limit is not None else None
-        return self._call("GET", f"/session/{_seg(session_id)}/message", params=params)
+        """`[{info, parts}]`, oldest first (`limit` = newest N)."""
+        return self.send(self.wire.messages(session_id, limit=limit))
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """`GET /session/status`: busy or retrying sessions by id (idle ones are absent)."""
-        return self._call("GET", "/session/status")
+        """Busy or retrying sessions by id (idle ones are absent)."""
+        return self.send(self.wire.status())
 
     def abort(self, session_id: str) -> bool:
-        """`POST /session/{id}/abort` (true even when already idle)."""
-        return bool(self._call("POST", f"/session/{_seg(session_id)}/abort"))
+        """Stop a session's turn (true even when already idle)."""
+        return bool(self.send(self.wire.abort(session_id)))
 
     # -- permissions and questions ------------------------------------------------------------
 
@@ -134,21 +130,22 @@ class OpencodeClient:
         session_id: str,
         message: str | None = None,
     ) -> bool:
-        """Answer a permission request; falls back to the old per-session route if needed."""
-        body: dict[str, Any] = {"reply": reply}
-        if message is not None:
-            body["message"] = message
+        """Answer a permission request; on a server without that route, its older one."""
+        request = self.wire.reply_permission(
+            request_id, reply, session_id=session_id, message=message
+        )
         try:
-            return bool(self._call("POST", f"/permission/{_seg(request_id)}/reply", json=body))
+            return bool(self.send(request))
         except UpstreamHTTPError as exc:
             if not _route_missing(exc):
                 raise
-        path = f"/session/{_seg(session_id)}/permissions/{_seg(request_id)}"
-        return bool(self._call("POST", path, json={"response": reply}))
+        return bool(
+            self.send(self.wire.reply_permission_again(request_id, reply, session_id=session_id))
+        )
 
     def reject_question(self, request_id: str) -> bool:
-        """`POST /question/{id}/reject`: dismiss a question the agent asked."""
-        return bool(self._call("POST", f"/question/{_seg(request_id)}/reject"))
+        """Dismiss a question the agent asked."""
+        return bool(self.send(self.wire.reject_question(request_id)))
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -165,22 +162,15 @@ class OpencodeClient:
         """The underlying authenticated `requests.Session` (for the event stream)."""
         return self._http
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        scoped: bool = True,
-        timeout: float | None = None,
-    ) -> Any:
-        query = {**(self.scope_params() if scoped else {}), **(params or {})}
+    def send(self, request: Request, *, timeout: float | None = None) -> Any:
+        """Send what the wire built; the decoded JSON answer (None for an empty one)."""
+        method, path = request.method, request.path
+        query = {**(self.scope_params() if request.scoped else {}), **request.params}
         try:
             response = self._http.request(
                 method,
                 self.url(path),
-                json=json,
+                json=request.body,
                 params=query or None,
                 timeout=timeout if timeout is not None else self.timeout,
             )
@@ -193,28 +183,6 @@ class OpencodeClient:
                 f"{method} {path}: broken answer from {self.base_url} ({type(exc).__name__})"
             ) from exc
         return _decode(method, path, response)
-
-
-def split_model(model: str) -> tuple[str, str]:
-    """`provider/model` into its two halves (the model id may itself contain slashes)."""
-    provider, sep, model_id = model.partition("/")
-    if not sep or not provider or not model_id:
-        raise ValueError(f"model must look like provider/model, got {model!r}")
-    return provider, model_id
-
-
-def _prompt(text: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    part = {"type": "text", "text": text}
-    if options.get("partID") is not None:
-        part["id"] = options["partID"]
-    body: dict[str, Any] = {"parts": [part]}
-    for key in ("agent", "system", "variant", "tools", "messageID", "format"):
-        if options.get(key) is not None:
-            body[key] = options[key]
-    if options.get("model"):
-        provider, model_id = split_model(options["model"])
-        body["model"] = {"providerID": provider, "modelID": model_id}
-    return body
 
 
 def _decode(method: str, path: str, response: requests.Response) -> Any:
@@ -246,7 +214,3 @@ def _retry_after(value: str | None) -> float | None:
 def _route_missing(exc: UpstreamHTTPError) -> bool:
     """True when the server lacks the route (not when it lacks the permission request)."""
     return exc.status in (404, 405) and exc.error_name != "PermissionNotFoundError"
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")

@@ -31,6 +31,7 @@ from actors.process import read_log_tail
 from actors.sse_reader import ReconnectPolicy
 from core.errors import PermissionsNotEnforcedError, RunnerError, UpstreamHTTPError
 from core.opencode_versions import Capabilities
+from core.protocol import Wire, wire_for
 from core.redact import secrets_of
 from core.server_rules import migration_failure
 from messages.control import Concluded
@@ -95,6 +96,7 @@ class Supervisor:
         self._stream_key: StreamKey | None = None
         self._secrets: tuple[str, ...] = ()  # what every output masks (core.redact.secrets_of)
         self._password: str | None = None
+        self._wire: Wire | None = None  # the server's protocol, once it is ready
         self._facts = RunFacts(
             phase=spec.name,
             transcript=str(spec.output.transcript),
@@ -150,9 +152,12 @@ class Supervisor:
         environ = {**os.environ, **(self.options.env or {})}
         self._secrets = secrets_of(ready.password, environ, spec.secrets)
         wiring.start_outputs(self._outputs())
-        client = OpencodeClient(ready.url, password=ready.password, directory=str(spec.directory))
-        self._check_cancel()
         caps = ready.capabilities
+        self._wire = wire_for(caps)
+        client = OpencodeClient(
+            ready.url, password=ready.password, directory=str(spec.directory), wire=self._wire
+        )
+        self._check_cancel()
         policy = ReconnectPolicy(
             outage=spec.timeouts.outage, heartbeat=caps.heartbeat, route=caps.event_route
         )
@@ -305,7 +310,9 @@ class Supervisor:
         facts = self._facts
         if facts.session_id is None or facts.server_url is None:
             return
-        client = OpencodeClient(facts.server_url, password=self._password, timeout=ABORT_TIMEOUT)
+        client = OpencodeClient(
+            facts.server_url, password=self._password, timeout=ABORT_TIMEOUT, wire=self._wire
+        )
         try:
             client.abort(facts.session_id)
         except RunnerError as exc:

@@ -1,0 +1,98 @@
+"""The interface of the protocol seam (`core.protocol`): `Wire`, and the `Request` it builds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+__all__ = ["Request", "Wire", "segment", "split_model"]
+
+
+def _no_params() -> Mapping[str, str]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to the server, before it is sent."""
+
+    method: str
+    route: str  # the OpenAPI path template, e.g. "/session/{sessionID}/message"
+    path: str  # the route with its parameters filled in (each quoted as one segment)
+    params: Mapping[str, str] = field(default_factory=_no_params)
+    body: Any = None  # JSON, or None for no body
+    scoped: bool = True  # carries the client's directory (`?directory=`)
+
+
+class Wire(Protocol):
+    """Every request the runner makes of one opencode line."""
+
+    def health(self) -> Request:
+        """The server's health and version."""
+
+    def dispose_instance(self) -> Request:
+        """Drop the directory's instance (its event stream closes)."""
+
+    def tool_ids(self) -> Request:
+        """Every tool the server offers (MCP and plugins' too)."""
+
+    def agents(self) -> Request:
+        """The agents, each with its permission rules."""
+
+    def create_session(
+        self,
+        *,
+        title: str,
+        agent: str | None = None,
+        model: str | None = None,
+        permission: list[dict[str, str]] | None = None,
+        parent_id: str | None = None,
+    ) -> Request:
+        """A new session with the phase's rules."""
+
+    def get_session(self, session_id: str) -> Request:
+        """One session's info."""
+
+    def prompt_async(self, session_id: str, text: str, **options: Any) -> Request:
+        """A prompt answered at once; the turn arrives on the event stream."""
+
+    def prompt(self, session_id: str, text: str, **options: Any) -> Request:
+        """A prompt answered when its turn ends."""
+
+    def messages(self, session_id: str, *, limit: int | None = None) -> Request:
+        """A session's messages with their parts, oldest first (`limit`: the newest N)."""
+
+    def status(self) -> Request:
+        """The busy or retrying sessions."""
+
+    def abort(self, session_id: str) -> Request:
+        """Stop a session's turn."""
+
+    def reply_permission(
+        self, request_id: str, reply: str, *, session_id: str, message: str | None = None
+    ) -> Request:
+        """Answer a permission request."""
+
+    def reply_permission_again(self, request_id: str, reply: str, *, session_id: str) -> Request:
+        """The same answer on the route of servers that lack `reply_permission`'s."""
+
+    def reject_question(self, request_id: str) -> Request:
+        """Dismiss a question the agent asked."""
+
+    def events(self) -> Request:
+        """The event stream the reader keeps open."""
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """`provider/model` into its two halves (the model id may itself contain slashes)."""
+    provider, sep, model_id = model.partition("/")
+    if not sep or not provider or not model_id:
+        raise ValueError(f"model must look like provider/model, got {model!r}")
+    return provider, model_id
+
+
+def segment(value: str) -> str:
+    """A value quoted as one path segment."""
+    return quote(value, safe="")

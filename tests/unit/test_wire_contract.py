@@ -1,0 +1,158 @@
+"""The contract of the protocol seam (`core.protocol.Wire`), for every implementation.
+
+Each request a wire builds must be a route of its opencode line's OpenAPI document (captured
+from the real server), with the route's parameters filled in, only query parameters the route
+declares, and a body its schema accepts. Every operation of the interface is exercised. A second
+protocol passes this test with its own document before an actor uses it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import jsonschema
+import pytest
+
+from core.opencode_versions import capabilities as capabilities_for
+from core.protocol import Request, Wire, wire_for
+from core.protocol.v1 import WireV1
+from tests.helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.timeout(60)
+
+OPENAPI = PROJECT_ROOT / "tests" / "fixtures" / "openapi"
+SESSION = "ses_0123456789abcdefABCDEF"
+CHILD = "ses_1123456789abcdefABCDEF"
+REQUEST = "per_0123456789abcdefABCDEF"
+QUESTION = "que_0123456789abcdefABCDEF"
+MESSAGE, PART = "msg_0123456789abcdefABCDEF", "prt_0123456789abcdefABCDEF"
+RULES = [{"permission": "bash", "pattern": "*", "action": "deny"}]
+SCHEMA = {"type": "json_schema", "schema": {"type": "object", "properties": {}}}
+
+# Every operation of `Wire`, called as the runner calls it (the fullest form, and the barest).
+CALLS: dict[str, Callable[[Wire], Request]] = {
+    "health": lambda w: w.health(),
+    "dispose_instance": lambda w: w.dispose_instance(),
+    "tool_ids": lambda w: w.tool_ids(),
+    "agents": lambda w: w.agents(),
+    "create_session": lambda w: w.create_session(
+        title="phase", agent="build", model="test/mock-model", permission=RULES, parent_id=CHILD
+    ),
+    "create_session_bare": lambda w: w.create_session(title="phase"),
+    "get_session": lambda w: w.get_session(SESSION),
+    "prompt_async": lambda w: w.prompt_async(
+        SESSION,
+        "Do it.",
+        model="test/mock-model",
+        agent="build",
+        variant="high",
+        system="Be brief.",
+        tools={"bash": False},
+        messageID=MESSAGE,
+        partID=PART,
+        format=SCHEMA,
+    ),
+    "prompt_async_bare": lambda w: w.prompt_async(SESSION, "Do it."),
+    "prompt": lambda w: w.prompt(SESSION, "Do it.", model="test/mock-model", messageID=MESSAGE),
+    "messages": lambda w: w.messages(SESSION, limit=20),
+    "messages_all": lambda w: w.messages(SESSION),
+    "status": lambda w: w.status(),
+    "abort": lambda w: w.abort(SESSION),
+    "reply_permission": lambda w: w.reply_permission(
+        REQUEST, "reject", session_id=SESSION, message="not allowed"
+    ),
+    "reply_permission_once": lambda w: w.reply_permission(REQUEST, "once", session_id=SESSION),
+    "reply_permission_again": lambda w: w.reply_permission_again(
+        REQUEST, "reject", session_id=SESSION
+    ),
+    "reject_question": lambda w: w.reject_question(QUESTION),
+    "events": lambda w: w.events(),
+}
+
+# Each implementation with the OpenAPI document of the server it speaks to.
+IMPLEMENTATIONS = {
+    "1.18.33": (lambda: wire_for(capabilities_for("1.18.33")), "openapi-1.18.33.json"),
+}
+
+
+@cache
+def document(name: str) -> dict[str, Any]:
+    return json.loads((OPENAPI / name).read_text())
+
+
+def check(request: Request, doc: dict[str, Any]) -> None:
+    """`request` is a route of `doc` as the route declares it; AssertionError says how not."""
+    operation = doc["paths"].get(request.route, {}).get(request.method.lower())
+    assert operation is not None, f"{request.method} {request.route}: not a route of the server"
+    template = re.escape(request.route).replace(r"\{", "{").replace(r"\}", "}")
+    pattern = re.sub(r"\{[A-Za-z]+\}", "[^/]+", template)
+    assert re.fullmatch(pattern, request.path), f"{request.path} does not fill {request.route}"
+    declared = {p["name"] for p in operation.get("parameters", ()) if p["in"] == "query"}
+    sent = set(request.params) | ({"directory"} if request.scoped else set())
+    assert sent <= declared, f"{request.route}: undeclared query {sorted(sent - declared)}"
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if request.body is None:
+        assert not operation.get("requestBody", {}).get("required"), f"{request.route}: no body"
+        return
+    assert body is not None, f"{request.route} takes no JSON body"
+    schema = {**body["schema"], "components": doc.get("components", {})}
+    jsonschema.Draft202012Validator(schema).validate(request.body)
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize("line", IMPLEMENTATIONS)
+def test_every_request_is_a_route_of_the_servers_api(line: str, call: str) -> None:
+    make, name = IMPLEMENTATIONS[line]
+    check(CALLS[call](make()), document(name))
+
+
+def test_every_operation_of_the_interface_is_exercised() -> None:
+    operations = {name for name, _ in inspect.getmembers(Wire, inspect.isfunction)}
+    exercised = {
+        call.removesuffix("_bare").removesuffix("_all").removesuffix("_once") for call in CALLS
+    }
+    assert operations - {name for name in operations if name.startswith("_")} == exercised
+
+
+def test_each_implementation_has_every_operation() -> None:
+    operations = {
+        n for n, _ in inspect.getmembers(Wire, inspect.isfunction) if not n.startswith("_")
+    }
+    for line, (make, _) in IMPLEMENTATIONS.items():
+        wire = make()
+        assert all(callable(getattr(wire, name, None)) for name in operations), line
+
+
+@pytest.mark.parametrize(
+    ("request_", "problem"),
+    [
+        (Request("POST", "/session/{sessionID}/prompt", "/session/x/prompt"), "not a route"),
+        (Request("GET", "/session/{sessionID}", "/session/a/b"), "does not fill"),
+        (Request("GET", "/session/status", "/session/status", params={"all": "1"}), "undeclared"),
+        (
+            Request(
+                "POST",
+                "/permission/{requestID}/reply",
+                "/permission/p/reply",
+                body={"reply": "maybe"},
+            ),
+            "is not one of",
+        ),
+    ],
+)
+def test_the_contract_catches_a_wrong_request(request_: Request, problem: str) -> None:
+    """The check itself can fail: each broken request is refused, saying why."""
+    with pytest.raises((AssertionError, jsonschema.ValidationError), match=problem):
+        check(request_, document("openapi-1.18.33.json"))
+
+
+def test_opencode_1_14_reads_every_directorys_stream() -> None:
+    """1.14's wire opens `/global/event` (unscoped: the reader keeps its directory's events)."""
+    request = wire_for(capabilities_for("1.14.48")).events()
+    assert (request.route, request.scoped) == ("/global/event", False)
+    assert WireV1().events().route == "/event"
