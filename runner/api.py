@@ -23,9 +23,9 @@ from runner._mock import EmbeddedMock
 from runner.batch import board_for
 from runner.handle import CANCEL_WAIT, PhaseHandle, run_phase, spec_of, start_phase
 from runner.phase import PhaseSpec
-from runner.phase.derive import server_key, server_spec
 from runner.result import PhaseResult
-from runner.shared_server import SharedServer
+from runner.servers.keys import server_key
+from runner.servers.shared import servers_for
 
 __all__ = [
     "CANCEL_WAIT",
@@ -86,19 +86,6 @@ class Batch:
             handle.cancel(reason, exit_code)
 
 
-def _servers(
-    specs: list[PhaseSpec], env: Mapping[str, str], prespawned: Mapping[Any, Prespawned]
-) -> dict[Any, SharedServer]:
-    """One server per distinct `server_key`: phases share a server when they ask for the same
-    (adopting the one the caller already started for that key, if any)."""
-    servers: dict[tuple[Any, ...], SharedServer] = {}
-    for spec in specs:
-        key = server_key(spec)
-        if key not in servers:
-            servers[key] = SharedServer(server_spec(spec, env), prespawned.get(key))
-    return servers
-
-
 def run_phases(
     phases: Sequence[PhaseSpec | str | Path],
     *,
@@ -146,7 +133,7 @@ def _run_all(
     prespawned: Mapping[Any, Prespawned] | None,
     options: dict[str, Any],
 ) -> list[PhaseResult]:
-    servers = _servers(specs, options.get("env") or {}, prespawned or {})
+    servers = servers_for(specs, options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
     options["board"] = board = board_for(options, parallel, len(specs))
 

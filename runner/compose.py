@@ -6,8 +6,9 @@ each consumer the table names (an actor, or a bounded queue); no consumer code e
 producer's thread. Adding a consumer is one line here.
 
 The stream itself is wired one level up: the shared reader hands every batch and every piece of
-stream news to its hub, which tells each phase's tracker (`runner/hub.py`); the tracker passes
-the news on in order with its batches, so within a phase it is the only producer of the stream.
+stream news to its hub, which tells each phase's tracker (`runner/servers/streams.py`); the
+tracker passes the news on in order with its batches, so within a phase it is the only producer
+of the stream.
 
 `INBOXES` says how each consumer's inbox is bounded. Only the stream's batches (`EventsReceived`,
 `Tracked`: they carry a `size`) weigh anything; control messages and records always pass.

@@ -17,7 +17,7 @@ from runner._logs import logger
 from runner._mock import EmbeddedMock
 from runner.phase import PhaseSpec, load_phase
 from runner.result import PhaseResult
-from runner.shared_server import SharedServer
+from runner.servers.shared import SharedServer
 from runner.supervisor import RunOptions, Supervisor
 
 # How long a caller waits for a cancelled phase to end: its verdict (within the supervisor's

@@ -19,8 +19,9 @@ from typing import Any
 
 from core.errors import PhaseFileError
 from runner.phase import PhaseSpec
-from runner.phase.derive import server_key, sibling
+from runner.phase.derive import sibling
 from runner.result import PhaseResult, write_result
+from runner.servers.keys import server_key
 
 TAIL_CHUNK = 4 << 20  # bytes of transcript one chunk carries at most: the hand-off is bounded
 

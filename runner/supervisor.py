@@ -31,7 +31,7 @@ from actors.process import read_log_tail
 from actors.sse_reader import ReconnectPolicy
 from core.errors import PermissionsNotEnforcedError, RunnerError, UpstreamHTTPError
 from core.opencode_versions import Capabilities
-from core.protocol import Wire, wire_for
+from core.protocol import wire_for
 from core.redact import secrets_of
 from core.server_rules import migration_failure
 from messages.control import Concluded
@@ -39,22 +39,17 @@ from messages.records import VerdictReached
 from messages.server import ServerReady
 from runner._logs import logger
 from runner.phase import PhaseSpec
-from runner.phase.derive import (
-    banner,
-    permission_policy,
-    prompt_options,
-    server_spec,
-    termination_policy,
-)
+from runner.phase.derive import banner, permission_policy, prompt_options, termination_policy
 from runner.result import PhaseResult, RunFacts, write_result
-from runner.session import create_session
-from runner.shared_server import (
+from runner.servers.keys import server_spec
+from runner.servers.shared import (
     SharedServer,
     StartCancelledError,
     StartFailedError,
     StreamKey,
     stream_key,
 )
+from runner.session import create_session
 from runner.watch import Step, Watch, concluded
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
@@ -63,7 +58,6 @@ POLL = 0.25
 STOP_TIMEOUT = 5.0
 # A cancelled phase has its verdict (`interrupted`) this soon, even if the policy is stuck.
 VERDICT_AFTER_CANCEL = 5.0
-ABORT_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,8 +89,6 @@ class Supervisor:
         self._cancel_reason = "interrupted"
         self._stream_key: StreamKey | None = None
         self._secrets: tuple[str, ...] = ()  # what every output masks (core.redact.secrets_of)
-        self._password: str | None = None
-        self._wire: Wire | None = None  # the server's protocol, once it is ready
         self._facts = RunFacts(
             phase=spec.name,
             transcript=str(spec.output.transcript),
@@ -148,14 +140,12 @@ class Supervisor:
         facts.server_version, facts.server_url = ready.version, ready.url
         facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
-        self._password = ready.password
         environ = {**os.environ, **(self.options.env or {})}
         self._secrets = secrets_of(ready.password, environ, spec.secrets)
         wiring.start_outputs(self._outputs())
         caps = ready.capabilities
-        self._wire = wire_for(caps)
         client = OpencodeClient(
-            ready.url, password=ready.password, directory=str(spec.directory), wire=self._wire
+            ready.url, password=ready.password, directory=str(spec.directory), wire=wire_for(caps)
         )
         self._check_cancel()
         policy = ReconnectPolicy(
@@ -307,18 +297,8 @@ class Supervisor:
     def _abort_session(self) -> None:
         """A phase that ended badly leaves nothing running in its session, whoever owns the
         server (attached, or shared with phases that go on)."""
-        facts = self._facts
-        if facts.session_id is None or facts.server_url is None:
-            return
-        client = OpencodeClient(
-            facts.server_url, password=self._password, timeout=ABORT_TIMEOUT, wire=self._wire
-        )
-        try:
-            client.abort(facts.session_id)
-        except RunnerError as exc:
-            logger.debug("could not abort session {}: {}", facts.session_id, exc)
-        finally:
-            client.close()
+        if self._facts.session_id is not None:
+            self._server.abort_session(self._facts.session_id)
 
 
 def _nothing() -> None:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors import Prespawned
-from core.errors import PhaseFileError, RunnerError, ServerStartError
+from core.errors import PhaseFileError, RunnerError
 from runner import batch
 from runner._mock import EmbeddedMock
 from runner.cli.args import EXIT_USAGE, build_parser, load_all, output_mode
 from runner.phase import PhaseSpec
-from runner.phase.derive import server_key, server_spec, sibling
+from runner.phase.derive import sibling
+from runner.servers.keys import prestart
 
 if TYPE_CHECKING:
     from runner.api import Batch
@@ -115,22 +116,6 @@ def _run(
         _stop_leftovers()
     specs, skipped = whole
     return batch.finish(specs, skipped, results, signalled[0] if signalled else None, args.json)
-
-
-def prestart(specs: list[PhaseSpec], parallel: int) -> dict[tuple[Any, ...], Prespawned]:
-    """Start the servers the first `parallel` phases need, now; their actors adopt them later
-    (the other phases' servers start when those phases do, as before). A server that cannot be
-    started here is started again by its actor, which reports why it fails."""
-    started: dict[tuple[Any, ...], Prespawned] = {}
-    for spec in specs[:parallel]:
-        key = server_key(spec)
-        if spec.server.attach or key in started:
-            continue
-        try:
-            started[key] = Prespawned.start(server_spec(spec, {}))
-        except (ServerStartError, OSError):
-            continue
-    return started
 
 
 def _stop_leftovers() -> None:

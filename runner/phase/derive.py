@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from actors.process import ServerSpec
 from core.permissions import PermissionPolicy
 from runner.phase import PhaseSpec
 
@@ -91,24 +89,3 @@ def sibling(transcript: os.PathLike[str] | str, suffix: str) -> str:
     """A file beside the transcript: `runs/x.jsonl` -> `runs/x.server.log`."""
     path = str(transcript)
     return (path[: -len(".jsonl")] if path.endswith(".jsonl") else path) + suffix
-
-
-def server_spec(spec: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
-    """The server a phase asks for (`server.isolate`: its data folder beside the transcript)."""
-    isolated = spec.server.isolate and spec.server.attach is None
-    return ServerSpec(
-        directory=str(spec.directory),
-        log_path=sibling(spec.output.transcript, ".server.log"),
-        binary=spec.server.opencode,
-        env=dict(env),
-        config_content=spec.config_content,
-        start_timeout=spec.timeouts.start,
-        attach_url=spec.server.attach,
-        attach_password=os.environ.get("OPENCODE_SERVER_PASSWORD"),
-        data_dir=sibling(spec.output.transcript, ".opencode-data") if isolated else None,
-    )
-
-
-def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
-    """What makes two phases need different servers: binary, configuration, attachment."""
-    return (spec.server.opencode, spec.config_content, spec.server.attach, spec.server.isolate)

@@ -28,9 +28,9 @@ from messages.pipeline import Tracked
 from messages.records import Notice
 from messages.server import ServerReady
 from messages.stream import StreamDropped
-from runner.hub import StreamHub
 from runner.phase import load_phase
 from runner.phase.derive import banner, permission_policy, termination_policy
+from runner.servers.streams import StreamHub
 from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
 from tests.bench.sse_server import VERSION
 from tests.bench.stream import ROOT

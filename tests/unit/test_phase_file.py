@@ -718,7 +718,7 @@ def test_error_lines_in_the_docs_are_real(folder):
 
 def test_isolate_gives_the_server_a_data_folder_beside_the_transcript(folder):
     from actors.process import server_env
-    from runner.phase.derive import server_key, server_spec
+    from runner.servers.keys import server_key, server_spec
 
     plain = load(write(folder, MINIMAL))
     isolated = load(write(folder, MINIMAL + "server: {isolate: true}\n"))

@@ -12,8 +12,8 @@ from actors.opencode_client import OpencodeClient
 from actors.process import ServerSpec
 from actors.sse_reader import ReconnectPolicy
 from messages.stream import StreamConnected, StreamFailed
-from runner.hub import StreamHub
-from runner.shared_server import SharedServer, stream_key
+from runner.servers.shared import SharedServer, stream_key
+from runner.servers.streams import StreamHub
 
 pytestmark = pytest.mark.timeout(20)
 

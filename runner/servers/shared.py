@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
@@ -23,12 +23,16 @@ from actors.server import ServerActor
 from actors.sse_reader import ReconnectPolicy, SseReaderActor
 from actors.worker import stop_actor
 from core.errors import RunnerError
+from core.protocol import wire_for
 from messages.server import ServerExited, ServerFailed, ServerReady
 from runner._logs import logger
-from runner.hub import StreamHub
+from runner.phase import PhaseSpec
+from runner.servers.keys import server_key, server_spec
+from runner.servers.streams import StreamHub
 
 _SLICE = 0.1  # how often a waiting phase looks at its cancel flag
 STOP_TIMEOUT = 30.0
+ABORT_TIMEOUT = 2.0  # a session's abort at a phase's bad end: it must not hold the end up
 
 
 class SharedServer:
@@ -107,6 +111,25 @@ class SharedServer:
             stop_actor(failed, 10)
         return found[0]
 
+    def abort_session(self, session_id: str) -> None:
+        """Stop a session's turn (a phase that ended badly leaves nothing running), if the
+        server ever came up; a failure is only logged (the phase has its verdict already)."""
+        ready = self._ready
+        if ready is None:
+            return
+        client = OpencodeClient(
+            ready.url,
+            password=ready.password,
+            timeout=ABORT_TIMEOUT,
+            wire=wire_for(ready.capabilities),
+        )
+        try:
+            client.abort(session_id)
+        except RunnerError as exc:
+            logger.debug("could not abort session {}: {}", session_id, exc)
+        finally:
+            client.close()
+
     def release(self, key: StreamKey) -> None:
         """A phase that asked for `hub` (`key`: `stream_key` of what it asked with) is over;
         the reader stops with its last phase (a long batch of phases in different directories
@@ -173,6 +196,19 @@ def stream_key(
     """What makes two phases' event readers interchangeable: the directory, how the stream
     is kept up, and what is masked."""
     return (client.directory or "", policy, secrets)
+
+
+def servers_for(
+    specs: list[PhaseSpec], env: Mapping[str, str], prespawned: Mapping[Any, Prespawned]
+) -> dict[Any, SharedServer]:
+    """One server per distinct `server_key`: phases share a server when they ask for the same
+    (adopting the one the caller already started for that key, if any)."""
+    servers: dict[tuple[Any, ...], SharedServer] = {}
+    for spec in specs:
+        key = server_key(spec)
+        if key not in servers:
+            servers[key] = SharedServer(server_spec(spec, env), prespawned.get(key))
+    return servers
 
 
 class StartFailedError(RunnerError):

@@ -1,0 +1,12 @@
+"""The one owner of opencode servers.
+
+- `keys`: which server a phase needs (`server_key`, `server_spec`), and the servers the CLI
+  starts before its heavy imports (`prestart`).
+- `shared`: `SharedServer`, one server (spawned, or attached to) for the phases that ask for it:
+  started once, watched, its phases' sessions aborted when they end badly, stopped with them;
+  one event reader per directory and reading policy.
+- `streams`: `StreamHub`, which hands a reader's batches and news to each phase on it.
+
+The process itself is the server actor's (`actors.server.ServerActor`, over `actors.process`).
+Nothing is imported here: the CLI imports `keys` before opencode starts, and `shared` is heavy.
+"""
