@@ -37,7 +37,6 @@ from actors.opencode_client import OpencodeClient
 from actors.process import start_thread
 from actors.worker import start_ticker
 from core.chunked import ChunkedError
-from core.opencode_versions import EVENTS
 from core.redact import StreamRedactor
 from core.sse import SseDecoder
 from messages.stream import (
@@ -57,7 +56,6 @@ class ReconnectPolicy:
     initial: float = 0.25  # backoff window of the first retry of an outage
     maximum: float = 8.0  # the widest backoff window
     heartbeat: float | None = 10.0  # None: the server sends none (opencode 1.14)
-    route: str = EVENTS  # GLOBAL_EVENTS: read every directory's, keep the client's (1.14)
     connect_timeout: float = 5.0
 
     @property
@@ -123,7 +121,10 @@ class SseReaderActor(SupervisedActor):
         self._clock = clock
         self._tick = tick
         self._redactor = StreamRedactor(secrets) if any(secrets) else None
-        self._unwrap = unwrapper(policy.route, client.directory)
+        self._stream = client.wire.events()  # the route is the protocol's (core.protocol)
+        scope = client.scope_params() if self._stream.scoped else {}
+        self._stream_params = {**scope, **self._stream.params}
+        self._unwrap = unwrapper(self._stream.route, client.directory)
         self._backoff = tenacity.wait_random_exponential(
             multiplier=policy.initial, max=policy.maximum
         )
@@ -263,8 +264,8 @@ class SseReaderActor(SupervisedActor):
         policy = self._policy
         try:
             response = self._client.http.get(
-                self._client.url(policy.route),
-                params=self._client.scope_params(),
+                self._client.url(self._stream.path),
+                params=self._stream_params,
                 stream=True,
                 headers={"Accept": "text/event-stream"},
                 timeout=(policy.connect_timeout, policy.quiet + 5),

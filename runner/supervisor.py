@@ -148,9 +148,7 @@ class Supervisor:
             ready.url, password=ready.password, directory=str(spec.directory), wire=wire_for(caps)
         )
         self._check_cancel()
-        policy = ReconnectPolicy(
-            outage=spec.timeouts.outage, heartbeat=caps.heartbeat, route=caps.event_route
-        )
+        policy = ReconnectPolicy(outage=spec.timeouts.outage, heartbeat=caps.heartbeat)
         # The stream connects while the session is created: the prompt waits for neither.
         hub = self._server.hub(client, policy, self._secrets)
         self._stream_key = stream_key(client, policy, self._secrets)  # released at the end

@@ -12,11 +12,16 @@ import pytest
 
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import ReconnectPolicy, SseReaderActor
+from core.opencode_versions import capabilities
+from core.protocol import wire_for
 from messages.stream import StreamConnected, StreamDropped, StreamFailed
 
 pytestmark = pytest.mark.timeout(30)
 
 CONNECTED = {"type": "server.connected", "properties": {}}
+
+
+OPENCODE_1_14 = wire_for(capabilities("1.14.48"))  # reads `/global/event`, unscoped
 
 
 def frame(event):
@@ -104,10 +109,11 @@ def serve():
         server.server_close()
 
 
-def start_reader(server, clock=None, on_batch=None, secrets=(), port=None, **policy):
+def start_reader(server, clock=None, on_batch=None, secrets=(), port=None, *, wire=None, **policy):
     published, batches = queue.Queue(), queue.Queue()
     port = port or server.server_port
-    client = OpencodeClient(f"http://127.0.0.1:{port}", password="pw", directory="/proj")
+    url = f"http://127.0.0.1:{port}"
+    client = OpencodeClient(url, password="pw", directory="/proj", wire=wire)
     options = {"initial": 0.01, "maximum": 0.05, **policy}
     reader = SseReaderActor.start(
         client=client,
@@ -325,7 +331,7 @@ def test_the_global_stream_of_1_14_is_unwrapped_before_secrets_are_masked(serve)
     other = {"directory": "/elsewhere", "payload": {"type": "session.idle", "properties": {}}}
     body = frame({"payload": CONNECTED}) + frame(other) + b"".join(map(frame, wrapped))
     server = serve([(200, body, "hold")])
-    reader, published, batches = start_reader(server, secrets=(secret,), route="/global/event")
+    reader, published, batches = start_reader(server, secrets=(secret,), wire=OPENCODE_1_14)
     assert next_of(published, StreamConnected).connection == 1
     events, texts = [], []
     while len(events) < 4:
@@ -334,7 +340,7 @@ def test_the_global_stream_of_1_14_is_unwrapped_before_secrets_are_masked(serve)
     assert [e["type"] for e in events] == ["server.connected", *["message.part.delta"] * 3]
     assert "".join(e["properties"]["delta"] for e in events[1:]) == "pw: [redacted] ok"
     assert [json.loads(text) for text in texts] == events  # the transcript gets the payloads
-    assert server.connections.get(timeout=5).startswith("/global/event?directory=")
+    assert server.connections.get(timeout=5) == "/global/event"  # every directory: no scope
     reader.stop()
 
 
@@ -346,13 +352,13 @@ def test_the_global_stream_keeps_events_named_by_the_resolved_directory(serve, t
     body = frame({"payload": CONNECTED}) + frame({"directory": str(real), "payload": idle})
     server = serve([(200, body, "hold")])
     url = f"http://127.0.0.1:{server.server_port}"
-    client = OpencodeClient(url, password="pw", directory=str(link))
+    client = OpencodeClient(url, password="pw", directory=str(link), wire=OPENCODE_1_14)
     batches = queue.Queue()
     reader = SseReaderActor.start(
         client=client,
         subscribers=[batches.put],
         publish=lambda _message: None,
-        policy=ReconnectPolicy(route="/global/event"),
+        policy=ReconnectPolicy(),
         tick=None,
     )
     events = []
