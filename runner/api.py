@@ -21,11 +21,11 @@ from typing import Any
 from actors.process import Prespawned
 from runner._mock import EmbeddedMock
 from runner.batch import board_for
-from runner.handle import CANCEL_WAIT, PhaseHandle, run_phase, spec_of, start_phase
 from runner.phase import PhaseSpec
-from runner.result import PhaseResult
 from runner.servers.keys import server_key
 from runner.servers.shared import servers_for
+from runner.supervisor.handle import CANCEL_WAIT, PhaseHandle, run_phase, spec_of, start_phase
+from runner.supervisor.result import PhaseResult
 
 __all__ = [
     "CANCEL_WAIT",

@@ -20,7 +20,7 @@ from runner.phase import PhaseSpec
 from runner.phase._check import TIME_FORMAT
 
 if TYPE_CHECKING:
-    from runner.result import PhaseResult
+    from runner.supervisor.result import PhaseResult
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 _WORST_FIRST = (130, 143, 129, 1, 2, 64)

@@ -34,7 +34,7 @@ from runner.batch import board_for
 from runner.phase import PhaseSpec
 from runner.ray_cluster import import_ray, prepare
 from runner.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
-from runner.result import PhaseResult, write_result
+from runner.supervisor.result import PhaseResult, write_result
 
 __all__ = ["RayExecutor", "import_ray", "prepare"]
 

@@ -24,12 +24,12 @@ from core.errors import RunnerError
 from runner import tuning
 from runner._logs import debug_log, logger
 from runner._mock import EmbeddedMock
-from runner.handle import CANCEL_WAIT, PhaseHandle, start_phase
 from runner.phase import PhaseSpec
 from runner.remote import Renames, Tail, TextBuffer, board_news, chunk, local_copy, renames
-from runner.result import PhaseResult
 from runner.servers.keys import server_key, server_spec
 from runner.servers.shared import SharedServer, StartFailedError
+from runner.supervisor.handle import CANCEL_WAIT, PhaseHandle, start_phase
+from runner.supervisor.result import PhaseResult
 
 TICK = 0.2  # how often a running phase's news go back to the driver
 HEARTBEAT = 5.0  # a quiet phase still sends an empty chunk this often: the node is alive

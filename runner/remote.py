@@ -20,8 +20,8 @@ from typing import Any
 from core.errors import PhaseFileError
 from runner.phase import PhaseSpec
 from runner.phase.derive import sibling
-from runner.result import PhaseResult, write_result
 from runner.servers.keys import server_key
+from runner.supervisor.result import PhaseResult, write_result
 
 TAIL_CHUNK = 4 << 20  # bytes of transcript one chunk carries at most: the hand-off is bounded
 

@@ -33,7 +33,7 @@ from mock import MockLLM, opencode_provider_config
 from mock.env import isolated_env
 from runner.api import run_phases
 from runner.phase import Overrides, PhaseSpec, load_phase
-from runner.result import PhaseResult
+from runner.supervisor.result import PhaseResult
 
 __all__ = ["PhaseRun"]
 

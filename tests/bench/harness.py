@@ -31,7 +31,7 @@ from messages.stream import StreamDropped
 from runner.phase import load_phase
 from runner.phase.derive import banner, permission_policy, termination_policy
 from runner.servers.streams import StreamHub
-from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
+from runner.supervisor.wiring import Outputs, SessionActors, ViewOptions, Wiring
 from tests.bench.sse_server import VERSION
 from tests.bench.stream import ROOT
 

@@ -12,7 +12,7 @@ import pytest
 from runner import batch
 from runner.cli import main
 from runner.phase import load_phase
-from runner.result import PhaseResult
+from runner.supervisor.result import PhaseResult
 
 pytestmark = pytest.mark.timeout(30)
 

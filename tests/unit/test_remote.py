@@ -17,7 +17,7 @@ from runner.api import Batch, run_phases
 from runner.cli import main
 from runner.phase import load_phase
 from runner.ray_driver import import_ray
-from runner.result import PhaseResult
+from runner.supervisor.result import PhaseResult
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,7 +17,7 @@ from core.view import TerminalView
 from messages.pipeline import Tracked
 from messages.records import Notice, PhaseStarted, VerdictReached
 from messages.stream import StreamDropped
-from runner.compose import RENDERER, ROUTES
+from runner.supervisor.routes import RENDERER, ROUTES
 from tests.unit.test_view import capture_events, render_capture
 
 pytestmark = pytest.mark.timeout(30)

@@ -13,7 +13,7 @@ from actors._supervised import SupervisedActor
 from messages.control import Begin, Concluded
 from messages.pipeline import Tracked
 from messages.records import Notice, VerdictReached
-from runner.compose import INBOXES, RENDERER, ROUTES, SUPERVISOR, TERMINATION, Router
+from runner.supervisor.routes import INBOXES, RENDERER, ROUTES, SUPERVISOR, TERMINATION, Router
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -8,7 +8,7 @@ from messages.control import ActorCrashed, ActorStopped, Begin, Concluded, EndPh
 from messages.records import Notice, PermissionAnswered, Resynced
 from messages.server import ServerExited, ServerFailed
 from messages.stream import StreamConnected
-from runner.watch import Watch
+from runner.supervisor.watch import Watch
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,4 +1,4 @@
-"""The wiring of one phase: who receives which message, and how every hand-off is bounded.
+"""Where routing is decided: who receives which message, and how every hand-off is bounded.
 
 `ROUTES` is the wiring diagram, read top to bottom: a message type and the consumers it goes
 to. Producers never know their consumers: every actor is given `Router.publish`, which `tell`s

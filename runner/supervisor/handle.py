@@ -16,9 +16,9 @@ from runner._events import EventBuffer
 from runner._logs import logger
 from runner._mock import EmbeddedMock
 from runner.phase import PhaseSpec, load_phase
-from runner.result import PhaseResult
 from runner.servers.shared import SharedServer
-from runner.supervisor import RunOptions, Supervisor
+from runner.supervisor.driver import RunOptions, Supervisor
+from runner.supervisor.result import PhaseResult
 
 # How long a caller waits for a cancelled phase to end: its verdict (within the supervisor's
 # `VERDICT_AFTER_CANCEL`), then its abort, its actors and server stopped, its files written.

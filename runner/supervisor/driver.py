@@ -3,8 +3,8 @@
 Theory of operation. `Supervisor.run()` runs on its own thread (the caller's, or a handle's).
 Start-up is a row of steps (server, outputs, session, artifact baseline, actors, stream); a
 cancel is honoured between any two and while the server starts. The wiring lives in
-`runner/wiring.py` and `runner/compose.py`. The watch loop only reads the supervisor's inbox (a
-bounded queue the router feeds) and applies what `runner/watch.py` decides: the first
+`wiring` and `routes` beside it. The watch loop only reads the supervisor's inbox (a
+bounded queue the router feeds) and applies what `watch` decides: the first
 `StreamConnected` begins the termination policy, a server death or a cancel becomes
 `EndPhase`, a crashed or stopped actor ends the phase `failed`, and the termination actor's
 `Concluded` ends it as concluded. The end is the same however the phase went: the result JSON
@@ -40,7 +40,6 @@ from messages.server import ServerReady
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.phase.derive import banner, permission_policy, prompt_options, termination_policy
-from runner.result import PhaseResult, RunFacts, write_result
 from runner.servers.keys import server_spec
 from runner.servers.shared import (
     SharedServer,
@@ -49,9 +48,10 @@ from runner.servers.shared import (
     StreamKey,
     stream_key,
 )
-from runner.session import create_session
-from runner.watch import Step, Watch, concluded
-from runner.wiring import Outputs, SessionActors, ViewOptions, Wiring
+from runner.supervisor.result import PhaseResult, RunFacts, write_result
+from runner.supervisor.session import create_session
+from runner.supervisor.watch import Step, Watch, concluded
+from runner.supervisor.wiring import Outputs, SessionActors, ViewOptions, Wiring
 
 INBOX_SIZE = 10_000  # control messages only: a full inbox means the supervisor is gone
 POLL = 0.25

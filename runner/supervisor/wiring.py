@@ -1,4 +1,4 @@
-"""The actors of one phase, connected through one `Router` (runner/compose.py).
+"""The actors of one phase, connected through one `Router` (`runner.supervisor.routes`).
 
 `Wiring.start_outputs` starts what every phase end needs (transcript, renderer, the embedder's
 observer and events buffer); `start_session` the actors that watch the session (termination,
@@ -28,7 +28,7 @@ from actors.transcript import TranscriptActor
 from actors.worker import stop_actors, tell_quietly
 from core.permissions import PermissionPolicy
 from core.termination import Policy
-from runner.compose import (
+from runner.supervisor.routes import (
     EVENTS,
     OBSERVER,
     RENDERER,
