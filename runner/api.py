@@ -118,7 +118,7 @@ def _executor(executor: Any) -> Any:
     if executor == "local":
         return None
     if executor == "ray":
-        from runner.ray_driver import RayExecutor  # (imports no Ray until it runs)
+        from runner.executors.ray.driver import RayExecutor  # (imports no Ray until it runs)
 
         return RayExecutor()
     if callable(getattr(executor, "run", None)):

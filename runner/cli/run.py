@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         run, skipped = batch.split_done(specs) if args.skip_done else (specs, [])
         mock = EmbeddedMock(run)
         if args.executor == "ray" and run:  # each node starts its own mock and servers
-            from runner.ray_driver import prepare
+            from runner.executors.ray.driver import prepare
 
             mock = prepare(run, args.ray_address)
     except (PhaseFileError, RunnerError) as exc:
@@ -94,7 +94,7 @@ def _run(
     """Run the phases: the heavy imports happen here, while the early servers boot."""
     from runner import tuning
     from runner.api import Batch, run_phases  # PLC0415 is off for exactly this
-    from runner.ray_driver import RayExecutor
+    from runner.executors.ray.driver import RayExecutor
 
     tuning.tune()
     configure_logging(args.verbose, specs)

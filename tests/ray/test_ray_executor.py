@@ -203,7 +203,7 @@ def test_the_embedding_api_runs_a_batch_on_the_callers_own_ray_connection(
     cluster, tmp_path, monkeypatch
 ):
     from runner.api import run_phases
-    from runner.ray_driver import RayExecutor, import_ray
+    from runner.executors.ray.driver import RayExecutor, import_ray
 
     for name in ("RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
         monkeypatch.setenv(name, "0")  # what import_ray sets, undone after the test

@@ -1,6 +1,6 @@
-"""The Ray executor's pure parts (runner.remote) and the executor seam: which node runs the next
-phase, what a node hands back, the driver's transcript file and final result, and how
-`run_phases` and the CLI choose an executor. Nothing here imports Ray or starts a server."""
+"""The Ray executor's pure parts (runner.executors.ray.remote) and the executor seam: which node
+runs the next phase, what a node hands back, the driver's transcript file and final result, and
+how `run_phases` and the CLI choose an executor. Nothing here imports Ray or starts a server."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import dataclasses
 import json
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from core.errors import RunnerError
-from runner import remote
 from runner.api import Batch, run_phases
 from runner.cli import main
+from runner.executors.ray import remote
+from runner.executors.ray.driver import import_ray
 from runner.phase import load_phase
-from runner.ray_driver import import_ray
 from runner.supervisor.result import PhaseResult
 
 pytestmark = pytest.mark.timeout(30)
@@ -220,7 +221,7 @@ def test_a_batch_forgets_phases_that_ended():
 
 
 def test_a_node_that_cannot_run_a_phase_says_why_in_its_only_chunk(tmp_path):
-    from runner.ray_node import NodeRunner
+    from runner.executors.ray.node import NodeRunner
 
     spec = spec_of(tmp_path)
     gone = dataclasses.replace(spec, directory=tmp_path / "not-here")
@@ -252,3 +253,12 @@ def test_the_live_tables_lines_from_a_node_name_the_drivers_files(tmp_path):
     (markup,) = news["printed"]
     assert Text.from_markup(markup).plain == f"transcript: {spec.output.transcript}"
     assert news["status"]["state"] == "starting"
+
+
+def test_the_nodes_import_the_runner_from_this_checkout():
+    """The nodes' PYTHONPATH is the folder holding `runner/` (not a folder inside it, where the
+    executor's own `ray` package would hide Ray's from the node's workers)."""
+    from runner.executors.ray.cluster import ROOT
+
+    assert (Path(ROOT) / "runner" / "__init__.py").is_file()
+    assert not (Path(ROOT) / "ray").exists()

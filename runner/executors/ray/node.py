@@ -1,10 +1,9 @@
-"""The Ray executor's node side: `NodeRunner`, one actor per Ray node (runner.ray_driver starts
-it there). It owns the node's opencode servers (one per server key, shared by the phases on
-the node as `--parallel` shares one) and the node's mock LLM, and runs each phase with the same
-supervisor as the local executor (`start_phase`). `run` is a generator: every tick it hands
+"""The Ray executor's node side: `NodeRunner`, one actor per Ray node (runner.executors.ray.driver
+starts it there). It owns the node's opencode servers (one per server key, shared by the phases
+on the node as `--parallel` shares one) and the node's mock LLM, and runs each phase with the
+same supervisor as the local executor (`start_phase`). `run` is a generator: every tick it hands
 back what the phase added to its terminal output and transcript, and at the end its result; the
-driver writes the real files. It imports nothing of Ray: the driver makes it an actor.
-"""
+driver writes the real files. It imports nothing of Ray: the driver makes it an actor."""
 
 from __future__ import annotations
 
@@ -24,8 +23,16 @@ from core.errors import RunnerError
 from runner import tuning
 from runner._logs import debug_log, logger
 from runner._mock import EmbeddedMock
+from runner.executors.ray.remote import (
+    Renames,
+    Tail,
+    TextBuffer,
+    board_news,
+    chunk,
+    local_copy,
+    renames,
+)
 from runner.phase import PhaseSpec
-from runner.remote import Renames, Tail, TextBuffer, board_news, chunk, local_copy, renames
 from runner.servers.keys import server_key, server_spec
 from runner.servers.shared import SharedServer, StartFailedError
 from runner.supervisor.handle import CANCEL_WAIT, PhaseHandle, start_phase

@@ -1,8 +1,7 @@
 """What a remote executor needs besides its engine, kept free of it (and of IO but files): the
 slots of the nodes a batch runs on, the node side's output buffer and transcript tail, and the
-driver side's transcript file and final result. `runner.ray_node` and `runner.ray_driver` use
-them; nothing here imports Ray.
-"""
+driver side's transcript file and final result. `runner.executors.ray.node` and
+`runner.executors.ray.driver` use them; nothing here imports Ray."""
 
 from __future__ import annotations
 

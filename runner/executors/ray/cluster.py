@@ -1,6 +1,6 @@
 """The Ray executor's plumbing: importing Ray as the runner needs it, joining (or starting) a
 cluster, starting one `NodeRunner` actor per node that offers `runner_phase` slots, and
-stopping them. `runner.ray_driver` runs the phases on what this module starts.
+stopping them. `runner.executors.ray.driver` runs the phases on what this module starts.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from typing import Any
 from core.errors import RunnerError
 from runner._logs import logger
 from runner._mock import EmbeddedMock
+from runner.executors.ray.remote import Node, refuse_attached
 from runner.phase import PhaseSpec
-from runner.remote import Node, refuse_attached
 
 RESOURCE = "runner_phase"
 NODE_START_TIMEOUT = 60.0
 NODE_STOP_TIMEOUT = 40.0
 _SLICE = 0.2  # how often a wait for the nodes looks at the batch's cancel
-ROOT = str(Path(__file__).resolve().parents[1])  # this checkout: the nodes import it from here
+# This checkout (the folder holding runner/): the nodes import the runner from here.
+ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -90,7 +91,7 @@ def start_nodes(
     each starting the servers of `firsts` (the first phases) at once."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from runner.ray_node import NodeRunner
+    from runner.executors.ray.node import NodeRunner
 
     offered = [
         (n["NodeID"], int(n.get("Resources", {}).get(RESOURCE, 0)))

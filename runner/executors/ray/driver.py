@@ -1,20 +1,19 @@
 """The Ray executor: `run_phases(..., executor="ray")` and `--executor ray`.
 
 Theory of operation. The driver (this process) joins a Ray cluster (`address`) or starts a
-one-node Ray on loopback, and starts one `NodeRunner` actor (runner.ray_node) on every alive
-node that offers the `runner_phase` resource (runner.ray_cluster). The actor claims the node's
-whole `runner_phase` amount, which caps the phases the node runs at once (and keeps another
-driver's phases off it). Each phase goes to the least busy node with a free slot; the node runs
-it with the same supervisor as the local executor and streams back chunks (terminal text,
-transcript lines, and last the result) that the driver shows and writes: every transcript and
-result JSON is written here. A node that dies (or says nothing, not even a heartbeat, for
-`SILENT` seconds) is lost: the phase is cancelled there if the node still listens, its part of
-the transcript is set aside, and the phase runs again on another node, `reruns` times at most.
-An error of the node's own (or the driver's) fails that phase alone. Cancelling the batch
-(Ctrl-C) cancels every phase on its node; phases not yet started end `interrupted` at once. At
-the end every node stops its servers, within a timeout. Phase directories (and this checkout)
-must be at the same paths on every node.
-"""
+one-node Ray on loopback, and starts one `NodeRunner` actor (runner.executors.ray.node) on every
+alive node that offers the `runner_phase` resource (runner.executors.ray.cluster). The actor
+claims the node's whole `runner_phase` amount, which caps the phases the node runs at once (and
+keeps another driver's phases off it). Each phase goes to the least busy node with a free slot;
+the node runs it with the same supervisor as the local executor and streams back chunks
+(terminal text, transcript lines, and last the result) that the driver shows and writes: every
+transcript and result JSON is written here. A node that dies (or says nothing, not even a
+heartbeat, for `SILENT` seconds) is lost: the phase is cancelled there if the node still
+listens, its part of the transcript is set aside, and the phase runs again on another node,
+`reruns` times at most. An error of the node's own (or the driver's) fails that phase alone.
+Cancelling the batch (Ctrl-C) cancels every phase on its node; phases not yet started end
+`interrupted` at once. At the end every node stops its servers, within a timeout. Phase
+directories (and this checkout) must be at the same paths on every node."""
 
 from __future__ import annotations
 
@@ -28,12 +27,12 @@ from typing import Any
 
 from actors.renderer import MODES
 from core.errors import RunnerError
-from runner import ray_cluster
 from runner._logs import logger
 from runner.batch import board_for
+from runner.executors.ray import cluster as ray_cluster
+from runner.executors.ray.cluster import import_ray, prepare
+from runner.executors.ray.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
 from runner.phase import PhaseSpec
-from runner.ray_cluster import import_ray, prepare
-from runner.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
 from runner.supervisor.result import PhaseResult, write_result
 
 __all__ = ["RayExecutor", "import_ray", "prepare"]
