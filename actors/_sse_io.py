@@ -71,7 +71,8 @@ def decode(
     """The JSON objects of `frames` and their JSON text (kept, so the transcript writes it as
     received instead of encoding it again), secrets masked when a redactor is given. `unwrap`
     turns a `/global/event` wrapper into its event, or None when it is another directory's."""
-    events, texts = [], []
+    events = []
+    texts = []
     for frame in frames:
         data = frame.data if redactor is None else redactor.frame(frame.data)
         try:

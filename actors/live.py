@@ -98,7 +98,8 @@ class LiveBoard:
     def row(self, name: str) -> LiveStatus:
         """The row of phase `name` (added now; a name seen before gets a number)."""
         with self._lock:
-            key, number = name, 1
+            key = name
+            number = 1
             while key in self._rows:
                 number += 1
                 key = f"{name} ({number})"

@@ -187,7 +187,8 @@ class RendererActor(SupervisedActor):
                 structured = message.summary["structured"]
                 objects.insert(0, {"type": "runner.structured", "structured": structured})
         elif isinstance(message, Tracked):
-            now_ms, root = self._clock_ms(), message.root_session_id
+            now_ms = self._clock_ms()
+            root = message.root_session_id
             found = (
                 run_json(e, now_ms=now_ms, thinking=self._thinking, root_session_id=root)
                 for e in message.effects

@@ -78,14 +78,16 @@ class ServerActor(pykka.ThreadingActor):
         self._clock = clock
         self._binary = process.resolve_binary(spec.binary)
         self._password = spec.attach_password if spec.attach_url else process.new_password()
-        self._proc, self._log = None, None
+        self._proc = None
+        self._log = None
         self._url: str | None = spec.attach_url
         self._ready = False
         self._done = False  # failed or stopping: later process news is expected, not news
         self._quit = threading.Event()
         self._timer: threading.Timer | None = None
         self._respawns = 0
-        self._grace, self._abort_on_stop = spec.stop_grace, True  # see prepare_stop
+        self._grace = spec.stop_grace  # see prepare_stop
+        self._abort_on_stop = True
         self._prespawned = prespawned
         if prespawned is not None:
             self._password = prespawned.password

@@ -128,7 +128,8 @@ class SseReaderActor(SupervisedActor):
         self._backoff = tenacity.wait_random_exponential(
             multiplier=policy.initial, max=policy.maximum
         )
-        self._stopping, self._connection = threading.Event(), 0
+        self._stopping = threading.Event()
+        self._connection = 0
         self._response: requests.Response | None = None
         self._last_bytes = self._outage_from = clock()  # the thread alone touches the outage
         self._shut_why: str | None = None
@@ -187,7 +188,8 @@ class SseReaderActor(SupervisedActor):
         """Count a break against the outage and sleep the backoff; False once it is spent."""
         now = self._clock()
         if exc.working:  # a fresh outage: the budget and the backoff start again
-            self._outage_from, self._failures = now, 0
+            self._outage_from = now
+            self._failures = 0
         left = self._policy.outage - (now - self._outage_from)
         if left <= 0:
             outage = f"no working connection for {self._policy.outage:g}s"

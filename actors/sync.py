@@ -109,14 +109,17 @@ class SyncActor(SupervisedActor):
             if page is not None:
                 return page
             limit = size
-        low, high, found = 1, limit, []
+        low = 1
+        high = limit
+        found = []
         while low <= high:  # the largest page that lists
             middle = (low + high) // 2
             page = self._listable(middle)
             if page is None:
                 high = middle - 1
             else:
-                found, low = page, middle + 1
+                found = page
+                low = middle + 1
         return found
 
     def _listable(self, limit: int) -> list[dict[str, Any]] | None:

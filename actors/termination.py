@@ -229,7 +229,9 @@ class TerminationActor(SupervisedActor):
         return self._client.abort(self._policy.session_id)
 
     def _check(self, structured: Any) -> tuple[tuple[tuple[str, str], ...], bool]:
-        criteria, artifacts, guard = self._criteria, self._artifacts, self._commands
+        criteria = self._criteria
+        artifacts = self._artifacts
+        guard = self._commands
         report = run_checks(self._directory, criteria, artifacts, guard, structured)
         failures = tuple((failure.kind, failure.detail) for failure in report.failures)
         return failures, repairable(report)

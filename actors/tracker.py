@@ -131,7 +131,8 @@ class TrackerActor(SupervisedActor):
 
     def _on_snapshot(self, message: SnapshotFetched) -> None:
         effects: list[Any] = []
-        new_messages, news = False, self._tracker.snapshot_news
+        new_messages = False
+        news = self._tracker.snapshot_news
         for session_id, snapshot in message.snapshots:
             new_messages = new_messages or (session_id == self._root and bool(snapshot))
             effects.extend(self._tracker.apply_snapshot(list(snapshot), session_id=session_id))

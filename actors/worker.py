@@ -38,9 +38,11 @@ class Worker:
         while (job := self._jobs.get()) is not _STOP:
             call, done = job
             try:
-                result, error = call(), None
+                result = call()
+                error = None
             except Exception as exc:
-                result, error = None, exc
+                result = None
+                error = exc
             try:
                 done(result, error)
             except pykka.ActorDeadError:

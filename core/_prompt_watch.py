@@ -48,8 +48,11 @@ class PromptWatch:
 
     def posted(self, number: int, now: float) -> None:
         """Attempt `number`'s prompt goes out now."""
-        self._number, self._posted_at, self._checks = number, now, 0
-        self._resent, self.started = False, False
+        self._number = number
+        self._posted_at = now
+        self._checks = 0
+        self._resent = False
+        self.started = False
 
     def saw_start(self) -> None:
         """The session showed the turn started."""
@@ -72,5 +75,6 @@ class PromptWatch:
             return None
         if self._resent:
             return None
-        self._resent, self._posted_at = True, now
+        self._resent = True
+        self._posted_at = now
         return Resend(number=self._number)

@@ -121,7 +121,9 @@ class Spent:
     __slots__ = ("cost", "steps", "tokens")
 
     def __init__(self) -> None:
-        self.steps, self.tokens, self.cost = 0, 0, 0.0
+        self.steps = 0
+        self.tokens = 0
+        self.cost = 0.0
 
     def add(self, part: dict[str, Any]) -> str:
         """Count a step-finish part; the totals so far, as the view shows them."""

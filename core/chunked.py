@@ -61,12 +61,16 @@ class Dechunker:
                     break
                 self._left = 0
                 if data.startswith(b"\r\n", end):  # the usual CRLF after the data
-                    at, self._state = end + 2, _SIZE
+                    at = end + 2
+                    self._state = _SIZE
                 else:
-                    at, self._state = end, _DATA_END
+                    at = end
+                    self._state = _DATA_END
             elif state == _SIZE and (line := _SIZE_LINE.match(data, at)) is not None:
                 left = int(line[1], 16)
-                at, self._left, self._state = line.end(), left, (_DATA if left else _TRAILER)
+                at = line.end()
+                self._left = left
+                self._state = _DATA if left else _TRAILER
             elif state == _DONE:
                 break
             else:

@@ -133,7 +133,8 @@ class Guards:
         row = self._rows.setdefault(session_id, _Row())
         row.tool_count = row.tool_count + 1 if row.tool == call else 1
         row.tool = call
-        row.text, row.text_count = None, 0  # a tool call breaks a row of texts
+        row.text = None  # a tool call breaks a row of texts
+        row.text_count = 0
         if row.tool_count >= self.limits.repeats:
             shown = _quote(call[1])
             reason = f"looping: {name} {shown} called {row.tool_count} times in a row"
@@ -164,7 +165,8 @@ class Guards:
         if stream[1] < CHECK_EVERY:
             return None
         tail = "".join(pieces)[-TAIL:]
-        pieces[:], stream[1] = [tail], 0
+        pieces[:] = [tail]
+        stream[1] = 0
         piece = repeated_tail(tail, self.limits.repeats)
         if piece is None:
             return None
@@ -224,7 +226,9 @@ def _words(text: str) -> tuple[str, str] | None:
     """A text's words, as a digest (equal for texts that differ only in white space) and the
     first of them to show; None without words. Word by word: a long text (a whole answer)
     is never split into a list of its words, nor kept."""
-    digest, shown, size = hashlib.blake2b(digest_size=16), [], 0
+    digest = hashlib.blake2b(digest_size=16)
+    shown = []
+    size = 0
     for match in _WORD.finditer(text):
         word = match.group()
         digest.update(word.encode("utf-8", "surrogatepass") + b" ")

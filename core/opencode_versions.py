@@ -38,7 +38,8 @@ from typing import Any
 MIN_VERSION = (1, 14, 48)
 TESTED = ("1.14.48", "1.15.13", "1.17.19", "1.18.33")
 PERMISSION_ROUTE = "/permission/{requestID}/reply"
-EVENTS, GLOBAL_EVENTS = "/event", "/global/event"
+EVENTS = "/event"
+GLOBAL_EVENTS = "/global/event"
 _SINCE_1_15 = (1, 15, 0)
 _GIVES_UP_SINCE = (1, 18, 17)  # bisected: 1.18.16 still retries forever
 _SUBAGENT_RULES_SINCE = (1, 17, 0)  # measured: 1.15.13 ignores them, 1.17.0 holds them

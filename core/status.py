@@ -49,7 +49,9 @@ class LiveStatus:
 
     def attempt_started(self, number: int) -> None:
         """A prompt went out."""
-        self.attempt, self.state, self._retry_at = number, _WAITING, None
+        self.attempt = number
+        self.state = _WAITING
+        self._retry_at = None
 
     def permission_answered(self) -> None:
         """The runner answered a permission request."""
@@ -57,7 +59,9 @@ class LiveStatus:
 
     def finished(self, verdict: str, now_ms: int | None = None) -> None:
         """The verdict is out (at `now_ms`: the elapsed time stops there)."""
-        self.state, self._retry_at, self._ended_ms = f"verdict: {verdict}", None, now_ms
+        self.state = f"verdict: {verdict}"
+        self._retry_at = None
+        self._ended_ms = now_ms
 
     def line(self, now_ms: int) -> str:
         """The status line at `now_ms`."""
@@ -99,8 +103,11 @@ class LiveStatus:
 
     def restore(self, snapshot: dict[str, Any], now_ms: int) -> None:
         """Take another status's `snapshot` (its clock stops when that one's did)."""
-        self.state, self.attempt = snapshot["state"], snapshot["attempt"]
-        self.steps, self.tokens, self.cost = snapshot["steps"], snapshot["tokens"], snapshot["cost"]
+        self.state = snapshot["state"]
+        self.attempt = snapshot["attempt"]
+        self.steps = snapshot["steps"]
+        self.tokens = snapshot["tokens"]
+        self.cost = snapshot["cost"]
         retry = snapshot["retry_in"]
         self._retry_at = None if retry is None else now_ms + retry
         if snapshot["ended"] and self._ended_ms is None:
@@ -111,12 +118,14 @@ class LiveStatus:
             return
         state = part.get("state") if isinstance(part.get("state"), dict) else {}
         if state.get("status") == "running":
-            self.state, self._retry_at = f"running {part.get('tool', 'a tool')}", None
+            self.state = f"running {part.get('tool', 'a tool')}"
+            self._retry_at = None
 
     def _on_effect(self, effect: Any) -> None:
         if isinstance(effect, PartDelta):
             writing = effect.part_type != "reasoning"
-            self.state, self._retry_at = ("writing" if writing else "thinking"), None
+            self.state = "writing" if writing else "thinking"
+            self._retry_at = None
         elif isinstance(effect, PartFinalized):
             if effect.part_type == "step-finish":
                 self._count_step(effect.part)

@@ -238,7 +238,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         proxy.stream_opened(exchange)
-        counter, only = FrameCounter(), None
+        counter = FrameCounter()
+        only = None
         while chunk := response.read1(READ_SIZE):
             inside, ends = counter.inside, counter.feed(chunk)
             if not proxy.await_flow(exchange):  # dropped or stopping

@@ -48,7 +48,8 @@ class HeartbeatsOnly:
 
     def feed(self, chunk: bytes, ends: list[int]) -> bytes:
         """The bytes of `chunk` to relay; `ends` are its frame ends (`FrameCounter.feed`)."""
-        out, start = [], 0
+        out = []
+        start = 0
         if self._finish:
             if not ends:
                 return chunk
@@ -58,7 +59,8 @@ class HeartbeatsOnly:
             frame = self._held + chunk[start:end]
             if b'"server.heartbeat"' in frame:
                 out.append(frame)
-            self._held, start = b"", end
+            self._held = b""
+            start = end
         self._held += chunk[start:]
         return b"".join(out)
 

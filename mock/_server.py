@@ -151,7 +151,8 @@ class MockLLM:
 
     def stop(self) -> None:
         """Stop serving: wake stalled answers, close connections, join the serve thread."""
-        server, thread = self._server, self._thread
+        server = self._server
+        thread = self._thread
         if server is None or thread is None or server.stopping.is_set():
             return
         server.stopping.set()

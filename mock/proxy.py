@@ -245,7 +245,8 @@ class FaultProxy(Counters):
         with self._cond:
             if self._cut_every is not None:
                 if exchange.cut_order != _EVERY:
-                    exchange.cut_order, exchange.cut_left = _EVERY, self._cut_every
+                    exchange.cut_order = _EVERY
+                    exchange.cut_left = self._cut_every
                 if frames < exchange.cut_left:
                     exchange.cut_left -= frames
                     return None
@@ -253,7 +254,8 @@ class FaultProxy(Counters):
             if self._cut_n is None:
                 return None
             if exchange.cut_order != self._cut_order:
-                exchange.cut_order, exchange.cut_left = self._cut_order, self._cut_n
+                exchange.cut_order = self._cut_order
+                exchange.cut_left = self._cut_n
             if frames < exchange.cut_left:
                 exchange.cut_left -= frames
                 return None

@@ -52,7 +52,8 @@ class Batch:
         """Track a started phase (cancelled at once if the batch already is)."""
         with self._lock:
             self.handles.append(handle)
-            reason, code = self.cancelled, self._exit_code
+            reason = self.cancelled
+            code = self._exit_code
         if reason is not None:
             handle.cancel(reason, code)
 
@@ -80,7 +81,8 @@ class Batch:
         """Cancel every phase, now and to come."""
         with self._lock:
             if self.cancelled is None:  # the code first: `cancelled` is read without the lock
-                self._exit_code, self.cancelled = exit_code, reason
+                self._exit_code = exit_code
+                self.cancelled = reason
             handles = list(self.handles)
         for handle in handles:
             handle.cancel(reason, exit_code)

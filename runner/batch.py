@@ -92,7 +92,8 @@ def latest_result(spec: PhaseSpec) -> tuple[str, dict[str, Any]] | None:
 
 def split_done(specs: list[PhaseSpec]) -> tuple[list[PhaseSpec], list[Skipped]]:
     """The phases to run, and those whose latest result says `done`."""
-    run, skipped = [], []
+    run = []
+    skipped = []
     for spec in specs:
         latest = latest_result(spec)
         if latest is not None and latest[1].get("verdict") in DONE:

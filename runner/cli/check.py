@@ -19,7 +19,8 @@ def check_main(argv: list[str]) -> int:
     parser = build_parser()
     parser.prog = f"{PROG} check"
     args = parser.parse_args(argv)
-    code, specs = 0, []
+    code = 0
+    specs = []
     try:
         batch_rules(args)
     except PhaseFileError as exc:

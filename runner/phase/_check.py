@@ -147,9 +147,13 @@ def count(value: Any) -> int:
 
 def at_least(minimum: int) -> Callable[[Any], int]:
     """A checker accepting an integer of at least `minimum`."""
-    wanted = f"an integer of at least {minimum}"
-    bad = lambda value: isinstance(value, bool) or not isinstance(value, int) or value < minimum  # noqa: E731
-    return lambda value: _raise(expected(wanted, value)) if bad(value) else value
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise expected(f"an integer of at least {minimum}", value)
+        return value
+
+    return check
 
 
 def amount(value: Any) -> float:

@@ -91,7 +91,8 @@ class SharedServer:
         (its outage budget) gets a reader of its own rather than another phase's settings."""
         key = stream_key(client, policy, secrets)
         with self._lock:
-            found, failed = self._hubs.get(key), None
+            found = self._hubs.get(key)
+            failed = None
             if found is not None and found[0].failed:
                 logger.debug("the event stream of {} failed; starting a new reader", key)
                 failed, found = found[1], None
@@ -147,7 +148,8 @@ class SharedServer:
         `settled`: every phase on it ended done, its session idle, so no abort sweep)."""
         with self._lock:
             hubs, self._hubs = list(self._hubs.values()), {}
-            ref, early = self._ref, self._prespawned
+            ref = self._ref
+            early = self._prespawned
         for _, reader in hubs:
             stop_actor(reader, 10)
         if ref is None and early is not None:  # started early for phases that never came

@@ -137,7 +137,8 @@ class Supervisor:
 
     def _phase(self, wiring: Wiring, ready: ServerReady) -> Concluded:
         spec, facts = self.spec, self._facts
-        facts.server_version, facts.server_url = ready.version, ready.url
+        facts.server_version = ready.version
+        facts.server_url = ready.url
         facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
         environ = {**os.environ, **(self.options.env or {})}

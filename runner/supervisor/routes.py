@@ -45,7 +45,10 @@ from messages.server import ServerExited, ServerFailed
 from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
 from runner._logs import logger
 
-TRACKER, SYNC, RESPONDER, TERMINATION = "tracker", "sync", "responder", "termination"
+TRACKER = "tracker"
+SYNC = "sync"
+RESPONDER = "responder"
+TERMINATION = "termination"
 TRANSCRIPT, RENDERER, OBSERVER, EVENTS, SUPERVISOR = (
     "transcript",
     "renderer",

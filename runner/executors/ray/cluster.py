@@ -99,7 +99,8 @@ def start_nodes(
         if n.get("Alive")
     ]
     env = {k: v for k, v in env.items() if k != "MOCK_LLM_URL"}  # each node has its own
-    actor, nodes = ray.remote(NodeRunner), []
+    actor = ray.remote(NodeRunner)
+    nodes = []
     for node_id, slots in (pair for pair in offered if pair[1] >= 1):
         handle = actor.options(
             num_cpus=0,
@@ -119,7 +120,8 @@ def _answering(ray: Any, nodes: list[Node], stop: Callable[[], bool]) -> list[No
     pending, deadline = list(calls), time.monotonic() + NODE_START_TIMEOUT
     while pending and time.monotonic() < deadline and not stop():
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=_SLICE)
-    usable, failures = [], []
+    usable = []
+    failures = []
     for ref, node in calls.items():
         if ref in pending:
             failures.append(f"node {node.id} did not start its actor in time")
