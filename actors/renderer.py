@@ -114,13 +114,15 @@ class RendererActor(SupervisedActor):
     def on_receive(self, message: Any) -> None:
         """Render one message (a batch with those waiting behind it); anything unexpected is
         logged and skipped."""
+        batches: list[Tracked] = []
         if isinstance(message, Tracked):
-            message = Tracked.joined(message, self.actor_inbox.take_more(Tracked, BACKLOG))
+            batches = [message, *self.actor_inbox.take_more(Tracked, BACKLOG)]
+            message = Tracked.joined(message, batches[1:])
         elif type(message) not in SHOW:
             logger.warning("renderer: unexpected message {!r}", message)
             return
         if not self._closed:
-            self._render(message)
+            self._render(message, batches)
 
     def flush(self) -> None:
         """End an open inline line (at stop)."""
@@ -149,15 +151,17 @@ class RendererActor(SupervisedActor):
                 logger.debug("renderer: live region not cleared ({})", exc)
         super().on_stop()
 
-    def _render(self, message: Any) -> None:
-        """Print a known message; failing output never stops the actor (nor decides a verdict)."""
+    def _render(self, message: Any, batches: list[Tracked]) -> None:
+        """Print a known message (a joined batch: its `batches` each at its own time); failing
+        output never stops the actor (nor decides a verdict)."""
         try:
             if self._mode == "json":
-                self._json(message)
+                self._json(message, batches)
             elif self._board is not None:
                 self._on_board(message)
             elif isinstance(message, Tracked):
-                self._print(self._view.effects(message.effects, self._clock_ms()))
+                effects = self._view.effects
+                self._print([out for b in batches for out in effects(b.effects, self._time(b))])
             else:
                 self._print(SHOW[type(message)](self._view, message))
             if self._live is not None:  # redrawn by its own refresh, 4 times a second
@@ -177,8 +181,12 @@ class RendererActor(SupervisedActor):
             lines = [_styled(out) for out in SHOW[VerdictReached](self._view, message)]
             self._board.print(Text("\n").join(lines))
 
-    def _json(self, message: Any) -> None:
-        """NDJSON lines: run-format objects of a batch, the closing `runner.result`, or none."""
+    def _time(self, batch: Tracked) -> int:
+        """When the batch happened: the tracker's stamp (which the transcript keeps)."""
+        return batch.time_ms or self._clock_ms()
+
+    def _json(self, message: Any, batches: list[Tracked]) -> None:
+        """NDJSON lines: run-format objects of batches, the closing `runner.result`, or none."""
         objects: list[dict[str, Any]] = []
         if isinstance(message, VerdictReached):
             head = {"verdict": message.verdict, "reason": message.reason}
@@ -187,11 +195,11 @@ class RendererActor(SupervisedActor):
                 structured = message.summary["structured"]
                 objects.insert(0, {"type": "runner.structured", "structured": structured})
         elif isinstance(message, Tracked):
-            now_ms = self._clock_ms()
             root = message.root_session_id
             found = (
-                run_json(e, now_ms=now_ms, thinking=self._thinking, root_session_id=root)
-                for e in message.effects
+                run_json(e, now_ms=self._time(b), thinking=self._thinking, root_session_id=root)
+                for b in batches
+                for e in b.effects
             )
             objects = [obj for obj in found if obj is not None]
         if objects:

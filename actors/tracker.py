@@ -2,8 +2,9 @@
 
 Thin shell around the pure `Tracker` (part versions, finalisation, session tree) and
 `SyncGate` (idle held until its resync). It is the phase's only producer of the stream: it
-publishes one `Tracked` per batch and passes the stream's news on in order with them. It asks
-for a resync on a reconnect, when its inbox dropped batches (`EventsLost`: the runner fell
+publishes one `Tracked` per batch (stamped with the wall clock) and passes the stream's news on
+in order with them. Where events may have been lost it marks the open parts (`StreamGap`) and
+asks for a resync: on a reconnect, when its inbox dropped batches (`EventsLost`: the runner fell
 behind), and one last time when the stream failed for good; after that final resync it ends
 the phase (`EndPhase`), so nothing the server still holds is lost from the verdict. With
 `silent` set, a ticker drives the gate's silent-stream check: when a silent resync shows the
@@ -22,10 +23,10 @@ from actors._supervised import Report, SupervisedActor
 from actors.logs import logger
 from actors.worker import start_ticker
 from core.sync_gate import FINAL, GateOutput, SyncGate
-from core.tracker import PartFinalized, Tracker
+from core.tracker import PartFinalized, Tracker, recovered_messages
 from messages.control import EndPhase
 from messages.pipeline import RequestSync, SnapshotFetched, Tracked
-from messages.records import Notice, Resynced
+from messages.records import Notice, Resynced, StreamGap
 from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
 BACKLOG = 512  # batches waiting in the inbox taken with the one at hand, at most
@@ -49,6 +50,7 @@ class TrackerActor(SupervisedActor):
         silent: float | None = None,
         reconnect: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         super().__init__(report=report)
         self._root = root_session_id
@@ -57,6 +59,7 @@ class TrackerActor(SupervisedActor):
         self._silent = silent
         self._reconnect = reconnect
         self._clock = clock
+        self._wall_ms = wall_ms
         self._ticking = threading.Event()  # set: the ticker ends
         self._publish = publish
         self._failed: StreamFailed | None = None
@@ -84,6 +87,7 @@ class TrackerActor(SupervisedActor):
             case StreamConnected():
                 self._publish(message)
                 if self._connected:  # a phase joining a stream already up has lost nothing
+                    self._gap("reconnect")
                     self._act(self._gate.on_reconnect())
                 self._connected = True
             case StreamDropped():
@@ -126,16 +130,27 @@ class TrackerActor(SupervisedActor):
         dropped = self.actor_inbox.take_dropped()
         logger.warning("tracker fell behind: {} batch(es) dropped; resyncing", dropped)
         text = f"the runner fell behind the stream ({dropped} batch(es) skipped); resyncing"
+        self._gap("lost")
         self._publish(Notice(level="warning", text=text))
         self._act(self._gate.on_lost())
+
+    def _gap(self, reason: str) -> None:
+        self._tracker.gap()
+        self._publish(StreamGap(reason=reason))
 
     def _on_snapshot(self, message: SnapshotFetched) -> None:
         effects: list[Any] = []
         new_messages = False
         news = self._tracker.snapshot_news
+        told: list[tuple[str, tuple[dict[str, Any], ...]]] = []
         for session_id, snapshot in message.snapshots:
             new_messages = new_messages or (session_id == self._root and bool(snapshot))
-            effects.extend(self._tracker.apply_snapshot(list(snapshot), session_id=session_id))
+            final_before = self._tracker.emitted_part_ids
+            merged = self._tracker.apply_snapshot(list(snapshot), session_id=session_id)
+            if session_id in self._tracker.session_ids:
+                kept = recovered_messages(list(snapshot), final_before, merged)
+                told.extend([(session_id, kept)] if kept else [])
+            effects.extend(merged)
         recovered = sum(isinstance(effect, PartFinalized) for effect in effects)
         out = self._gate.on_snapshot(
             message.reason,
@@ -144,7 +159,14 @@ class TrackerActor(SupervisedActor):
             new_messages=new_messages,
             moved=self._tracker.snapshot_news > news,
         )
-        self._publish(Resynced(reason=message.reason, recovered=recovered, error=message.error))
+        self._publish(
+            Resynced(
+                reason=message.reason,
+                recovered=recovered,
+                error=message.error,
+                messages=tuple(told),
+            )
+        )
         self._act(out)
         if message.reason == FINAL and self._failed is not None:
             reason = self._failed.reason
@@ -168,6 +190,7 @@ class TrackerActor(SupervisedActor):
                     raw=raw,
                     size=size,
                     raw_json=tuple(texts or ()),
+                    time_ms=self._wall_ms(),
                 )
             )
         if out.request_sync is not None:

@@ -2,8 +2,9 @@
 
 The first line is a header (runner and opencode versions, phase, session id); then one line
 per raw SSE event of the session tree, as received, and one `runner.<record>` line per
-lifecycle record (attempt started, prompt sent, reconnect, resync, permission answered,
-verdict). Every line is flushed as it is written, so a killed runner leaves a readable file.
+lifecycle record (attempt started, prompt sent, reconnect, gap, resync with what it recovered,
+permission answered, verdict). A `runner.clock` line (`ms`: the tracker's stamp) comes before
+the events of a batch that had effects, when the time moved on: `show` gives them that time. Every line is flushed as it is written, so a killed runner leaves a readable file.
 The `TranscriptActor` alone owns the file.
 """
 
@@ -35,6 +36,7 @@ class TranscriptWriter:
     def __init__(self, path: str, *, redact: tuple[str, ...] = ()) -> None:
         self.path = path
         self._masker = StreamRedactor(redact)
+        self._clock_ms = 0  # the last `runner.clock` written
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._file: TextIO | None = open(path, "w", encoding="utf-8")  # noqa: SIM115
 
@@ -50,15 +52,20 @@ class TranscriptWriter:
     def write_events(self, events: tuple[dict[str, Any], ...], texts: tuple[str, ...]) -> None:
         """The stream's events, each as received when its text was kept and is one line (a frame
         of several `data:` lines is not), else encoded again."""
-        if len(texts) != len(events):
-            self.write_many(events)
-            return
-        text = "\n".join(texts)
-        if text.count("\n") == len(texts) - 1:  # no text spans lines: write them as they are
-            self._write(text, "\n")
-            return
-        pairs = zip(events, texts, strict=True)
-        self.write_texts(text if "\n" not in text else _ENCODE(event) for event, text in pairs)
+        if events:
+            self._write(*_events_texts(events, texts))
+
+    def write_batches(self, batches: Iterable[Tracked]) -> None:
+        """Batches of the stream, each after a `runner.clock` line when its time moved on and
+        it had effects (the time `show` gives them), flushed together."""
+        texts: list[str] = []
+        for batch in batches:
+            if batch.effects and batch.time_ms and batch.time_ms != self._clock_ms:
+                self._clock_ms = batch.time_ms
+                texts.append(_ENCODE({"type": "runner.clock", "ms": batch.time_ms}) + "\n")
+            texts.extend(_events_texts(batch.raw, batch.raw_json) if batch.raw else ())
+        if texts:
+            self._write(*texts)
 
     def write_texts(self, texts: Iterable[str]) -> None:
         """JSON texts as they are (the stream's events as received), one a line, flushed."""
@@ -123,8 +130,8 @@ class TranscriptActor(SupervisedActor):
             self._write_header(message)
         match message:
             case Tracked():
-                batch = Tracked.joined(message, self.actor_inbox.take_more(Tracked, BACKLOG))
-                self._writer.write_events(batch.raw, batch.raw_json)
+                more = self.actor_inbox.take_more(Tracked, BACKLOG)
+                self._writer.write_batches((message, *more))
             case _ if dataclasses.is_dataclass(message):
                 self._writer.record(message)
             case _:
@@ -155,6 +162,19 @@ class TranscriptActor(SupervisedActor):
             )
         assert self._writer is not None
         self._writer.header(header)
+
+
+def _events_texts(events: tuple[dict[str, Any], ...], texts: tuple[str, ...]) -> tuple[str, ...]:
+    """Events one a line, as texts to write in order: as received when each text was kept and
+    is one line (a frame of several `data:` lines is not), else encoded again. The newline
+    comes apart: a large event is not copied again to end its line."""
+    if len(texts) != len(events):
+        return ("".join(_ENCODE(event) + "\n" for event in events),)
+    text = "\n".join(texts)
+    if text.count("\n") == len(texts) - 1:  # no text spans lines: write them as they are
+        return (text, "\n")
+    pairs = zip(events, texts, strict=True)
+    return ("".join((t if "\n" not in t else _ENCODE(e)) + "\n" for e, t in pairs),)
 
 
 def record_type(message: Any) -> str:

@@ -13,6 +13,8 @@ class PartDelta:
     """Text streamed into a not-yet-final text or reasoning part (for live rendering only).
 
     `part_type` is None when the part's `message.part.updated` was never seen (lost in a drop).
+    `gapped`: the stream may have lost deltas of this part before this one (see `Tracker.gap`),
+    so what was streamed of it is not a prefix a view can trust.
     """
 
     session_id: str
@@ -20,6 +22,7 @@ class PartDelta:
     part_id: str
     part_type: str | None
     delta: str
+    gapped: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,6 +31,8 @@ class PartFinalized:
 
     `text` is the final text of text and reasoning parts (None for other types); `role` is the
     role of the part's message ("user" / "assistant") when known, so renderers can skip prompts.
+    `recovered`: the stream lost some of this part on the way (a resync found it, or deltas were
+    gapped); its final version here is whole.
     """
 
     session_id: str
@@ -38,6 +43,7 @@ class PartFinalized:
     text: str | None
     role: str | None
     source: Source
+    recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

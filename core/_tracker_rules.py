@@ -115,12 +115,15 @@ def final_text(part: dict[str, Any], chunks: Chunks | None) -> str | None:
 class OpenPart:
     """Latest version and streamed chunks of a part that is not final yet."""
 
-    __slots__ = ("chunks", "part", "part_type")
+    __slots__ = ("chunks", "gapped", "part", "part_type")
 
     def __init__(self, part: dict[str, Any] | None) -> None:
         self.part = part
         self.part_type: str | None = None
         self.chunks = Chunks()
+        # The stream may have lost some of its deltas: opened by a delta (its first update was
+        # lost), or open across a reconnect or skipped batches (`Tracker.gap`).
+        self.gapped = part is None
         if part is not None:
             self.replace(part)
 

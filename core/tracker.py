@@ -34,6 +34,11 @@ order; non-final ones (running tool, text without `time.end`) replace the stored
 A message whose snapshot info differs from the last one seen yields a `MessageUpdated`, after
 its parts, as on the stream, so the termination policy sees a `finish` lost in a drop.
 
+Gaps. Events lost on the way (a reconnect, batches the runner skipped) are announced with
+`gap()`: every open part is marked, as is a part opened by a delta (its first update was lost).
+The deltas of a marked part come out `gapped` and its final version `recovered`, so a view that
+streams text inline holds back what it cannot trust and prints the final text whole instead.
+
 Statuses: consecutive identical statuses of a session are collapsed (`busy` repeats many times);
 `idle` and `session.idle` always pass, because the policy must see every one.
 """
@@ -62,6 +67,7 @@ from core._tracker_rules import (
     PASSTHROUGH_TYPES,
     TREE_EVENTS,
     OpenPart,
+    TEXT_TYPES,
     SnapshotShapeError,
     final_text,
     fingerprint,
@@ -86,6 +92,7 @@ __all__ = [
     "StatusChanged",
     "Tracker",
     "Unknown",
+    "recovered_messages",
 ]
 
 
@@ -123,6 +130,12 @@ class Tracker:
         """The text streamed so far into an open part, or None if it is not open."""
         slot = self._open.get(part_id)
         return None if slot is None else slot.chunks.text()
+
+    def gap(self) -> None:
+        """Events may have been lost since the last one applied: mark every open part (see
+        Gaps above)."""
+        for slot in self._open.values():
+            slot.gapped = True
 
     def role_of(self, message_id: str) -> str | None:
         """The role ("user" / "assistant") of a message seen so far, else None."""
@@ -182,12 +195,19 @@ class Tracker:
         role = self.role_of(message_id)
         if not is_final(part, role):
             slot = self._open.get(part_id)
-            if source == "snapshot" and moved(slot, part):
+            ahead = source == "snapshot" and moved(slot, part)
+            if ahead:
                 self.snapshot_news += 1  # the session moved on where the stream showed nothing
+            streamed = slot.chunks.text() if slot is not None else None
             if slot is None:
-                self._open[part_id] = OpenPart(part)
+                slot = self._open[part_id] = OpenPart(part)
             else:
                 slot.replace(part)
+            if ahead and slot.part_type in TEXT_TYPES and slot.chunks.text() != streamed:
+                # Not seen opening on the stream, or further on than it: the stream lost some
+                # of it (and a snapshot's text of a streaming part may be behind: opencode
+                # stores deltas only when the part ends).
+                slot.gapped = True
             return []
         slot = self._open.pop(part_id, None)
         self._final.add(part_id)
@@ -202,6 +222,7 @@ class Tracker:
                 text=text,
                 role=role,
                 source=source,
+                recovered=source == "snapshot" or (slot is not None and slot.gapped),
             )
         ]
 
@@ -227,6 +248,7 @@ class Tracker:
                 part_id=part_id,
                 part_type=slot.part_type,
                 delta=delta,
+                gapped=slot.gapped,
             )
         ]
 
@@ -274,6 +296,23 @@ class Tracker:
         if etype == "session.error":
             return [SessionError(session_id=None, error=props.get("error") or {})]
         return [] if is_noise(etype) else [Unknown(event_type=etype, event=event)]
+
+
+def recovered_messages(
+    messages: list[dict[str, Any]], final_before: frozenset[str], effects: list[Effect]
+) -> tuple[dict[str, Any], ...]:
+    """What a snapshot told a tracker that it did not know: each message with a part not final
+    before (`final_before`: `emitted_part_ids` then) or a changed info, with those parts only.
+    Applied to a tracker that had seen the same before, it makes the same effects (what `show`
+    replays of a resync)."""
+    changed = {e.info.get("id") for e in effects if isinstance(e, MessageUpdated)}
+    kept = []
+    for message in messages:
+        info, parts = message["info"], message["parts"]
+        news = [part for part in parts if part["id"] not in final_before]
+        if news or info["id"] in changed:
+            kept.append({"info": info, "parts": news})
+    return tuple(kept)
 
 
 # The event transitions, in one place: event type -> handler(tracker, session id, props, event).

@@ -12,9 +12,12 @@ that reads it by attribute, and the renderer actor maps message types to those m
 Streaming. At most one text or reasoning part streams inline at a time: the first part to get
 a delta while none streams owns the line, deltas of other parts wait for their final text.
 When the owner is final, what was written is compared with the final text: a prefix gets the
-remainder written and the line ended; a divergence (deltas lost in a drop) ends the line and
-prints a dim "(resynced)" line and the full text. A part nothing was streamed for is printed
-whole. Any `Line` first ends an open inline line (`_col0` is False while one is open); later
+remainder written and the line ended; a divergence ends the line and prints a dim "(resynced)"
+line and the full text. A part nothing was streamed for is printed whole. A `gapped` delta (the
+stream may have lost deltas before it) is never written: the owner writes no more until its
+final text completes the line, and a part that does not own the line is printed whole when
+final. So a cut stream shows each part once and whole, then one dim line saying the text was
+recovered. Any `Line` first ends an open inline line (`_col0` is False while one is open); later
 deltas of the owner continue on a fresh line. Parts of child sessions (subagents, indented two
 spaces per level) and every part in prefix mode (parallel phases) are printed only when final.
 """
@@ -47,6 +50,7 @@ _SILENT_PARTS = frozenset(
 )
 _PAYLOAD_WIDTH = 500
 THINKING = "thinking: "
+RECOVERED = "· text recovered after a gap in the stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,8 @@ class TerminalView:
             return []
         if self.prefix or self._depth.get(effect.session_id) or not effect.delta:
             return []
+        if effect.gapped:  # not a prefix to trust: the final text is written instead
+            return []
         out: list[Out] = []
         if self._stream is None:
             self._stream = _Stream(effect.part_id, kind)
@@ -177,7 +183,12 @@ class TerminalView:
         kind = effect.part_type
         if kind == "reasoning" and not self.thinking:
             return []
-        text = effect.text or ""
+        out = self._text_end(effect, effect.text or "", kind)
+        if effect.recovered and out:
+            out += self._lines([(RECOVERED, "dim")], effect.session_id)
+        return out
+
+    def _text_end(self, effect: PartFinalized, text: str, kind: str) -> list[Out]:
         stream = self._stream
         if stream is None or stream.part_id != effect.part_id:
             return self._text_lines(effect, text, kind)

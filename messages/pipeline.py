@@ -13,13 +13,15 @@ SyncReason = Literal["idle", "reconnect", "lost", "final"]
 class Tracked:
     """What the tracker made of one batch or one snapshot: effects in order, plus the raw
     events of the session tree (for the transcript). `size` is the bytes of the batch it came
-    from: what it weighs in a bounded inbox."""
+    from: what it weighs in a bounded inbox. `time_ms` is when the tracker made it (wall clock,
+    milliseconds): the time every output gives its effects, and the transcript records."""
 
     root_session_id: str
     effects: tuple[Any, ...]
     raw: tuple[dict[str, Any], ...] = ()
     size: int = 0
     raw_json: tuple[str, ...] = ()  # `raw` as received, when every one of them was kept
+    time_ms: int = 0
 
     @classmethod
     def joined(cls, first: Tracked, more: list[Tracked]) -> Tracked:
@@ -36,6 +38,7 @@ class Tracked:
             raw_json=tuple(chain.from_iterable(batch.raw_json for batch in batches))
             if kept
             else (),
+            time_ms=batches[-1].time_ms,
         )
 
 

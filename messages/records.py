@@ -45,11 +45,23 @@ class PromptSent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Resynced:
-    """A snapshot was merged after a reconnect or an idle; `recovered` parts were missing."""
+    """A snapshot was merged after a reconnect or an idle; `recovered` parts were missing.
+    `messages` holds what the snapshot told the tracker that the stream had not, per session
+    (`core.tracker.recovered_messages`): the transcript keeps it, so `show` replays it."""
 
     reason: str
     recovered: int
     error: str | None = None
+    messages: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamGap:
+    """Events may have been lost here (`reason` "reconnect", or "lost": batches the runner fell
+    behind on): the tracker stopped trusting the text streamed so far of the open parts
+    (`Tracker.gap`). Recorded, so that `show` marks the same parts at the same place."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,9 +2,10 @@
 renderer and view as it was shown live: each raw event of the transcript goes through a
 `Tracker` of the run's root session, each `runner.*` record becomes its message again, and a
 `RendererActor` prints them in order (`--plain`, `--json`, `--thinking`; rich on a terminal).
-The clock of the view is the time of the latest record, so a retry countdown reads as it did.
-What a resync recovered is not in the transcript as raw events, so a part only a resync saw is
-not shown.
+The tracker sees what it saw live, where it saw it: a `runner.stream_gap` marks its open parts
+as the live tracker did, and a `runner.resynced` line's `messages` (what that resync told the
+live tracker) are merged as a snapshot. Effects take the time of the latest `runner.clock` line
+and records their own, so NDJSON timestamps and retry countdowns read as they did.
 """
 
 from __future__ import annotations
@@ -65,20 +66,41 @@ def _replay(lines: list[dict[str, Any]], *, mode: str, thinking: bool) -> None:
     records = {record_name(kind): kind for kind in SHOW}
     root = _root(lines)
     tracker = Tracker(root or "")
-    clock = [0]
+    clock = [0, 0]  # a record's time, for the renderer; the last `runner.clock`, for effects
     renderer = RendererActor.start(
         mode=mode, out=sys.stdout, thinking=thinking, clock_ms=lambda: clock[0], live_status=False
     )
+
+    def show(effects: list[Any]) -> None:
+        if effects and root:
+            renderer.tell(Tracked(root_session_id=root, effects=tuple(effects), time_ms=clock[1]))
+
+    # A resync's messages are merged at the time of the batch that carried its effects: the
+    # `runner.clock` line right after the record, if the time moved on.
+    pending: list[Any] = []
+
+    def merge() -> None:
+        for session_id, messages in pending:
+            show(tracker.apply_snapshot(list(messages), session_id=session_id))
+        pending.clear()
+
     try:
         for line in lines[1:]:
             kind = str(line.get("type"))
+            if kind == "runner.clock":
+                clock[1] = int(line.get("ms") or clock[1])
+                merge()
+                continue
+            merge()
             if not kind.startswith("runner."):
-                effects = tuple(tracker.apply(line)) if root else ()
-                if effects:
-                    renderer.tell(Tracked(root_session_id=root, effects=effects, raw=(line,)))
+                show(tracker.apply(line) if root else [])
+            elif kind == "runner.stream_gap":
+                tracker.gap()
             elif (message := _message(records.get(kind), line)) is not None:
                 clock[0] = int(float(line.get("time", 0)) * 1000)
                 renderer.ask(message, timeout=30)  # in order, at the time it was recorded
+                pending.extend(line.get("messages") or ())
+        merge()
     finally:
         renderer.stop(timeout=10)
         pykka.ActorRegistry.stop_all(timeout=10)

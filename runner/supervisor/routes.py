@@ -39,6 +39,7 @@ from messages.records import (
     PromptSent,
     QuestionRejected,
     Resynced,
+    StreamGap,
     VerdictReached,
 )
 from messages.server import ServerExited, ServerFailed
@@ -64,6 +65,7 @@ ROUTES: dict[type, tuple[str, ...]] = {
     StreamConnected: (*_SHOWN, SUPERVISOR),  # the first one starts the phase
     StreamDropped: _SHOWN,
     StreamFailed: _SHOWN,  # the tracker resyncs one last time, then ends the phase
+    StreamGap: (TRANSCRIPT, OBSERVER, EVENTS),  # the view needs none: its effects say gapped
     # resyncs
     RequestSync: (SYNC,),
     SetBaseline: (SYNC,),

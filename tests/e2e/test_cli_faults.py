@@ -289,3 +289,51 @@ def test_a_prompt_answered_204_and_lost_is_sent_again_and_stored_once(stage, att
     assert len(users) == 1
     assert [p["text"] for p in users[0]["parts"] if p["type"] == "text"] == ["Do the task."]
     assert len(setup.mock.journal.turns()) == 1
+
+
+def _cut_for_a_minute_script() -> dict:
+    """Six turns of text in unique words, each ending with a tool call but the last, about a
+    minute in all: every word must be printed exactly once, whatever the cuts lose."""
+    turns = []
+    for turn in range(6):
+        words = [f"t{turn}w{i:02d} " for i in range(40)]
+        step: dict = {"text": words, "delay": 0.2}
+        if turn < 5:
+            read = {"filePath": "README.md", "limit": 10 + turn}  # not a loop: each one differs
+            step["tool_calls"] = [{"name": "read", "arguments": read}]
+        turns.append(step)
+    return {"turns": turns}
+
+
+def _words(script: dict) -> list[str]:
+    return [word.strip() for turn in script["turns"] for word in turn["text"]]
+
+
+@pytest.mark.parametrize("mode", ["--plain", "--json"])
+def test_a_stream_cut_every_five_events_shows_each_part_once_and_show_replays_it(
+    stage, attach, mode
+):
+    script = _cut_for_a_minute_script()
+    setup = stage(script)
+    setup.proxy.cut_every(5)
+    timeouts = {"phase": "4m", "stall": "1m", "outage": "30s"}
+    run = attach(setup, args=(mode,), permissions={"allow": ["read"]}, timeouts=timeouts)
+    assert_consistent(run, "done", 0)
+    assert run.result["reconnects"] >= 20, run.result["reconnects"]
+    if mode == "--json":
+        assert_every_part_once(run, setup)
+    else:
+        words = Counter(word for line in run.stdout.splitlines() for word in line.split())
+        assert {word: words[word] for word in _words(script)} == dict.fromkeys(_words(script), 1)
+        tools = [line for line in run.stdout.splitlines() if line.startswith("✓ read")]
+        assert len(tools) == 5, run.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "runner", "show", run.result["transcript"], mode],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == run.stdout.splitlines()

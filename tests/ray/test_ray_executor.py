@@ -180,7 +180,17 @@ def test_a_node_killed_mid_phase_runs_the_phase_again_elsewhere(cluster, tmp_pat
     assert lost["node"] == cluster.second_id
     assert moved[0]["executor"]["node"] != cluster.second_id
     assert "tick" in Path(lost["transcript"]).read_text()  # the lost run's part, set aside
-    assert lines(moved[0]["transcript"])[-1]["verdict"] == "done"
+    again = moved[0]["executor"]["node"]
+    record = lines(moved[0]["transcript"])
+    assert record[-1]["verdict"] == "done"
+    assert record[-1]["summary"]["executor"] == moved[0]["executor"]  # the result's facts
+    assert record[0]["type"] == "runner.header"
+    (note,) = [line for line in record if line["type"] == "runner.node_lost"]
+    assert (note["node"], note["runs_again_on"]) == (cluster.second_id, again)
+    assert note["transcript"] == lost["transcript"]
+    phase = moved[0]["phase"]
+    said = f"⚠ node {cluster.second_id} lost ({lost['reason']}); phase {phase} runs again on {again}"
+    assert said in out.splitlines(), out[-3000:]
 
 
 def test_without_an_address_the_runner_starts_a_one_node_ray(tmp_path):

@@ -25,6 +25,7 @@ from messages.records import (
     PhaseStarted,
     QuestionRejected,
     Resynced,
+    StreamGap,
     VerdictReached,
 )
 from messages.stream import (
@@ -107,13 +108,16 @@ def test_tracker_actor_resyncs_on_reconnect_and_recovers_lost_parts():
     assert syncs.empty()
     assert out.get(timeout=5) == StreamConnected(connection=4)  # passed on
     assert out.get(timeout=5) == StreamConnected(connection=5)
+    assert out.get(timeout=5) == StreamGap(reason="reconnect")  # for the transcript
     tracker.tell(
         SnapshotFetched(reason="reconnect", snapshots=((root, tuple(snapshot)),), root_idle=True)
     )
     got = drain(out, lambda m: isinstance(m, Tracked))
     (resynced,) = [m for m in got if isinstance(m, Resynced)]
     assert resynced.recovered == sum(len(m["parts"]) for m in snapshot)
+    assert resynced.messages == ((root, tuple(snapshot)),)  # all of it was news
     assert SessionIdle(session_id=root) in effects_of(got)
+    assert got[-1].time_ms > 0  # stamped: the time every output gives its effects
 
 
 def test_tracker_actor_keeps_only_the_tree_raw_events():
@@ -157,6 +161,21 @@ def test_transcript_writes_received_json_as_it_came(tmp_path):
     assert lines[1] == text
     assert json.loads(lines[2]) == other  # written again as one line
     assert len(lines) == 3
+
+
+def test_transcript_writes_the_time_of_a_batch_with_effects_when_it_moved_on(tmp_path):
+    path = tmp_path / "run.jsonl"
+    transcript = TranscriptActor.start(path=str(path), header={"phase": "p"})
+    event = {"type": "session.idle", "properties": {"sessionID": "ses_1"}}
+    idle = SessionIdle(session_id="ses_1")
+    for effects, time_ms in (((idle,), 1000), ((idle,), 1000), ((), 2000), ((idle,), 3000)):
+        transcript.tell(
+            Tracked(root_session_id="ses_1", effects=effects, raw=(event,), time_ms=time_ms)
+        )
+    transcript.stop()
+    lines = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    clock = {"type": "runner.clock"}
+    assert lines == [clock | {"ms": 1000}, event, event, event, clock | {"ms": 3000}, event]
 
 
 def test_tracker_actor_passes_stream_news_on_in_order_with_its_batches():

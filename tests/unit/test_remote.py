@@ -120,6 +120,30 @@ def test_a_lost_nodes_part_of_the_transcript_is_set_aside(tmp_path):
     assert file.set_aside().endswith("p.lost-2.jsonl")
 
 
+def test_a_lost_node_is_noted_after_the_next_runs_header_or_before_a_verdict(tmp_path):
+    file = remote.TranscriptFile(tmp_path / "p.jsonl")
+    file.write(['{"type":"runner.header"}', "a"])
+    file.set_aside()
+    file.note({"type": "runner.node_lost", "node": "n1"})
+    file.write([])  # the next run's transcript exists from its start
+    file.write(['{"type":"runner.header"}', "b"])
+    file.write(["c"])
+    file.set_aside()
+    file.note({"type": "runner.node_lost", "node": "n2"})
+    file.write(['{"type":"runner.verdict_reached"}'])  # no node ran it: the driver's verdict
+    file.close()
+    assert (tmp_path / "p.lost-2.jsonl").read_text().splitlines() == [
+        '{"type":"runner.header"}',
+        '{"type": "runner.node_lost", "node": "n1"}',
+        "b",
+        "c",
+    ]
+    assert (tmp_path / "p.jsonl").read_text().splitlines() == [
+        '{"type": "runner.node_lost", "node": "n2"}',
+        '{"type":"runner.verdict_reached"}',
+    ]
+
+
 def test_a_phase_no_node_finished_still_gets_its_files(tmp_path):
     spec = spec_of(tmp_path)
     lost = [{"node": "n1", "reason": "node n1 was lost", "transcript": None}]

@@ -21,6 +21,7 @@ from core.tracker import (
     StatusChanged,
     Tracker,
     Unknown,
+    recovered_messages,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -106,6 +107,11 @@ class Snap:
     session_id: str = ROOT
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A history step: events may have been lost here (`Tracker.gap`)."""
+
+
 def snap_msg(msg_info: dict[str, Any], *parts: dict[str, Any]) -> dict[str, Any]:
     """One `[{info, parts}]` entry of a snapshot."""
     return {"info": msg_info, "parts": list(parts)}
@@ -123,12 +129,17 @@ def fin(part: dict[str, Any], role: str | None = "assistant", source: str = "str
         text=kw.get("text", body),
         role=role,
         source=source,  # type: ignore[arg-type]
+        recovered=kw.get("recovered", source == "snapshot"),
     )
 
 
-def dlt(pid: str, chunk: str, kind: str | None = "text", sid: str = ROOT) -> PartDelta:
+def dlt(
+    pid: str, chunk: str, kind: str | None = "text", sid: str = ROOT, gapped: bool = False
+) -> PartDelta:
     """The `PartDelta` expected for a delta."""
-    return PartDelta(session_id=sid, message_id=MSG, part_id=pid, part_type=kind, delta=chunk)
+    return PartDelta(
+        session_id=sid, message_id=MSG, part_id=pid, part_type=kind, delta=chunk, gapped=gapped
+    )
 
 
 def mu(mid: str = MSG, role: str = "assistant", sid: str = ROOT, **extra: Any) -> MessageUpdated:
@@ -143,6 +154,8 @@ def run(steps: list[Any], root: str = ROOT) -> tuple[Tracker, list[Any]]:
     for step in steps:
         if isinstance(step, Snap):
             effects += tracker.apply_snapshot(step.messages, session_id=step.session_id)
+        elif isinstance(step, Gap):
+            tracker.gap()
         else:
             effects += tracker.apply(step)
     return tracker, effects
@@ -181,7 +194,43 @@ HISTORIES = {
     ),
     "delta_before_update_has_unknown_type": (
         [delta("prt_t", "Hel"), upd(T_OPEN), delta("prt_t", "lo"), upd(T_FULL)],
-        [dlt("prt_t", "Hel", kind=None), dlt("prt_t", "lo"), fin(T_FULL, role=None)],
+        [
+            dlt("prt_t", "Hel", kind=None, gapped=True),  # its opening update was lost
+            dlt("prt_t", "lo", gapped=True),
+            fin(T_FULL, role=None, recovered=True),
+        ],
+    ),
+    "a_gap_marks_the_open_parts_only": (
+        [msg(), upd(T_OPEN), delta("prt_t", "He"), Gap(), delta("prt_t", "llo"), upd(T_FULL)]
+        + [upd(R_OPEN), delta("prt_r", "Hm."), upd(R_FULL)],
+        [
+            mu(),
+            dlt("prt_t", "He"),
+            dlt("prt_t", "llo", gapped=True),
+            fin(T_FULL, recovered=True),
+            dlt("prt_r", "Hm.", kind="reasoning"),  # opened after the gap: whole
+            fin(R_FULL),
+        ],
+    ),
+    "a_snapshot_that_shows_what_the_stream_did_marks_nothing": (
+        [
+            msg(),
+            upd(T_OPEN),
+            delta("prt_t", "He"),
+            Snap([snap_msg(info(), text("prt_t", "He", end=False))]),
+        ]
+        + [delta("prt_t", "llo"), upd(T_FULL)],
+        [mu(), dlt("prt_t", "He"), dlt("prt_t", "llo"), fin(T_FULL)],
+    ),
+    "a_snapshot_ahead_of_the_stream_marks_the_part": (
+        [
+            msg(),
+            upd(T_OPEN),
+            delta("prt_t", "He"),
+            Snap([snap_msg(info(), text("prt_t", "Hell", end=False))]),
+        ]
+        + [delta("prt_t", "o"), upd(T_FULL)],
+        [mu(), dlt("prt_t", "He"), dlt("prt_t", "o", gapped=True), fin(T_FULL, recovered=True)],
     ),
     "reasoning_streams_like_text": (
         [msg(), upd(R_OPEN), delta("prt_r", "Hm."), upd(R_FULL)],
@@ -268,9 +317,9 @@ HISTORIES = {
         ],
         [
             MessageUpdated(session_id=ROOT, info=info(), source="snapshot"),
-            dlt("prt_t", "Hi"),
+            dlt("prt_t", "Hi", gapped=True),  # its opening was not seen on the stream
             fin(TOOL_DONE),
-            fin(T_FULL),
+            fin(T_FULL, recovered=True),
         ],
     ),
     "snapshot_gives_user_parts_their_role": (
@@ -354,7 +403,7 @@ HISTORIES = {
                 parent_id=ROOT,
                 info={"id": CHILD, "title": "t"} | {"parentID": ROOT},
             ),
-            dlt("prt_c", "x", kind=None, sid=CHILD),
+            dlt("prt_c", "x", kind=None, sid=CHILD, gapped=True),
         ],
     ),
     "unrelated_session_is_ignored": (
@@ -552,3 +601,26 @@ def test_a_part_streamed_in_many_deltas_keeps_few_chunks_and_the_exact_text():
         )
     assert tracker._open["prt_big"].chunks.pieces < COMPACT_EVERY
     assert tracker.pending_text("prt_big") == "".join(deltas)
+
+
+def test_what_a_snapshot_told_makes_the_same_effects_on_a_tracker_that_saw_the_same():
+    seen = [msg(), upd(T_OPEN), delta("prt_t", "He"), upd(tool("prt_tool", "running"))]
+    snapshot = [
+        snap_msg(info(finish="tool-calls"), T_FULL, TOOL_DONE),
+        snap_msg(info("msg_a2"), text("prt_2", "Next", end=False)),
+    ]
+    live = Tracker(ROOT)
+    for event in seen:
+        live.apply(event)
+    before = live.emitted_part_ids
+    effects = live.apply_snapshot(snapshot, session_id=ROOT)
+    told = recovered_messages(snapshot, before, effects)
+    replay = Tracker(ROOT)
+    for event in seen:
+        replay.apply(event)
+    assert replay.apply_snapshot(list(told), session_id=ROOT) == effects
+    assert replay.open_part_ids == live.open_part_ids == {"prt_2"}
+    # what the live tracker already had final is left out
+    assert recovered_messages(snapshot, live.emitted_part_ids, []) == (
+        {"info": snapshot[1]["info"], "parts": snapshot[1]["parts"]},
+    )

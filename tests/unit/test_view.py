@@ -26,7 +26,7 @@ from core.tracker import (
     Tracker,
     Unknown,
 )
-from core.view import Line, TerminalView, Write
+from core.view import RECOVERED, Line, TerminalView, Write
 from messages.pipeline import Tracked
 from messages.records import (
     AttemptStarted,
@@ -72,9 +72,16 @@ def feed_all(view: TerminalView, items: list[Any], now_ms: int = NOW) -> list[An
     return [out for item in items for out in show(view, item, now_ms)]
 
 
-def delta(text: str, part_id: str = "prt_1", kind: str | None = "text", sid: str = ROOT) -> Any:
+def delta(
+    text: str, part_id: str = "prt_1", kind: str | None = "text", sid: str = ROOT, gapped=False
+) -> Any:
     return PartDelta(
-        session_id=sid, message_id="msg_1", part_id=part_id, part_type=kind, delta=text
+        session_id=sid,
+        message_id="msg_1",
+        part_id=part_id,
+        part_type=kind,
+        delta=text,
+        gapped=gapped,
     )
 
 
@@ -85,6 +92,7 @@ def final(
     role: str | None = "assistant",
     sid: str = ROOT,
     part_id: str = "prt_1",
+    recovered: bool = False,
 ) -> PartFinalized:
     full = {"id": part_id, "sessionID": sid, "messageID": "msg_1", **part}
     return PartFinalized(
@@ -96,12 +104,15 @@ def final(
         text=text,
         role=role,
         source="stream",
+        recovered=recovered,
     )
 
 
-def text_final(text: str, part_id: str = "prt_1", kind: str = "text", sid: str = ROOT) -> Any:
+def text_final(
+    text: str, part_id: str = "prt_1", kind: str = "text", sid: str = ROOT, recovered=False
+) -> Any:
     part = {"type": kind, "text": text, "time": {"start": 1, "end": 2}}
-    return final(part, text=text, sid=sid, part_id=part_id)
+    return final(part, text=text, sid=sid, part_id=part_id, recovered=recovered)
 
 
 def tool(
@@ -640,6 +651,28 @@ def test_view_diverged_stream_prints_resynced_and_full_text():
         Write("\n"),
         Line("(resynced)", "dim"),
         Line("Hello, lost deltas!"),
+    ]
+
+
+def test_view_gapped_deltas_of_the_streaming_part_wait_for_its_final_text():
+    view = TerminalView()
+    items = [delta("Hello "), delta("lo", gapped=True), delta("st", gapped=True)]
+    assert feed_all(view, [*items, text_final("Hello world, almost lost", recovered=True)]) == [
+        Write("Hello "),
+        Write("world, almost lost"),
+        Write("\n"),
+        Line(RECOVERED, "dim"),
+    ]
+
+
+def test_view_a_part_gapped_from_its_first_delta_is_printed_whole_once():
+    view = TerminalView()
+    items = [delta("now.", gapped=True), delta(" More", gapped=True), delta("B", "prt_b")]
+    assert feed_all(view, [*items, text_final("Right now. More", recovered=True)]) == [
+        Write("B"),  # the line is free: a part streamed whole takes it
+        Write("\n"),
+        Line("Right now. More"),
+        Line(RECOVERED, "dim"),
     ]
 
 

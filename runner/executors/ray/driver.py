@@ -27,11 +27,20 @@ from typing import Any
 
 from actors.renderer import MODES
 from core.errors import RunnerError
+from core.ndjson import dumps_line
 from runner._logs import logger
 from runner.batch import board_for
 from runner.executors.ray import cluster as ray_cluster
 from runner.executors.ray.cluster import import_ray, prepare
-from runner.executors.ray.remote import Node, NodeSlots, TranscriptFile, settle, warm, without_node
+from runner.executors.ray.remote import (
+    Node,
+    NodeSlots,
+    TranscriptFile,
+    settle,
+    verdict_line,
+    warm,
+    without_node,
+)
 from runner.phase import PhaseSpec
 from runner.supervisor.result import PhaseResult, write_result
 
@@ -51,6 +60,35 @@ BACKPRESSURE = 16  # chunks a node may have in flight before its phase waits for
 
 class NodeLostError(RunnerError):
     """The node running a phase died or went silent."""
+
+
+def _without_verdict(piece: dict[str, Any]) -> list[str]:
+    """A chunk's transcript lines, but the verdict line of the last one: the driver writes it
+    once it knows where the phase ran (`settle`)."""
+    lines = piece["lines"]
+    if piece.get("result") is None or not lines:
+        return lines
+    return lines[:-1] if '"runner.verdict_reached"' in lines[-1][:60] else lines
+
+
+def _node_lost(
+    ctx: _Context, spec: PhaseSpec, transcript: Any, loss: dict[str, Any], then: Node | None
+) -> None:
+    """A lost node, said where people look: a live line and a transcript record."""
+    again = then.id if then is not None else None
+    record = {"type": "runner.node_lost", "time": time.time(), "phase": spec.name, **loss}
+    transcript.note({**record, "runs_again_on": again})
+    if ctx.options.get("mode") == "json":
+        ctx.show(dumps_line({**record, "runs_again_on": again}))
+        return
+    next_run = f"phase {spec.name} runs again on {again}" if again else f"{spec.name} ends here"
+    text = f"⚠ node {loss['node']} lost ({loss['reason']}); {next_run}"
+    if ctx.board is not None:
+        from rich.text import Text
+
+        ctx.board.print(Text(text, style="bold yellow"))
+    else:
+        ctx.show(text + "\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +208,12 @@ class RayExecutor:
         lost: list[dict],
         row: Any,
     ) -> PhaseResult:
-        """Run the phase on a node, and again on another each time a node is lost."""
+        """Run the phase on a node, and again on another each time a node is lost (said live and
+        in the transcript, after the next run's header)."""
         while True:
             node = ctx.slots.acquire(frozenset(e["node"] for e in lost), ctx.cancelled)
+            if lost:
+                _node_lost(ctx, spec, transcript, lost[-1], node if not ctx.cancelled() else None)
             if ctx.cancelled():
                 if node is not None:
                     ctx.slots.release(node)
@@ -189,11 +230,13 @@ class RayExecutor:
                 lost.append({"node": node.id, "reason": str(exc), "transcript": moved})
                 logger.warning("phase {}: {} ({} run(s) so far)", spec.name, exc, len(lost))
                 if len(lost) > self.reruns and not ctx.cancelled():
+                    _node_lost(ctx, spec, transcript, lost[-1], None)
                     return without_node(spec, ("failed", str(exc), 1), lost, transcript)
                 continue
             finally:
                 ctx.slots.release(node)
             final = settle(result, spec, node, lost)
+            transcript.write([verdict_line(final)])  # held back: it carries the executor's facts
             write_result(final)
             return final
 
@@ -228,7 +271,7 @@ class RayExecutor:
                 if not ready:
                     raise NodeLostError(f"node {node.id} said nothing for {SILENT:.0f}s")
                 piece = ray.get(next(stream), timeout=SILENT)
-                transcript.write(piece["lines"])
+                transcript.write(_without_verdict(piece))
                 ctx.show(piece["out"])
                 ctx.news(row, piece)
                 if "error" in piece:  # the node could not run it: that phase fails, no rerun

@@ -195,14 +195,26 @@ class TranscriptFile:
     path: Path
     moved: list[str] = field(default_factory=list)
     _handle: Any = None
+    _headed: bool = False  # the header line is written
+    _notes: list[str] = field(default_factory=list)  # records of the driver's, after the header
 
     def write(self, lines: list[str]) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close)
+            self._headed = False
+        if lines and not self._headed:
+            self._headed = True
+            at = 1 if _is_header(lines[0]) else 0
+            lines = [*lines[:at], *self._notes, *lines[at:]]
+            self._notes = []
         if lines:
             self._handle.write("".join(line + "\n" for line in lines))
             self._handle.flush()
+
+    def note(self, record: dict[str, Any]) -> None:
+        """A record of the driver's (a node lost), written after the next run's header."""
+        self._notes.append(json.dumps(record, default=str))
 
     def set_aside(self) -> str | None:
         """Close the lost attempt's part and move it beside the transcript; its new path."""
@@ -218,6 +230,13 @@ class TranscriptFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _is_header(line: str) -> bool:
+    try:
+        return json.loads(line).get("type") == "runner.header"
+    except (ValueError, AttributeError):
+        return False
 
 
 def settle(
