@@ -4,7 +4,8 @@ The first line is a header (runner and opencode versions, phase, session id); th
 per raw SSE event of the session tree, as received, and one `runner.<record>` line per
 lifecycle record (attempt started, prompt sent, reconnect, gap, resync with what it recovered,
 permission answered, verdict). A `runner.clock` line (`ms`: the tracker's stamp) comes before
-the events of a batch that had effects, when the time moved on: `show` gives them that time. Every line is flushed as it is written, so a killed runner leaves a readable file.
+the events of a batch that had effects, when the time moved on: `show` gives them that time.
+Every line is flushed as it is written, so a killed runner leaves a readable file.
 The `TranscriptActor` alone owns the file.
 """
 

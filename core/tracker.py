@@ -65,9 +65,9 @@ from core._tracker_effects import (
 )
 from core._tracker_rules import (
     PASSTHROUGH_TYPES,
+    TEXT_TYPES,
     TREE_EVENTS,
     OpenPart,
-    TEXT_TYPES,
     SnapshotShapeError,
     final_text,
     fingerprint,

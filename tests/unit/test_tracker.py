@@ -201,8 +201,17 @@ HISTORIES = {
         ],
     ),
     "a_gap_marks_the_open_parts_only": (
-        [msg(), upd(T_OPEN), delta("prt_t", "He"), Gap(), delta("prt_t", "llo"), upd(T_FULL)]
-        + [upd(R_OPEN), delta("prt_r", "Hm."), upd(R_FULL)],
+        [
+            msg(),
+            upd(T_OPEN),
+            delta("prt_t", "He"),
+            Gap(),
+            delta("prt_t", "llo"),
+            upd(T_FULL),
+            upd(R_OPEN),
+            delta("prt_r", "Hm."),
+            upd(R_FULL),
+        ],
         [
             mu(),
             dlt("prt_t", "He"),
@@ -218,8 +227,9 @@ HISTORIES = {
             upd(T_OPEN),
             delta("prt_t", "He"),
             Snap([snap_msg(info(), text("prt_t", "He", end=False))]),
-        ]
-        + [delta("prt_t", "llo"), upd(T_FULL)],
+            delta("prt_t", "llo"),
+            upd(T_FULL),
+        ],
         [mu(), dlt("prt_t", "He"), dlt("prt_t", "llo"), fin(T_FULL)],
     ),
     "a_snapshot_ahead_of_the_stream_marks_the_part": (
@@ -228,8 +238,9 @@ HISTORIES = {
             upd(T_OPEN),
             delta("prt_t", "He"),
             Snap([snap_msg(info(), text("prt_t", "Hell", end=False))]),
-        ]
-        + [delta("prt_t", "o"), upd(T_FULL)],
+            delta("prt_t", "o"),
+            upd(T_FULL),
+        ],
         [mu(), dlt("prt_t", "He"), dlt("prt_t", "o", gapped=True), fin(T_FULL, recovered=True)],
     ),
     "reasoning_streams_like_text": (
