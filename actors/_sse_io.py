@@ -3,10 +3,8 @@ finding the socket to shut from another thread."""
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import requests
@@ -14,21 +12,9 @@ import requests
 from actors.logs import logger
 from core import jsonfast
 from core.chunked import ChunkedError, Dechunker
-from core.opencode_versions import GLOBAL_EVENTS, unwrap
+from core.protocol import EventDecoder
 from core.redact import StreamRedactor
 from core.sse import SseFrame
-
-Unwrap = Callable[[dict[str, Any]], dict[str, Any] | None]
-
-
-def unwrapper(route: str, directory: str | None) -> Unwrap | None:
-    """How to read `/global/event` (opencode 1.14) as the directory's `/event`; None if `route`
-    is `/event` itself."""
-    if route != GLOBAL_EVENTS:
-        return None
-    names = {directory, os.path.realpath(directory)} if directory else set()
-    return partial(unwrap, directories=frozenset(names))
-
 
 READ_SIZE = 65536
 
@@ -66,11 +52,14 @@ def body_reader(response: requests.Response) -> Callable[[], bytes]:
 
 
 def decode(
-    frames: list[SseFrame], redactor: StreamRedactor | None = None, unwrap: Unwrap | None = None
+    frames: list[SseFrame],
+    redactor: StreamRedactor | None = None,
+    model: EventDecoder | None = None,
 ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
     """The JSON objects of `frames` and their JSON text (kept, so the transcript writes it as
-    received instead of encoding it again), secrets masked when a redactor is given. `unwrap`
-    turns a `/global/event` wrapper into its event, or None when it is another directory's."""
+    received instead of encoding it again), secrets masked when a redactor is given. `model`
+    (the wire's `event_decoder`) turns each object into the runner's events, each then with
+    its own text."""
     events = []
     texts = []
     for frame in frames:
@@ -82,14 +71,11 @@ def decode(
             continue
         if not isinstance(event, dict):
             continue
-        if unwrap is not None:  # a `/global/event` wrapper: its event, with the event's text
-            if (event := unwrap(event)) is None:
-                continue
-            data = jsonfast.compact(event)
-        if redactor is not None and (masked := redactor.event(event)) is not event:
-            event, data = masked, jsonfast.compact(masked)
-        events.append(event)
-        texts.append(data)
+        for one in (event,) if model is None else model(event):
+            text = data if one is event else jsonfast.compact(one)
+            kept = one if redactor is None else redactor.event(one)
+            events.append(kept)
+            texts.append(text if kept is one else jsonfast.compact(kept))
     return tuple(events), tuple(texts)
 
 

@@ -182,7 +182,8 @@ class OpencodeClient:
             raise ServerUnreachableError(
                 f"{method} {path}: broken answer from {self.base_url} ({type(exc).__name__})"
             ) from exc
-        return _decode(method, path, response)
+        answer = _decode(method, path, response)
+        return answer if request.read is None else request.read(answer)
 
 
 def _decode(method: str, path: str, response: requests.Response) -> Any:

@@ -30,7 +30,7 @@ import requests
 import tenacity
 import urllib3
 
-from actors._sse_io import body_reader, decode, socket_of, unwrapper
+from actors._sse_io import body_reader, decode, socket_of
 from actors._supervised import Report, SupervisedActor
 from actors.logs import logger
 from actors.opencode_client import OpencodeClient
@@ -124,7 +124,7 @@ class SseReaderActor(SupervisedActor):
         self._stream = client.wire.events()  # the route is the protocol's (core.protocol)
         scope = client.scope_params() if self._stream.scoped else {}
         self._stream_params = {**scope, **self._stream.params}
-        self._unwrap = unwrapper(self._stream.route, client.directory)
+        self._model = client.wire.event_decoder(client.directory)  # into the runner's events
         self._backoff = tenacity.wait_random_exponential(
             multiplier=policy.initial, max=policy.maximum
         )
@@ -212,7 +212,7 @@ class SseReaderActor(SupervisedActor):
             while chunk := read():
                 self._last_bytes = self._clock()
                 conn.unsent += len(chunk)
-                events, texts = decode(decoder.feed(chunk), self._redactor, self._unwrap)
+                events, texts = decode(decoder.feed(chunk), self._redactor, self._model)
                 if events:
                     self._deliver(events, texts, conn)
             decoder.close()

@@ -52,7 +52,7 @@ class Capabilities:
 
     version: str
     heartbeat: float | None  # seconds between `server.heartbeat` events; None: it sends none
-    event_route: str = EVENTS  # GLOBAL_EVENTS: wrapped events of every directory (`unwrap`)
+    event_route: str = EVENTS  # GLOBAL_EVENTS: wrapped events of every directory (v1.unwrap)
     permission_route: str = PERMISSION_ROUTE
     structured_output: bool = True  # `prompt_async` takes `format: {"type": "json_schema"}`
     gives_up_retrying: bool = True  # False: a retryable provider error is retried until aborted
@@ -98,15 +98,3 @@ def capabilities(text: str) -> Capabilities:
         gives_up_retrying=gives_up,
         subagent_rules=subagents,
     )
-
-
-def unwrap(wrapper: dict[str, Any], directories: frozenset[str]) -> dict[str, Any] | None:
-    """A `/global/event` wrapper's event as `/event` would have sent it: the payload, when it is
-    of one of `directories` (the client's, as given and with symlinks resolved: opencode names
-    the resolved one) or of none (`server.connected`); else None. The route also repeats each
-    change as a `{"type": "sync", "syncEvent": ...}` payload, which `/event` does not send."""
-    payload = wrapper.get("payload")
-    where = wrapper.get("directory")
-    if not isinstance(payload, dict) or (where is not None and where not in directories):
-        return None
-    return None if payload.get("type") == "sync" else payload

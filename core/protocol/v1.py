@@ -7,13 +7,15 @@ Prompts carry the model and agent in each request; structured output rides on `f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from core.opencode_versions import Capabilities
-from core.protocol.wire import Request, segment, split_model
+from core.opencode_versions import GLOBAL_EVENTS, Capabilities
+from core.protocol.wire import EventDecoder, Request, segment, split_model
 
-__all__ = ["WireV1"]
+__all__ = ["WireV1", "unwrap"]
 
 # What a prompt may carry besides its text, passed through as given.
 PROMPT_OPTIONS = ("agent", "system", "variant", "tools", "messageID", "format")
@@ -110,6 +112,25 @@ class WireV1:
     def events(self) -> Request:
         route = self.capabilities.event_route if self.capabilities else "/event"
         return Request("GET", route, route, scoped=route == "/event")
+
+    def event_decoder(self, directory: str | None) -> EventDecoder | None:
+        """`/event` is the model itself; 1.14's `/global/event` is unwrapped to it."""
+        if self.events().route != GLOBAL_EVENTS:
+            return None
+        names = {directory, os.path.realpath(directory)} if directory else set()
+        return partial(unwrap, directories=frozenset(names))
+
+
+def unwrap(wrapper: dict[str, Any], directories: frozenset[str]) -> tuple[dict[str, Any], ...]:
+    """A `/global/event` wrapper's event as `/event` would have sent it: the payload, when it is
+    of one of `directories` (the client's, as given and with symlinks resolved: opencode names
+    the resolved one) or of none (`server.connected`); else nothing. The route also repeats each
+    change as a `{"type": "sync", "syncEvent": ...}` payload, which `/event` does not send."""
+    payload = wrapper.get("payload")
+    where = wrapper.get("directory")
+    if not isinstance(payload, dict) or (where is not None and where not in directories):
+        return ()
+    return () if payload.get("type") == "sync" else (payload,)
 
 
 def _prompt(text: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,24 @@
-"""The interface of the protocol seam (`core.protocol`): `Wire`, and the `Request` it builds."""
+"""The interface of the protocol seam (`core.protocol`): `Wire`, and the `Request` it builds.
+
+The runner's model of what a server says is opencode 1.x's `/event` and answers, as
+`../shared/opencode/PROTOCOL.md` measured them (events `{type, properties}`, snapshots
+`[{info, parts}]`, statuses by session id): the tracker, the termination policy, the transcript
+and every view read that model and nothing else. A `Wire` of another line translates into it:
+each `Request` may carry how to `read` its answer, and `event_decoder` turns each object of the
+stream into events of the model (none, one or several).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-__all__ = ["Request", "Wire", "segment", "split_model"]
+__all__ = ["EventDecoder", "Request", "Wire", "segment", "split_model"]
+
+# One object of a line's event stream -> the events of the runner's model it stands for.
+EventDecoder = Callable[[dict[str, Any]], tuple[dict[str, Any], ...]]
 
 
 def _no_params() -> Mapping[str, str]:
@@ -24,6 +35,7 @@ class Request:
     params: Mapping[str, str] = field(default_factory=_no_params)
     body: Any = None  # JSON, or None for no body
     scoped: bool = True  # carries the client's directory (`?directory=`)
+    read: Callable[[Any], Any] | None = None  # the decoded answer into the model; None: as is
 
 
 class Wire(Protocol):
@@ -83,6 +95,10 @@ class Wire(Protocol):
 
     def events(self) -> Request:
         """The event stream the reader keeps open."""
+
+    def event_decoder(self, directory: str | None) -> EventDecoder | None:
+        """How the stream of `events()`, opened for `directory`, becomes events of the model;
+        None when each of its objects is one already (the reader's fast path)."""
 
 
 def split_model(model: str) -> tuple[str, str]:

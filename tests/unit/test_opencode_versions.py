@@ -15,7 +15,6 @@ from core.opencode_versions import (
     MIN_VERSION,
     TESTED,
     capabilities,
-    unwrap,
     version_tuple,
 )
 from messages.server import ServerReady
@@ -81,20 +80,6 @@ def test_subagents_hold_their_inherited_rules_from_1_17():
 def test_1_14_reads_the_global_stream():
     assert capabilities("1.14.48").event_route == GLOBAL_EVENTS
     assert capabilities("1.15.13").event_route == EVENTS
-
-
-def test_the_global_stream_is_unwrapped_to_the_directorys_events():
-    connected = {"payload": {"type": "server.connected", "properties": {}}}
-    ours = {"directory": "/p", "payload": {"type": "session.idle", "properties": {"id": "s"}}}
-    theirs = {"directory": "/q", "payload": {"type": "session.idle", "properties": {}}}
-    broken = {"directory": "/p", "payload": "not an event"}
-    ours_only = frozenset({"/p"})
-    assert unwrap(connected, ours_only) == connected["payload"]
-    assert unwrap(ours, ours_only) == ours["payload"]
-    assert unwrap(theirs, ours_only) is None
-    assert unwrap(broken, ours_only) is None
-    sync = {"directory": "/p", "payload": {"type": "sync", "syncEvent": {"type": "x.1"}}}
-    assert unwrap(sync, ours_only) is None  # the route's second copy of each change
 
 
 def test_runner_opencode_names_the_binary_of_phases_that_name_none(monkeypatch):

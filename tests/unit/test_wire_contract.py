@@ -21,7 +21,7 @@ import pytest
 from core.opencode_versions import capabilities as capabilities_for
 from core.protocol import Request, Wire, wire_for
 from core.protocol.v1 import WireV1
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import CAPTURES, PROJECT_ROOT
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,7 +116,47 @@ def test_every_operation_of_the_interface_is_exercised() -> None:
     exercised = {
         call.removesuffix("_bare").removesuffix("_all").removesuffix("_once") for call in CALLS
     }
+    exercised |= {"event_decoder"}  # the stream's side: `test_the_stream_becomes_events_...`
     assert operations - {name for name in operations if name.startswith("_")} == exercised
+
+
+# Each line's captured stream (`tests/fixtures/captures`), as an implementation reads it.
+STREAMS = {
+    "1.18.33": ("1.18.33", "a_basic.event.jsonl", "/srv/fixture/proj"),
+    "1.14.48": ("1.14.48", "a_basic_coldstart.global_event.jsonl", "/srv/fixture/proj"),
+}
+
+
+def stream_objects(name: str) -> list[dict[str, Any]]:
+    frames = [json.loads(line)["raw"] for line in (CAPTURES / name).read_text().splitlines()]
+    data = [line.removeprefix("data: ") for raw in frames for line in raw if line.strip()]
+    return [json.loads(text) for text in data]
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_the_stream_becomes_events_of_the_runners_model(stream: str) -> None:
+    version, capture, directory = STREAMS[stream]
+    decoder = wire_for(capabilities_for(version)).event_decoder(directory)
+    objects = stream_objects(capture)
+    events = [e for obj in objects for e in ((obj,) if decoder is None else decoder(obj))]
+    assert events[0]["type"] == "server.connected"  # what the reader counts connections by
+    assert all(isinstance(e["type"], str) and isinstance(e["properties"], dict) for e in events)
+    assert "session.idle" in {e["type"] for e in events}
+
+
+def test_the_global_stream_of_1_14_keeps_its_directorys_events_once() -> None:
+    decode = wire_for(capabilities_for("1.14.48")).event_decoder("/p")
+    assert decode is not None
+    connected = {"payload": {"type": "server.connected", "properties": {}}}
+    ours = {"directory": "/p", "payload": {"type": "session.idle", "properties": {"id": "s"}}}
+    theirs = {"directory": "/q", "payload": {"type": "session.idle", "properties": {}}}
+    broken = {"directory": "/p", "payload": "not an event"}
+    sync = {"directory": "/p", "payload": {"type": "sync", "syncEvent": {"type": "x.1"}}}
+    assert decode(connected) == (connected["payload"],)
+    assert decode(ours) == (ours["payload"],)
+    assert decode(theirs) == decode(broken) == ()
+    assert decode(sync) == ()  # the route's second copy of each change
+    assert WireV1(capabilities_for("1.18.33")).event_decoder("/p") is None  # `/event`: as is
 
 
 def test_each_implementation_has_every_operation() -> None:
