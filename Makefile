@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OPENCODE_VERSION := 1.18.33
 OPENCODE := node_modules/.bin/opencode
+# opencode 2.x (npm `@opencode/cli`: another server API, core/protocol/v2.py), in a folder of
+# its own: its package names its binary `opencode` too, and npm would link it over 1.x's.
+OPENCODE2_VERSION := 2.1.2
+OPENCODE2_DIR := .opencode2
+OPENCODE2 := $(OPENCODE2_DIR)/node_modules/.bin/opencode2
 PYTEST_ARGS ?=
 # The other opencode versions `make test-matrix` proves (the pinned one is the fourth), each as
 # its platform's binary package in .opencode-matrix/VERSION/ (core/opencode_versions.py: TESTED).
@@ -17,7 +22,7 @@ MATRIX_DIR := .opencode-matrix
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed node_modules/.installed ## Create .venv, install requirements and the pinned opencode (idempotent)
+setup: $(VENV)/.installed node_modules/.installed $(OPENCODE2_DIR)/.installed ## Create .venv, install requirements and the pinned opencode 1.x and 2.x (idempotent)
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +34,12 @@ node_modules/.installed: package.json
 	@# npm may skip the package's postinstall; it only links the platform binary, so run it if needed.
 	test -x $(OPENCODE) && $(OPENCODE) --version >/dev/null 2>&1 || node node_modules/opencode-ai/postinstall.mjs
 	test "$$($(OPENCODE) --version)" = "$(OPENCODE_VERSION)"
+	touch $@
+
+$(OPENCODE2_DIR)/.installed: Makefile
+	npm install --prefix $(OPENCODE2_DIR) --no-save --no-audit --no-fund --no-package-lock --loglevel=error @opencode/cli@$(OPENCODE2_VERSION)
+	test -x $(OPENCODE2) && $(OPENCODE2) --version >/dev/null 2>&1 || node $(OPENCODE2_DIR)/node_modules/@opencode/cli/postinstall.mjs
+	test "$$($(OPENCODE2) --version)" = "opencode v$(OPENCODE2_VERSION)"
 	touch $@
 
 run: setup ## Set up, then run the example phase on the mock LLM

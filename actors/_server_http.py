@@ -8,6 +8,7 @@ from collections.abc import Callable
 from actors.logs import logger
 from actors.opencode_client import OpencodeClient
 from core.errors import RunnerError, UpstreamHTTPError
+from core.protocol import WireV2
 
 ABORT_TIMEOUT = 2.0
 
@@ -19,8 +20,10 @@ def probe(
     clock: Callable[[], float],
     deadline: float,
 ) -> tuple[str, str | None]:
-    """Poll `/global/health` until it answers, the deadline passes or `quit_` is set:
-    `(version, None)` when healthy, `("", problem)` otherwise (a 401 gives up at once)."""
+    """Poll the health route until it answers, the deadline passes or `quit_` is set:
+    `(version, None)` when healthy, `("", problem)` otherwise (a 401 gives up at once). A web
+    page where 1.x's `/global/health` answers JSON, or a 503 that says to retry, is opencode 2.x:
+    its `/api/info` is asked from then on."""
     client = OpencodeClient(url, password=password)
     try:
         while not quit_.is_set():
@@ -29,6 +32,9 @@ def probe(
             except UpstreamHTTPError as exc:
                 if exc.status == 401:
                     return "", _refused(url, password)
+                if _speaks_v2(exc) and not isinstance(client.wire, WireV2):
+                    client.wire = WireV2()
+                    continue
                 if clock() >= deadline:
                     return "", f"opencode at {url} is not healthy: {exc}"
             except RunnerError as exc:
@@ -38,6 +44,11 @@ def probe(
         return "", "stopped"
     finally:
         client.close()
+
+
+def _speaks_v2(exc: UpstreamHTTPError) -> bool:
+    """A web page for 1.x's health route, or 2.x's early 503 (with its `/api/info` body)."""
+    return exc.status == 200 or (exc.status == 503 and '"pid"' in (exc.body or ""))
 
 
 def _refused(url: str, password: str | None) -> str:

@@ -23,6 +23,7 @@ __all__ = ["OpencodeClient", "split_model"]
 
 USERNAME = "opencode"
 DEFAULT_TIMEOUT = 10.0
+MAX_PAGES = 1000  # of one paged answer: a server that pages forever is not followed forever
 
 
 class OpencodeClient:
@@ -92,7 +93,12 @@ class OpencodeClient:
     ) -> dict[str, Any]:
         """A new session (`core.protocol.Wire.create_session`)."""
         request = self.wire.create_session(
-            title=title, agent=agent, model=model, permission=permission, parent_id=parent_id
+            title=title,
+            agent=agent,
+            model=model,
+            permission=permission,
+            parent_id=parent_id,
+            directory=self.directory,
         )
         return self.send(request)
 
@@ -143,9 +149,9 @@ class OpencodeClient:
             self.send(self.wire.reply_permission_again(request_id, reply, session_id=session_id))
         )
 
-    def reject_question(self, request_id: str) -> bool:
-        """Dismiss a question the agent asked."""
-        return bool(self.send(self.wire.reject_question(request_id)))
+    def reject_question(self, request_id: str, *, session_id: str | None = None) -> bool:
+        """Dismiss a question the agent asked (in session `session_id`)."""
+        return bool(self.send(self.wire.reject_question(request_id, session_id=session_id)))
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -163,7 +169,17 @@ class OpencodeClient:
         return self._http
 
     def send(self, request: Request, *, timeout: float | None = None) -> Any:
-        """Send what the wire built; the decoded JSON answer (None for an empty one)."""
+        """Send what the wire built; the decoded JSON answer (None for an empty one), read into
+        the runner's model by the request's `read`, every page of it when it is paged."""
+        answer = self._send_one(request, timeout)
+        if request.follow is not None:
+            pages = [answer]
+            while len(pages) < MAX_PAGES and (after := request.follow(pages[-1])) is not None:
+                pages.append(self._send_one(after, timeout))
+            answer = pages
+        return answer if request.read is None else request.read(answer)
+
+    def _send_one(self, request: Request, timeout: float | None) -> Any:
         method, path = request.method, request.path
         query = {**(self.scope_params() if request.scoped else {}), **request.params}
         try:
@@ -182,8 +198,7 @@ class OpencodeClient:
             raise ServerUnreachableError(
                 f"{method} {path}: broken answer from {self.base_url} ({type(exc).__name__})"
             ) from exc
-        answer = _decode(method, path, response)
-        return answer if request.read is None else request.read(answer)
+        return _decode(method, path, response)
 
 
 def _decode(method: str, path: str, response: requests.Response) -> Any:

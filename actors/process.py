@@ -129,6 +129,7 @@ def server_env(spec: ServerSpec, password: str) -> dict[str, str]:
     """The child's environment: ours, the spec's, offline flags, the password and `rg` on PATH."""
     env = {**os.environ, **OFFLINE_ENV, **spec.env}
     env["OPENCODE_SERVER_PASSWORD"] = password
+    env["OPENCODE_PASSWORD"] = password  # opencode 2.x reads this one first
     env.pop("OPENCODE_SERVER_USERNAME", None)
     if spec.config_content is not None:
         env["OPENCODE_CONFIG_CONTENT"] = spec.config_content

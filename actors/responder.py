@@ -119,7 +119,10 @@ class ResponderActor(SupervisedActor):
                 )
             )
 
-        self._worker.submit(self._retrying(lambda: self._client.reject_question(request_id)), done)
+        self._worker.submit(
+            self._retrying(lambda: self._client.reject_question(request_id, session_id=session_id)),
+            done,
+        )
         logger.debug("rejecting question {}", request_id)
 
     def _retrying(self, call: Callable[[], Any]) -> Callable[[], Any]:

@@ -13,11 +13,15 @@ class PhaseFileError(RunnerError):
     """A phase file or a command-line flag is wrong (exit code 64)."""
 
 
-class PermissionsNotEnforcedError(RunnerError):
-    """The server would not hold a session to the phase's permission policy: the phase is
-    refused before anything runs (exit code 64)."""
+class RefusedError(RunnerError):
+    """The server cannot run the phase as its file asks: the phase is refused before anything
+    runs (exit code 64)."""
 
     exit_code = 64
+
+
+class PermissionsNotEnforcedError(RefusedError):
+    """The server would not hold a session to the phase's permission policy."""
 
 
 class ServerStartError(RunnerError):

@@ -44,6 +44,11 @@ _SINCE_1_15 = (1, 15, 0)
 _GIVES_UP_SINCE = (1, 18, 17)  # bisected: 1.18.16 still retries forever
 _SUBAGENT_RULES_SINCE = (1, 17, 0)  # measured: 1.15.13 ignores them, 1.17.0 holds them
 HEARTBEAT = 10.0
+# opencode 2.x (`@opencode/cli`; ../shared/opencode/PROTOCOL-2.md): another API, under `/api`.
+_PROTOCOL_2 = (2, 0, 0)
+EVENTS_2 = "/api/event"
+PERMISSION_ROUTE_2 = "/api/session/{sessionID}/permission/{requestID}/reply"
+HEARTBEAT_2 = 15.0  # an SSE comment, not an event: bytes the watchdog counts all the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class Capabilities:
     structured_output: bool = True  # `prompt_async` takes `format: {"type": "json_schema"}`
     gives_up_retrying: bool = True  # False: a retryable provider error is retried until aborted
     subagent_rules: bool = True  # a child session holds the deny rules it inherits (1.17.0+)
+    protocol: int = 1  # the server API: 1 (opencode-ai 1.x) or 2 (@opencode/cli 2.x)
 
     def as_dict(self) -> dict[str, Any]:
         """For the transcript header and the result JSON."""
@@ -67,10 +73,11 @@ class Capabilities:
             "structured_output": self.structured_output,
             "gives_up_retrying": self.gives_up_retrying,
             "subagent_rules": self.subagent_rules,
+            "protocol": self.protocol,
         }
 
 
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+_VERSION = re.compile(r"^(?:opencode )?v?(\d+)\.(\d+)\.(\d+)")  # 2.x: `opencode v2.1.2`
 
 
 def version_tuple(text: str) -> tuple[int, int, int] | None:
@@ -83,9 +90,20 @@ def version_tuple(text: str) -> tuple[int, int, int] | None:
 
 
 def capabilities(text: str) -> Capabilities:
-    """The capabilities of the version `text`; an unreadable one is taken as the newest."""
-    version = version_tuple(text) or (999, 0, 0)
+    """The capabilities of the version `text`; an unreadable one is taken as the newest 1.x
+    (a 2.x server says its version plainly, and the health probe knows its API apart)."""
+    version = version_tuple(text) or (1, 999, 0)
     text, gives_up = text.strip(), version >= _GIVES_UP_SINCE
+    if version >= _PROTOCOL_2:
+        return Capabilities(
+            version=text.removeprefix("opencode ").removeprefix("v"),
+            heartbeat=HEARTBEAT_2,
+            event_route=EVENTS_2,
+            permission_route=PERMISSION_ROUTE_2,
+            structured_output=False,
+            subagent_rules=False,  # not measured on 2.x yet: a phase is refused, not run open
+            protocol=2,
+        )
     subagents = version >= _SUBAGENT_RULES_SINCE
     if version >= _SINCE_1_15:
         return Capabilities(

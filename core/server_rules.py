@@ -7,7 +7,8 @@ import re
 from core.errors import ServerStartError
 from core.opencode_versions import MIN_VERSION, TESTED, version_tuple
 
-_LISTENING = re.compile(r"opencode server listening on (http://127\.0\.0\.1:(\d+))\s*$")
+# 1.x: `opencode server listening on URL`; 2.x: `server listening on URL`.
+_LISTENING = re.compile(r"(?:^|opencode )server listening on (http://127\.0\.0\.1:(\d+))\s*$")
 
 
 def parse_listening_line(line: str) -> tuple[str, int] | None:

@@ -14,11 +14,21 @@ from __future__ import annotations
 
 from core.opencode_versions import Capabilities
 from core.protocol.v1 import WireV1
+from core.protocol.v2 import WireV2
 from core.protocol.wire import EventDecoder, Request, Wire, segment, split_model
 
-__all__ = ["EventDecoder", "Request", "Wire", "WireV1", "segment", "split_model", "wire_for"]
+__all__ = [
+    "EventDecoder",
+    "Request",
+    "Wire",
+    "WireV1",
+    "WireV2",
+    "segment",
+    "split_model",
+    "wire_for",
+]
 
 
 def wire_for(capabilities: Capabilities) -> Wire:
     """The implementation for a server of these capabilities (its version's)."""
-    return WireV1(capabilities)
+    return WireV2(capabilities) if capabilities.protocol == 2 else WireV1(capabilities)

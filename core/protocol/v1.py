@@ -47,6 +47,7 @@ class WireV1:
         model: str | None = None,
         permission: list[dict[str, str]] | None = None,
         parent_id: str | None = None,
+        directory: str | None = None,  # noqa: ARG002 (1.x scopes every request by its query)
     ) -> Request:
         body: dict[str, Any] = {"title": title}
         if agent:
@@ -105,7 +106,12 @@ class WireV1:
         path = f"/session/{segment(session_id)}/permissions/{segment(request_id)}"
         return Request("POST", route, path, body={"response": reply})
 
-    def reject_question(self, request_id: str) -> Request:
+    def reject_question(
+        self,
+        request_id: str,
+        *,
+        session_id: str | None = None,  # noqa: ARG002 (1.x rejects by the request's id alone)
+    ) -> Request:
         path = f"/question/{segment(request_id)}/reject"
         return Request("POST", "/question/{requestID}/reject", path)
 

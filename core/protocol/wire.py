@@ -36,6 +36,9 @@ class Request:
     body: Any = None  # JSON, or None for no body
     scoped: bool = True  # carries the client's directory (`?directory=`)
     read: Callable[[Any], Any] | None = None  # the decoded answer into the model; None: as is
+    # A paged answer: the request of the page after this decoded one (None: it was the last).
+    # With it, `read` is given the list of every page's decoded answer, in order.
+    follow: Callable[[Any], Request | None] | None = None
 
 
 class Wire(Protocol):
@@ -61,8 +64,9 @@ class Wire(Protocol):
         model: str | None = None,
         permission: list[dict[str, str]] | None = None,
         parent_id: str | None = None,
+        directory: str | None = None,
     ) -> Request:
-        """A new session with the phase's rules."""
+        """A new session with the phase's rules, in `directory`."""
 
     def get_session(self, session_id: str) -> Request:
         """One session's info."""
@@ -90,8 +94,8 @@ class Wire(Protocol):
     def reply_permission_again(self, request_id: str, reply: str, *, session_id: str) -> Request:
         """The same answer on the route of servers that lack `reply_permission`'s."""
 
-    def reject_question(self, request_id: str) -> Request:
-        """Dismiss a question the agent asked."""
+    def reject_question(self, request_id: str, *, session_id: str | None = None) -> Request:
+        """Dismiss a question the agent asked (in session `session_id`)."""
 
     def events(self) -> Request:
         """The event stream the reader keeps open."""

@@ -29,7 +29,7 @@ from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.process import read_log_tail
 from actors.sse_reader import ReconnectPolicy
-from core.errors import PermissionsNotEnforcedError, RunnerError, UpstreamHTTPError
+from core.errors import RefusedError, RunnerError, UpstreamHTTPError
 from core.opencode_versions import Capabilities
 from core.protocol import wire_for
 from core.redact import secrets_of
@@ -120,7 +120,7 @@ class Supervisor:
         except StartFailedError as exc:
             self._facts.server_log_tail = exc.log_tail
             end = concluded("failed", str(exc))
-        except PermissionsNotEnforcedError as exc:
+        except RefusedError as exc:
             self._facts.refused_exit = exc.exit_code
             end = concluded("failed", str(exc))
         except RunnerError as exc:
@@ -199,6 +199,12 @@ class Supervisor:
         )
 
     def _create_session(self, client: OpencodeClient, caps: Capabilities) -> str:
+        if self.spec.output_schema is not None and not caps.structured_output:
+            raise RefusedError(
+                f"opencode {caps.version} has no structured output (`format` is ignored), so "
+                "`output_schema` cannot be kept on it: run this phase on opencode 1.x; the "
+                "phase was not started"
+            )
         session_id, rules = create_session(
             client,
             title=self.spec.label,

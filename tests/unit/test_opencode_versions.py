@@ -49,6 +49,7 @@ def test_the_capabilities_are_written_as_plain_json_values():
         "structured_output": True,
         "gives_up_retrying": False,
         "subagent_rules": False,
+        "protocol": 1,
     }
 
 

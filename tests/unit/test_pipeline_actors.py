@@ -270,7 +270,7 @@ class FakeClient:
         self.replied.set()
         return True
 
-    def reject_question(self, request_id):
+    def reject_question(self, request_id, *, session_id=None):
         self.calls.append(("question", request_id))
         return True
 

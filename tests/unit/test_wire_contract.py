@@ -41,7 +41,12 @@ CALLS: dict[str, Callable[[Wire], Request]] = {
     "tool_ids": lambda w: w.tool_ids(),
     "agents": lambda w: w.agents(),
     "create_session": lambda w: w.create_session(
-        title="phase", agent="build", model="test/mock-model", permission=RULES, parent_id=CHILD
+        title="phase",
+        agent="build",
+        model="test/mock-model",
+        permission=RULES,
+        parent_id=CHILD,
+        directory="/tmp/project",
     ),
     "create_session_bare": lambda w: w.create_session(title="phase"),
     "get_session": lambda w: w.get_session(SESSION),
@@ -70,13 +75,14 @@ CALLS: dict[str, Callable[[Wire], Request]] = {
     "reply_permission_again": lambda w: w.reply_permission_again(
         REQUEST, "reject", session_id=SESSION
     ),
-    "reject_question": lambda w: w.reject_question(QUESTION),
+    "reject_question": lambda w: w.reject_question(QUESTION, session_id=SESSION),
     "events": lambda w: w.events(),
 }
 
 # Each implementation with the OpenAPI document of the server it speaks to.
 IMPLEMENTATIONS = {
     "1.18.33": (lambda: wire_for(capabilities_for("1.18.33")), "openapi-1.18.33.json"),
+    "2.1.2": (lambda: wire_for(capabilities_for("2.1.2")), "openapi-2.1.2.json"),
 }
 
 

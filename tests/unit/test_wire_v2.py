@@ -1,0 +1,145 @@
+"""opencode 2.x through `core.protocol.v2`: its captured streams and message lists
+(`tests/fixtures/captures-2`, from `../shared/opencode/captures-2`) become what the tracker reads
+from 1.x, and what a phase's rules become on 2.x reads back as the same rules."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import pytest
+
+from core.opencode_versions import capabilities
+from core.protocol import WireV2, wire_for
+from core.protocol.v2 import EventsV2, messages_of
+from core.tracker import (
+    ChildSession,
+    PartFinalized,
+    PermissionAsked,
+    SessionError,
+    SessionIdle,
+    Tracker,
+)
+from tests.helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.timeout(30)
+
+CAPTURES = PROJECT_ROOT / "tests" / "fixtures" / "captures-2"
+
+
+@cache
+def scenarios() -> dict[str, Any]:
+    return json.loads((CAPTURES / "scenarios.json").read_text())
+
+
+def stream(name: str) -> list[dict[str, Any]]:
+    lines = (CAPTURES / f"{name}.event.jsonl").read_text().splitlines()
+    return [json.loads(line)["data"] for line in lines if "data" in json.loads(line)]
+
+
+def root_of(name: str) -> str:
+    created = next(e for e in stream(name) if e["type"] == "session.created")
+    return created["data"]["sessionID"]
+
+
+def tracked(name: str) -> list[Any]:
+    """Every effect of the capture's stream, decoded and tracked as the runner does."""
+    decode = EventsV2().decode
+    tracker = Tracker(root_of(name))
+    return [effect for event in stream(name) for e in decode(event) for effect in tracker.apply(e)]
+
+
+def finals(effects: list[Any]) -> list[PartFinalized]:
+    return [e for e in effects if isinstance(e, PartFinalized) and e.role == "assistant"]
+
+
+def test_a_version_of_2_x_speaks_the_second_protocol():
+    caps = capabilities("opencode v2.1.2")
+    assert (caps.version, caps.protocol, caps.structured_output) == ("2.1.2", 2, False)
+    assert isinstance(wire_for(caps), WireV2)
+    assert capabilities("1.18.33").protocol == 1
+
+
+def test_a_text_turn_is_one_final_text_a_step_and_an_idle():
+    effects = tracked("a_text")
+    texts = [e.text for e in finals(effects) if e.part_type == "text"]
+    assert texts == ["Hello from the mock."]
+    steps = [e.part for e in finals(effects) if e.part_type == "step-finish"]
+    assert [(s["reason"], s["tokens"]["output"]) for s in steps] == [("stop", 5)]
+    assert isinstance(effects[-1], SessionIdle)
+
+
+def test_a_tool_turn_shows_the_tool_with_its_input_and_output():
+    (tool,) = [e.part for e in finals(tracked("b_write")) if e.part_type == "tool"]
+    assert tool["tool"] == "write"
+    assert tool["state"]["input"] == {"path": "out.txt", "content": "hello\n"}
+    assert tool["state"]["output"] == "Created file successfully: out.txt"
+
+
+def test_reasoning_and_text_of_one_ordinal_are_two_parts():
+    parts = [(e.part_type, e.text) for e in finals(tracked("f_reasoning"))]
+    assert ("reasoning", "Let me think about it.") in parts
+    assert ("text", "The answer is 42.") in parts
+
+
+def test_an_ask_reads_as_1_x_with_its_action_named_as_1_x_names_it():
+    (asked,) = [e for e in tracked("c_permission_once") if isinstance(e, PermissionAsked)]
+    assert asked.request["permission"] == "bash"  # 2.x `shell`
+    assert asked.request["patterns"] == ["echo hi > bash_out.txt"]
+    assert asked.request["id"].startswith("per_")
+
+
+def test_an_interrupt_is_an_aborted_error_then_the_idle():
+    effects = tracked("h_interrupt")
+    errors = [e for e in effects if isinstance(e, SessionError)]
+    assert errors[-1].error["name"] == "MessageAbortedError"
+    assert isinstance(effects[-1], SessionIdle)
+
+
+def test_a_subagent_joins_the_tree_and_its_parts_are_its_own():
+    effects = tracked("s_subagent")
+    (child,) = [e for e in effects if isinstance(e, ChildSession)]
+    assert child.parent_id == root_of("s_subagent")
+    assert any(e.session_id == child.session_id for e in finals(effects))
+    idles = [e.session_id for e in effects if isinstance(e, SessionIdle)]
+    assert idles == [child.session_id, root_of("s_subagent")]  # the child ends first
+
+
+@pytest.mark.parametrize("name", ["a_text", "b_write", "f_reasoning", "c_permission_once"])
+def test_a_resync_names_the_parts_the_stream_named(name: str):
+    streamed = {(e.part_id, e.part_type, e.text) for e in finals(tracked(name))}
+    snapshot = messages_of({"data": scenarios()[name]["messages"]["data"]})
+    resynced = Tracker(root_of(name)).apply_snapshot(snapshot, session_id=root_of(name))
+    again = {(e.part_id, e.part_type, e.text) for e in finals(resynced)}
+    assert again == streamed
+
+
+def test_the_newest_messages_come_back_oldest_first():
+    request = WireV2().messages("ses_1", limit=2)
+    assert dict(request.params) == {"order": "desc", "limit": "2"}
+    newest_first = list(reversed(scenarios()["b_write"]["messages"]["data"][:-1]))
+    assert request.read is not None
+    ids = [m["info"]["id"] for m in request.read({"data": newest_first[:2]})]
+    assert ids == [m["id"] for m in scenarios()["b_write"]["messages"]["data"][1:3]]
+
+
+RULES = [
+    {"permission": "*", "pattern": "*", "action": "ask"},
+    {"permission": "bash", "pattern": "*", "action": "deny"},
+    {"permission": "edit", "pattern": "*", "action": "allow"},
+    {"permission": "task", "pattern": "*", "action": "deny"},
+]
+
+
+def test_a_phases_rules_are_sent_as_2_x_rules_and_read_back_as_the_same():
+    request = WireV2().create_session(title="t", permission=RULES, directory="/tmp/project")
+    sent = request.body["permissions"]
+    assert "permission" not in request.body  # 2.x drops that key, leaving the session open
+    assert {"action": "shell", "resource": "*", "effect": "deny"} in sent
+    assert {"action": "write", "resource": "*", "effect": "allow"} in sent  # `edit` covers it
+    assert request.body["location"] == {"directory": "/tmp/project"}
+    assert request.read is not None
+    kept = request.read({"data": {"id": "ses_1", "permissions": sent}})
+    assert kept["permission"] == RULES
+    assert request.read({"data": {"id": "ses_1"}})["permission"] == []  # dropped: seen as such
