@@ -103,5 +103,5 @@ format: setup ## Apply ruff's formatting and safe fixes
 bench: setup ## Benchmarks (a few minutes): print figures and ratios, write bench/results.json (never asserted)
 	$(PY) -m tests.bench
 
-clean: ## Remove the virtualenv, node_modules and run outputs
-	rm -rf $(VENV) node_modules $(MATRIX_DIR) runs .pytest_cache .ruff_cache
+clean: ## Remove the virtualenv, node_modules, .opencode2 and run outputs
+	rm -rf $(VENV) node_modules $(OPENCODE2_DIR) $(MATRIX_DIR) runs .pytest_cache .ruff_cache

@@ -101,7 +101,7 @@ def capabilities(text: str) -> Capabilities:
             event_route=EVENTS_2,
             permission_route=PERMISSION_ROUTE_2,
             structured_output=False,
-            subagent_rules=False,  # not measured on 2.x yet: a phase is refused, not run open
+            subagent_rules=True,  # measured on 2.1.2: a child asks what its parent asks
             protocol=2,
         )
     subagents = version >= _SUBAGENT_RULES_SINCE
