@@ -149,6 +149,11 @@ class OpencodeClient:
             self.send(self.wire.reply_permission_again(request_id, reply, session_id=session_id))
         )
 
+    def pending_permissions(self, session_id: str) -> list[dict[str, Any]]:
+        """The permission requests waiting for an answer, those of `session_id` at least
+        (`permission.asked` properties)."""
+        return [ask for ask in self.send(self.wire.pending_permissions(session_id)) or () if ask]
+
     def reject_question(self, request_id: str, *, session_id: str | None = None) -> bool:
         """Dismiss a question the agent asked (in session `session_id`)."""
         return bool(self.send(self.wire.reject_question(request_id, session_id=session_id)))

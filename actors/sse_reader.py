@@ -4,7 +4,8 @@ Theory of operation. A daemon reader thread connects (requests, `stream=True`), 
 to the pure `SseDecoder`, masks the server's password (`core.redact`), `json.loads` the frames
 and hands the events of one read to the subscribers as ONE `EventsReceived` batch weighing the
 bytes read (the hot path; subscribers never block). `server.connected` is `StreamConnected`
-(never mere headers); once another event follows it, the connection is *working*.
+(never mere headers); once anything follows it (an event, or bytes the decoder made no event
+of, such as opencode 2.x's heartbeat comments), the connection is *working*.
 A break (EOF, a truncated frame, a network error, the watchdog, a refusal) is `StreamDropped`,
 then a reconnect after tenacity's jittered exponential backoff. The budget is an *outage*: time
 without a working connection, from the break of the last one (or the start). A working
@@ -215,6 +216,8 @@ class SseReaderActor(SupervisedActor):
                 events, texts = decode(decoder.feed(chunk), self._redactor, self._model)
                 if events:
                     self._deliver(events, texts, conn)
+                elif conn.connected:  # a heartbeat comment (opencode 2.x), or what the
+                    conn.working = True  # wire's decoder kept none of: the stream delivers
             decoder.close()
             reason = "truncated frame at end of stream" if decoder.truncated else "end of stream"
         except (

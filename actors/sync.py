@@ -2,7 +2,8 @@
 
 On `RequestSync` it reads `GET /session/{id}/message` for each session of the tree (the root's
 messages only after the attempt's baseline, so a resumed attempt never replays history) and,
-except after an idle (the root is idle then), `GET /session/status`; it publishes one
+except after an idle (the root is idle then), `GET /session/status` and the permission
+requests still waiting (a break may have lost the event that asked); it publishes one
 `SnapshotFetched` (for the tracker). Failures are reported in the reply, never raised: the
 tracker must release a held idle either way. Secrets
 (the server's password, were a tool to print it) are masked before the snapshot goes anywhere.
@@ -81,9 +82,24 @@ class SyncActor(SupervisedActor):
                 messages = self._client.messages(session_id)
             snapshots.append((session_id, tuple(masked(messages, self._secrets))))
         root_status = status.get(self._root, {}).get("type", "idle")
+        asks = () if request.reason == "idle" else self._pending_asks(request.session_ids)
         return SnapshotFetched(
-            reason=request.reason, snapshots=tuple(snapshots), root_idle=root_status == "idle"
+            reason=request.reason,
+            snapshots=tuple(snapshots),
+            root_idle=root_status == "idle",
+            asks=tuple(masked(asks, self._secrets)),
         )
+
+    def _pending_asks(self, session_ids: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Permission requests still waiting: a break may have lost the events that asked."""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            for session_id in session_ids:
+                for ask in self._client.pending_permissions(session_id):
+                    found.setdefault(str(ask.get("id")), ask)
+        except RunnerError as exc:  # the resync goes on without them
+            logger.debug("pending permission requests not listed: {}", exc)
+        return list(found.values())
 
     def _after_baseline(self, baseline: str | None) -> list[dict[str, Any]]:
         """The root's messages after the baseline: the newest page, or all if that is short."""

@@ -151,6 +151,7 @@ class TrackerActor(SupervisedActor):
                 kept = recovered_messages(list(snapshot), final_before, merged)
                 told.extend([(session_id, kept)] if kept else [])
             effects.extend(merged)
+        effects.extend(self._tracker.pending_asks(list(message.asks)))
         recovered = sum(isinstance(effect, PartFinalized) for effect in effects)
         out = self._gate.on_snapshot(
             message.reason,

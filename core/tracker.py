@@ -175,6 +175,15 @@ class Tracker:
                 effects.append(MessageUpdated(session_id=session_id, info=info, source="snapshot"))
         return effects
 
+    def pending_asks(self, asks: list[dict[str, Any]]) -> list[Effect]:
+        """Permission requests still waiting (listed at a resync), those of the tree, as the
+        stream would have asked them (answered once: the responder knows their ids)."""
+        return [
+            PermissionAsked(session_id=ask["sessionID"], request=ask)
+            for ask in asks
+            if isinstance(ask, dict) and ask.get("sessionID") in self._tree
+        ]
+
     def _remember(self, info: dict[str, Any]) -> bool:
         """Keep a message's role and fingerprint; True if the fingerprint changed."""
         message_id = info["id"]

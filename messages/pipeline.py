@@ -67,3 +67,4 @@ class SnapshotFetched:
     snapshots: tuple[tuple[str, tuple[dict[str, Any], ...]], ...]
     root_idle: bool
     error: str | None = None
+    asks: tuple[dict[str, Any], ...] = ()  # permission requests still waiting (lossy syncs)

@@ -106,6 +106,9 @@ class WireV1:
         path = f"/session/{segment(session_id)}/permissions/{segment(request_id)}"
         return Request("POST", route, path, body={"response": reply})
 
+    def pending_permissions(self, session_id: str) -> Request:  # noqa: ARG002 (all of them)
+        return Request("GET", "/permission", "/permission")
+
     def reject_question(
         self,
         request_id: str,

@@ -29,7 +29,7 @@ from typing import Any
 from core.opencode_versions import Capabilities
 from core.protocol.wire import EventDecoder, Request, segment, split_model
 
-__all__ = ["EventsV2", "WireV2", "messages_of", "part_id"]
+__all__ = ["EventsV2", "WireV2", "ask_of", "messages_of", "part_id"]
 
 # 1.x permission names and their 2.x actions, where they differ (PROTOCOL-2.md §4, §9).
 ACTIONS = {"bash": ("shell",), "task": ("subagent",), "edit": ("edit", "write")}
@@ -208,6 +208,16 @@ class WireV2:
         """2.x has one route for it."""
         return self.reply_permission(request_id, reply, session_id=session_id)
 
+    def pending_permissions(self, session_id: str) -> Request:
+        """Per session: `/api/permission/request` lists the server's own location's only."""
+
+        def read(answer: Any) -> list[dict[str, Any]]:
+            return [ask_of(a) for a in _data(answer) or () if isinstance(a, Mapping)]
+
+        route = "/api/session/{sessionID}/permission"
+        path = f"/api/session/{segment(session_id)}/permission"
+        return Request("GET", route, path, scoped=False, read=read)
+
     def reject_question(self, request_id: str, *, session_id: str | None = None) -> Request:
         """A question is a form on 2.x, dismissed in its session."""
         route = "/api/session/{sessionID}/form/{formID}"
@@ -284,6 +294,21 @@ def _output(content: Any) -> str:
     return "\n".join(
         str(item.get("text", "")) for item in content or () if isinstance(item, Mapping)
     )
+
+
+def ask_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A 2.x permission request as 1.x's (`permission.asked` properties)."""
+    source = data.get("source") if isinstance(data.get("source"), Mapping) else {}
+    action = str(data.get("action") or "")
+    return {
+        "id": data.get("id"),
+        "sessionID": data.get("sessionID"),
+        "permission": FROM_ACTION.get(action, action),
+        "patterns": list(data.get("resources") or ()),
+        "always": list(data.get("save") or ()),
+        "metadata": {},
+        "tool": {"messageID": source.get("messageID"), "callID": source.get("id")},
+    }
 
 
 def _event(kind: str, **properties: Any) -> dict[str, Any]:
@@ -367,9 +392,11 @@ class EventsV2:
 
     def _retry(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
         error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        # 2.x counts tries (the first retry is attempt 2); 1.x counts retries (it is 1).
+        tries = data.get("attempt") if isinstance(data.get("attempt"), int) else 2
         status = {
             "type": "retry",
-            "attempt": data.get("attempt"),
+            "attempt": max(tries - 1, 1),
             "message": error.get("message", ""),
         }
         status["next"] = data.get("at")
@@ -463,18 +490,7 @@ class EventsV2:
     # -- asks --------------------------------------------------------------------------------
 
     def _asked(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
-        source = data.get("source") if isinstance(data.get("source"), dict) else {}
-        action = str(data.get("action") or "")
-        request = {
-            "id": data.get("id"),
-            "sessionID": data.get("sessionID"),
-            "permission": FROM_ACTION.get(action, action),
-            "patterns": list(data.get("resources") or ()),
-            "always": list(data.get("save") or ()),
-            "metadata": {},
-            "tool": {"messageID": source.get("messageID"), "callID": source.get("id")},
-        }
-        return (_event("permission.asked", **request),)
+        return (_event("permission.asked", **ask_of(data)),)
 
     def _replied(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
         fields = {"sessionID": data.get("sessionID"), "requestID": data.get("requestID")}

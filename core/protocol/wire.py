@@ -94,6 +94,10 @@ class Wire(Protocol):
     def reply_permission_again(self, request_id: str, reply: str, *, session_id: str) -> Request:
         """The same answer on the route of servers that lack `reply_permission`'s."""
 
+    def pending_permissions(self, session_id: str) -> Request:
+        """The permission requests waiting for an answer (those of `session_id` at least), each
+        as a `permission.asked` event's properties (a resync finds those a break lost)."""
+
     def reject_question(self, request_id: str, *, session_id: str | None = None) -> Request:
         """Dismiss a question the agent asked (in session `session_id`)."""
 

@@ -5,17 +5,25 @@ on 1.x, but for the tools' 2.x names and arguments (`shell`, `path`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.helpers import PROJECT_ROOT, isolated_env
+from actors import ServerSpec
+from messages import ServerFailed, ServerReady
+from mock import FaultProxy, MockLLM, opencode_provider_config
+from tests.helpers import PROJECT_ROOT, Inbox, isolated_env, make_project, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -33,31 +41,50 @@ class Run:
     workspace: Path
 
 
-def run(tmp_path: Path, script: dict, *args: str, **phase_keys) -> Run:
-    """Run one phase on its own opencode 2.x server behind the embedded mock."""
+def run(
+    tmp_path: Path,
+    script: dict | None,
+    *args: str,
+    during: Callable[[subprocess.Popen], None] | None = None,
+    environ: dict[str, str] | None = None,
+    **phase_keys: Any,
+) -> Run:
+    """Run one phase on its own opencode 2.x server behind the embedded mock (`script`), or
+    as `phase_keys` say (`server: {attach: URL}`, with `script` None); `during(proc)` acts
+    on the running CLI."""
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
-    (tmp_path / "script.json").write_text(json.dumps(script))
     phase = {
         "name": "two",
         "prompt": "Do the task.",
         "model": "test/mock-model",
-        "mock": "script.json",
         "directory": "ws",
         "timeouts": {"phase": "1m", "stall": "30s"},
         **phase_keys,
     }
+    if script is not None:
+        (tmp_path / "script.json").write_text(json.dumps(script))
+        phase["mock"] = "script.json"
     (tmp_path / "phase.yaml").write_text(yaml.safe_dump(phase))
     env = {**os.environ, **isolated_env(tmp_path), "RUNNER_OPENCODE": str(OPENCODE2)}
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "runner", str(tmp_path / "phase.yaml"), *args],
         cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
+        env={**env, **(environ or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=100,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        if during is not None:
+            during(proc)
+        stdout, stderr = proc.communicate(timeout=200)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     results = sorted((tmp_path / "runs").glob("*.result.json"))
     result = json.loads(results[0].read_text()) if results else {}
     transcript = []
@@ -176,3 +203,118 @@ def test_a_subagent_is_held_to_the_policy_on_2_x(tmp_path):
     (rejected,) = done.result["rejected_permissions"]
     assert rejected["permission"] == "bash"
     assert rejected["session_id"] != done.result["session_id"]  # the child's own ask
+
+
+def test_a_provider_429_twice_is_retried_and_counted_on_2_x(tmp_path):
+    faults = [{"attempt": [1, 2], "kind": "429", "retry_after": 1}]
+    done = run(tmp_path, {"turns": [{"text": "Recovered.", "faults": faults}]}, "--plain")
+    assert done.code == 0, (done.stdout, done.stderr)
+    assert done.result["attempts"][0]["retries"] == 2
+    assert done.stdout.count("retrying in") == 2
+    assert "Recovered." in done.stdout.splitlines()
+
+
+def test_a_persistent_500_ends_within_the_runners_retry_budget_on_2_x(tmp_path):
+    """2.x alone retries a persistent 500 for about 86 s; the phase's budget ends it first."""
+    faults = [{"attempt": "all", "kind": "500", "retry_after": 0.2, "message": "upstream on fire"}]
+    script = {"turns": [{"text": "never", "faults": faults}]}
+    done = run(tmp_path, script, "--plain", budgets={"provider_retries": 1})
+    assert (done.code, done.result["verdict"]) == (1, "failed"), (done.stdout, done.stderr)
+    assert done.result["reason"] == "provider retried 2 times (budget 1): upstream on fire"
+
+
+def test_sigint_mid_turn_interrupts_the_session_on_2_x(tmp_path):
+    def streaming() -> bool:
+        found = list((tmp_path / "runs").glob("*.jsonl")) if (tmp_path / "runs").exists() else []
+        return bool(found) and "tick 2" in found[0].read_text()
+
+    def interrupt(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 60
+        while not streaming() and proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)  # the first deltas reach the transcript: the turn streams
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    done = run(tmp_path, {"turns": [drip]}, "--plain", during=interrupt)
+    assert (done.code, done.result["verdict"]) == (130, "interrupted"), (done.stdout, done.stderr)
+    assert done.result["reason"] == "interrupted by SIGINT"
+    assert done.transcript[-1]["type"] == "runner.verdict_reached"
+
+
+@dataclass
+class Stage:
+    mock: MockLLM
+    ready: ServerReady
+    proxy: FaultProxy
+
+
+@pytest.fixture
+def stage2(tmp_path):
+    """Factory: an opencode 2.x server behind a mock serving `script`, a fault proxy before it."""
+    stops: list[Callable[[], Any]] = []
+
+    def start(script: dict) -> Stage:
+        mock = MockLLM(script).start()
+        stops.append(mock.stop)
+        root = tmp_path / "server"
+        spec = ServerSpec(
+            directory=str(make_project(root)),
+            log_path=str(root / "server.log"),
+            binary=str(OPENCODE2),
+            env=isolated_env(root),
+            config_content=json.dumps(opencode_provider_config(mock.url)),
+        )
+        inbox = Inbox()
+        server = start_server(spec, inbox)
+        stops.append(lambda: server.stop(timeout=10))
+        ready = inbox.expect((ServerReady, ServerFailed), timeout=60)
+        assert isinstance(ready, ServerReady), ready
+        proxy = FaultProxy(ready.url).start()
+        stops.append(proxy.stop)
+        return Stage(mock, ready, proxy)
+
+    yield start
+    for stop in reversed(stops):
+        stop()
+
+
+def test_a_stream_cut_every_five_events_on_2_x_shows_each_part_once_and_resyncs(tmp_path, stage2):
+    turns = []
+    for turn in range(3):
+        words = [f"t{turn}w{i:02d} " for i in range(30)]
+        step: dict[str, Any] = {"text": words, "delay": 0.2}
+        if turn < 2:
+            step["tool_calls"] = [{"name": "read", "arguments": {"path": "README.md"}}]
+        turns.append(step)
+    setup = stage2({"turns": turns})
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "README.md").write_text("# A project\n")
+    setup.proxy.cut_every(5)
+    secret = {"OPENCODE_SERVER_PASSWORD": setup.ready.password or ""}
+    timeouts = {"phase": "3m", "stall": "1m", "outage": "30s"}
+    done = run(
+        tmp_path,
+        None,
+        "--plain",
+        environ=secret,
+        server={"attach": setup.proxy.url},
+        permissions={"allow": ["read"]},
+        timeouts=timeouts,
+    )
+    assert (done.code, done.result["verdict"]) == (0, "done"), (done.stdout, done.stderr)
+    assert done.result["reconnects"] >= 10, done.result["reconnects"]
+    said = [word for line in done.stdout.splitlines() for word in line.split()]
+    words = [f"t{turn}w{i:02d}" for turn in range(3) for i in range(30)]
+    assert {w: said.count(w) for w in words} == dict.fromkeys(words, 1)
+    assert sum(line.startswith("✓ read") for line in done.stdout.splitlines()) == 2
+    shown = subprocess.run(
+        [sys.executable, "-m", "runner", "show", done.result["transcript"], "--plain"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.stdout.splitlines() == done.stdout.splitlines()

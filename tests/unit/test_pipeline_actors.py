@@ -238,8 +238,9 @@ class FakeClient:
     """Records calls; answers from canned data or raises (`reply_fails`: that many replies
     fail first)."""
 
-    def __init__(self, *, messages=None, status=None, fail=None, reply_fails=0, seen=None):
+    def __init__(self, *, messages=None, status=None, fail=None, reply_fails=0, seen=None, asks=()):
         self._messages = messages or {}
+        self._asks = list(asks)
         self._status = status or {}
         self._fail = fail
         self._reply_fails = reply_fails
@@ -274,6 +275,10 @@ class FakeClient:
         self.calls.append(("question", request_id))
         return True
 
+    def pending_permissions(self, session_id):
+        self.calls.append(("asks", session_id))
+        return self._asks
+
 
 def msg(message_id):
     return {"info": {"id": message_id, "role": "assistant"}, "parts": []}
@@ -299,6 +304,25 @@ def test_sync_actor_applies_the_baseline_to_the_root_only():
     assert reply.root_idle is False
     assert reply.error is None
     assert ("messages", "ses_r", 50) in client.calls  # one short page was enough
+
+
+def test_a_lossy_resync_finds_the_asks_a_break_lost_and_the_tracker_asks_them_again():
+    ask = {"id": "per_1", "sessionID": "ses_r", "permission": "bash", "patterns": ["ls"]}
+    other = {"id": "per_2", "sessionID": "ses_elsewhere", "permission": "bash", "patterns": []}
+    client = FakeClient(messages={"ses_r": []}, asks=[ask, other])
+    replies = queue.Queue()
+    sync = SyncActor.start(client=client, root_session_id="ses_r", publish=replies.put)
+    sync.tell(RequestSync(session_ids=("ses_r",), reason="idle"))
+    assert replies.get(timeout=5).asks == ()  # an idle sync loses nothing: no listing
+    sync.tell(RequestSync(session_ids=("ses_r",), reason="reconnect"))
+    fetched = replies.get(timeout=5)
+    assert fetched.asks == (ask, other)
+    tracker, out, _ = start_tracker("ses_r")
+    tracker.tell(fetched)
+    got = drain(out, lambda m: isinstance(m, Tracked))
+    assert [e for e in effects_of(got) if isinstance(e, PermissionAsked)] == [
+        PermissionAsked(session_id="ses_r", request=ask)  # of the tree only
+    ]
 
 
 def test_an_idle_sync_does_not_ask_whether_the_root_is_idle():

@@ -75,6 +75,7 @@ CALLS: dict[str, Callable[[Wire], Request]] = {
     "reply_permission_again": lambda w: w.reply_permission_again(
         REQUEST, "reject", session_id=SESSION
     ),
+    "pending_permissions": lambda w: w.pending_permissions(SESSION),
     "reject_question": lambda w: w.reject_question(QUESTION, session_id=SESSION),
     "events": lambda w: w.events(),
 }
