@@ -48,6 +48,7 @@ class Limits:
     phase_timeout: float = 3600.0
     stall_timeout: float = 600.0
     guards: GuardLimits = field(default_factory=GuardLimits)
+    structured: bool = False  # the phase asks for a structured result (`output_schema`)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,12 +115,13 @@ class Attempt:
         """Is the message newer than the attempt's baseline (not history)?"""
         return self.baseline is None or str(message_id or "") > self.baseline
 
-    def end(self, now: float) -> bool:
-        """Close the attempt on its last message; True when a provider error failed it."""
+    def end(self, now: float, *, structured: bool = True) -> bool:
+        """Close the attempt on its last message; True when a provider error failed it.
+        `structured`: the phase asks for a structured result (else a message's is not kept)."""
         latest = self.latest or {}
         self.ended_at = now
         self.finish = latest.get("finish")
-        self.structured = latest.get("structured")
+        self.structured = latest.get("structured") if structured else None
         if self.structured is not None and self.finish == "tool-calls":
             self.finish = "structured"
         error = self.last_error or latest.get("error")

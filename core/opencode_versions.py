@@ -59,7 +59,9 @@ class Capabilities:
     heartbeat: float | None  # seconds between `server.heartbeat` events; None: it sends none
     event_route: str = EVENTS  # GLOBAL_EVENTS: wrapped events of every directory (v1.unwrap)
     permission_route: str = PERMISSION_ROUTE
-    structured_output: bool = True  # `prompt_async` takes `format: {"type": "json_schema"}`
+    # `prompt_async` takes `format: {"type": "json_schema"}`; False (2.x): the wire asks for a
+    # JSON block instead and reads it back (core/protocol/v2.py)
+    structured_output: bool = True
     gives_up_retrying: bool = True  # False: a retryable provider error is retried until aborted
     subagent_rules: bool = True  # a child session holds the deny rules it inherits (1.17.0+)
     protocol: int = 1  # the server API: 1 (opencode-ai 1.x) or 2 (@opencode/cli 2.x)

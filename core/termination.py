@@ -241,7 +241,7 @@ class Policy:
         attempt = self._current()
         if attempt is None or not attempt.alive or not self._can(Trigger.ATTEMPT_ENDED):
             return []
-        if attempt.end(now):
+        if attempt.end(now, structured=self.limits.structured):
             return self._conclude("failed", f"provider error: {attempt.error}", now)
         self._fire(Trigger.ATTEMPT_ENDED)
         return [RunChecks(structured=attempt.structured)]

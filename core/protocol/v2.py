@@ -23,6 +23,8 @@ and `session.idle`, after a `session.error` when it failed or was interrupted.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +41,10 @@ SECOND_ACTIONS = frozenset({"write"})
 TOOLS = ("bash", "edit", "execute", "glob", "grep", "question", "read", "skill", "task")
 TOOLS += ("webfetch", "websearch", "write")
 REPLIES = {"once": "once", "always": "always", "reject": "reject"}
+ANSWER = (
+    "When you are done, end your last message with your result: one JSON object in a "
+    "```json fenced block, and nothing after it. It must match this JSON Schema:"
+)
 PAGE = 200  # messages a page: the most 2.1.2 gives ("a value less than or equal to 200")
 
 
@@ -145,8 +151,14 @@ class WireV2:
         path = f"/api/session/{segment(session_id)}"
         return Request("GET", "/api/session/{sessionID}", path, scoped=False, read=_session)
 
-    def prompt_async(self, session_id: str, text: str, **options: Any) -> Request:  # noqa: ARG002
-        """Text only: model and agent were set on the session (2.x ignores them here)."""
+    def prompt_async(self, session_id: str, text: str, **options: Any) -> Request:
+        """Text only: model and agent were set on the session (2.x ignores them here). 2.x has
+        no structured output: a prompt with a `format` asks for the result as a JSON block
+        (`ANSWER`), which the events and the message list read back as 1.x's `structured`."""
+        form = options.get("format")
+        if isinstance(form, Mapping) and form.get("type") == "json_schema":
+            schema = json.dumps(form.get("schema") or {}, indent=2, sort_keys=True)
+            text = f"{text}\n\n{ANSWER}\n```json\n{schema}\n```"
         path = f"/api/session/{segment(session_id)}/prompt"
         return Request(
             "POST", "/api/session/{sessionID}/prompt", path, body={"text": text}, scoped=False
@@ -296,6 +308,27 @@ def _output(content: Any) -> str:
     )
 
 
+_FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
+
+
+def json_answer(text: str) -> Any:
+    """The structured result a final text ends with: its last ```json block, else a JSON
+    object that closes the text; None when it holds neither (the done checks say so)."""
+    blocks = _FENCED.findall(text or "")
+    candidates = [blocks[-1]] if blocks else []
+    tail = (text or "").rstrip()
+    if tail.endswith("}"):
+        candidates += [tail[i:] for i, ch in enumerate(tail) if ch == "{"]
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
 def ask_of(data: Mapping[str, Any]) -> dict[str, Any]:
     """A 2.x permission request as 1.x's (`permission.asked` properties)."""
     source = data.get("source") if isinstance(data.get("source"), Mapping) else {}
@@ -323,6 +356,7 @@ class EventsV2:
     def __init__(self) -> None:
         self._started: dict[str, int] = {}  # part id -> when its text started
         self._tools: dict[str, dict[str, Any]] = {}  # open tool part id -> its name and input
+        self._said: dict[str, str] = {}  # open message id -> its last text (`json_answer`)
         self._messages: dict[str, dict[str, Any]] = {}  # open message id -> its info
 
     def decode(self, event: dict[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -427,6 +461,9 @@ class EventsV2:
         info = dict(self._messages.pop(mid, {"id": mid, "sessionID": sid, "role": "assistant"}))
         tokens, finish = _tokens(data.get("tokens")), data.get("finish")
         info |= {"finish": finish, "cost": data.get("cost", 0), "tokens": tokens}
+        said = self._said.pop(mid, "")
+        if finish == "stop" and (answer := json_answer(said)) is not None:
+            info["structured"] = answer  # what 1.x's StructuredOutput tool would have held
         info["time"] = {**info.get("time", {}), "completed": created}
         part = {"id": part_id(mid, "step", "finish"), "sessionID": sid, "messageID": mid}
         part |= {"type": "step-finish", "reason": finish, "cost": data.get("cost", 0)}
@@ -441,6 +478,7 @@ class EventsV2:
         if not isinstance(mid, str):
             return ()
         info = dict(self._messages.pop(mid, {"id": mid, "sessionID": sid, "role": "assistant"}))
+        self._said.pop(mid, None)
         info |= {"finish": "error", "error": _error(data.get("error"))}
         info["tokens"] = _tokens(data.get("tokens"))
         info["time"] = {**info.get("time", {}), "completed": created}
@@ -530,6 +568,8 @@ def _text(kind: str, phase: str) -> Any:
         else:
             start = self._started.pop(pid, created)
             part |= {"text": data.get("text", ""), "time": {"start": start, "end": created}}
+            if kind == "text":
+                self._said[mid] = str(data.get("text") or "")
         return (_event("message.part.updated", sessionID=sid, part=part),)
 
     return handle
@@ -595,11 +635,14 @@ def _assistant(item: Mapping[str, Any], mid: str, time: dict[str, Any]) -> dict[
         info["tokens"] = _tokens(item.get("tokens"))
     if item.get("error") is not None:
         info["error"] = _error(item["error"])
+    content = [c for c in item.get("content") or () if isinstance(c, Mapping)]
+    said = [str(c.get("text") or "") for c in content if c.get("type") == "text"]
+    if item.get("finish") == "stop" and said and (answer := json_answer(said[-1])) is not None:
+        info["structured"] = answer  # as `EventsV2` reads it from the stream
     parts: list[dict[str, Any]] = [
         {"id": part_id(mid, "step", "start"), "messageID": mid, "type": "step-start"}
     ]
     ordinals: dict[str, int] = {}
-    content = [c for c in item.get("content") or () if isinstance(c, Mapping)]
     for index, piece in enumerate(content):
         kind = piece.get("type")
         base = {"messageID": mid}

@@ -81,6 +81,7 @@ def termination_policy(spec: PhaseSpec, session_id: str, now: float) -> Policy:
         phase_timeout=spec.timeouts.phase,
         stall_timeout=spec.timeouts.stall,
         guards=guards,
+        structured=spec.output_schema is not None,
     )
     return Policy(limits, prompt=spec.prompt, session_id=session_id, now=now)
 

@@ -199,12 +199,6 @@ class Supervisor:
         )
 
     def _create_session(self, client: OpencodeClient, caps: Capabilities) -> str:
-        if self.spec.output_schema is not None and not caps.structured_output:
-            raise RefusedError(
-                f"opencode {caps.version} has no structured output (`format` is ignored), so "
-                "`output_schema` cannot be kept on it: run this phase on opencode 1.x; the "
-                "phase was not started"
-            )
         session_id, rules = create_session(
             client,
             title=self.spec.label,

@@ -173,12 +173,56 @@ def test_a_denied_tool_is_not_run_on_2_x_even_when_everything_else_is_allowed(tm
     ]
 
 
-def test_output_schema_is_refused_on_2_x_with_one_line(tmp_path):
-    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}}
-    done = run(tmp_path, {"turns": [{"text": "42"}]}, "--plain", output_schema=schema)
-    assert done.code == 64, (done.stdout, done.stderr)
-    assert done.result["verdict"] == "failed"
-    assert "has no structured output" in done.result["reason"]
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "integer"}, "why": {"type": "string"}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+
+def answer(value: dict) -> dict:
+    """A turn ending with its result as a JSON block, as the runner asks of a 2.x model."""
+    return {"text": ["The result:\n```json\n", json.dumps(value), "\n```"]}
+
+
+def test_a_structured_result_on_2_x_is_checked_and_lands_in_the_result(tmp_path):
+    """2.x has no structured output: the runner asks for a JSON block and reads it back."""
+    done = run(
+        tmp_path,
+        {"turns": [answer({"answer": 42, "why": "it is"})]},
+        "--json",
+        output_schema=SCHEMA,
+    )
+    assert done.code == 0, (done.stdout, done.stderr)
+    assert done.result["structured"] == {"answer": 42, "why": "it is"}
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert out[-2] == {"type": "runner.structured", "structured": {"answer": 42, "why": "it is"}}
+    assert out[-1]["type"] == "runner.result"
+
+
+def test_a_structured_result_that_does_not_fit_is_repaired_on_2_x(tmp_path):
+    turns = [answer({"answer": "forty-two"}), answer({"answer": 42})]
+    done = run(tmp_path, {"turns": turns}, "--plain", output_schema=SCHEMA)
+    assert done.code == 0, (done.stdout, done.stderr)
+    assert [a["kind"] for a in done.result["attempts"]] == ["initial", "repair"]
+    assert done.result["structured"] == {"answer": 42}
+    prompts = [r["prompt"] for r in done.transcript if r["type"] == "runner.attempt_started"]
+    assert "does not fit the schema at answer" in prompts[1], prompts
+
+
+def test_no_structured_result_on_2_x_is_incomplete_within_the_repairs(tmp_path):
+    script = {"turns": [{"text": "I would rather not say."}]}
+    done = run(tmp_path, script, "--plain", output_schema=SCHEMA, budgets={"repairs": 1})
+    assert (done.code, done.result["verdict"]) == (2, "incomplete"), (done.stdout, done.stderr)
+    assert done.result["structured"] is None
+
+
+def test_a_phase_without_a_schema_keeps_no_structured_result_on_2_x(tmp_path):
+    done = run(tmp_path, {"turns": [answer({"answer": 1})]}, "--json")
+    assert done.code == 0, done.stderr
+    assert done.result["structured"] is None
+    assert "runner.structured" not in done.stdout
 
 
 def test_a_subagent_is_held_to_the_policy_on_2_x(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from core.opencode_versions import capabilities
 from core.protocol import WireV2, wire_for
-from core.protocol.v2 import EventsV2, messages_of
+from core.protocol.v2 import EventsV2, json_answer, messages_of
 from core.tracker import (
     ChildSession,
     PartFinalized,
@@ -143,3 +143,61 @@ def test_a_phases_rules_are_sent_as_2_x_rules_and_read_back_as_the_same():
     kept = request.read({"data": {"id": "ses_1", "permissions": sent}})
     assert kept["permission"] == RULES
     assert request.read({"data": {"id": "ses_1"}})["permission"] == []  # dropped: seen as such
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('Here:\n```json\n{"answer": 42}\n```', {"answer": 42}),
+        ('First ```json\n{"a": 1}\n``` then\n```json\n{"a": 2}\n```', {"a": 2}),  # the last
+        ('The result is {"answer": 7}', {"answer": 7}),  # an object closing the text
+        ("No result here.", None),
+        ('```json\n{"answer": \n```', None),  # broken
+        ("```json\n[1, 2]\n```", None),  # not an object
+    ],
+)
+def test_a_json_answer_is_read_from_the_end_of_a_final_text(text, expected):
+    assert json_answer(text) == expected
+
+
+def test_a_prompt_with_an_output_format_asks_for_a_json_block_with_the_schema():
+    schema = {"type": "object", "required": ["answer"]}
+    body = WireV2().prompt_async(
+        "ses_1", "Do it.", format={"type": "json_schema", "schema": schema}
+    )
+    assert body.body["text"].startswith("Do it.\n\nWhen you are done, end your last message")
+    assert '"required": [\n    "answer"\n  ]' in body.body["text"]
+    assert WireV2().prompt_async("ses_1", "Do it.").body == {"text": "Do it."}
+
+
+def test_a_final_json_block_is_the_messages_structured_result_on_the_stream_and_in_a_resync():
+    sid, mid = "ses_1", "msg_1"
+    text = 'Done.\n```json\n{"answer": 42}\n```'
+    events = [
+        {"type": "session.step.started", "data": {"sessionID": sid, "assistantMessageID": mid}},
+        {
+            "type": "session.text.ended",
+            "data": {"sessionID": sid, "assistantMessageID": mid, "text": text},
+        },
+        {
+            "type": "session.step.ended",
+            "data": {"sessionID": sid, "assistantMessageID": mid, "finish": "stop"},
+        },
+    ]
+    decode = EventsV2().decode
+    infos = [
+        e["properties"]["info"]
+        for ev in events
+        for e in decode(ev)
+        if e["type"] == "message.updated"
+    ]
+    assert infos[-1]["structured"] == {"answer": 42}
+    item = {
+        "id": mid,
+        "type": "assistant",
+        "time": {"created": 1, "completed": 2},
+        "finish": "stop",
+    }
+    item["content"] = [{"type": "text", "text": text}]
+    (message,) = messages_of({"data": [item]})
+    assert message["info"]["structured"] == {"answer": 42}
