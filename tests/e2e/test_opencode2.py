@@ -362,3 +362,17 @@ def test_a_stream_cut_every_five_events_on_2_x_shows_each_part_once_and_resyncs(
         check=False,
     )
     assert shown.stdout.splitlines() == done.stdout.splitlines()
+
+
+def test_the_question_tool_is_not_offered_on_2_x_so_nothing_waits_for_an_answer(tmp_path):
+    option = {"label": "Yes", "description": "go"}
+    question = {"questions": [{"question": "Proceed?", "header": "C", "options": [option]}]}
+    script = {
+        "turns": [{"tool_calls": [{"name": "question", "arguments": question}]}, {"text": "Ok."}]
+    }
+    done = run(tmp_path, script, "--plain", permissions={"default": "allow"})
+    assert done.code == 0, (done.stdout, done.stderr)
+    rules = done.result["permission_rules"]
+    assert {"permission": "question", "pattern": "*", "action": "deny"} in rules
+    (failed,) = [line for line in done.stdout.splitlines() if line.startswith("✗ question")]
+    assert "No tool named" in failed, failed  # 2.x took the denied tool out of the model's list
