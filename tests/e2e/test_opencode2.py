@@ -376,3 +376,48 @@ def test_the_question_tool_is_not_offered_on_2_x_so_nothing_waits_for_an_answer(
     assert {"permission": "question", "pattern": "*", "action": "deny"} in rules
     (failed,) = [line for line in done.stdout.splitlines() if line.startswith("✗ question")]
     assert "No tool named" in failed, failed  # 2.x took the denied tool out of the model's list
+
+
+def test_two_phases_in_parallel_share_one_2_x_server_and_keep_their_own_events(tmp_path):
+    """2.x sends every location's events on one stream: each phase keeps its own session's."""
+    script = {"turns": [{"text": ["Hello ", "from ", "both."], "delay": 0.05}]}
+    (tmp_path / "script.json").write_text(json.dumps(script))
+    paths = []
+    for name in ("left", "right"):
+        (tmp_path / name).mkdir()
+        phase = {
+            "name": name,
+            "prompt": "Say hello.",
+            "model": "test/mock-model",
+            "mock": "script.json",
+            "directory": name,
+            "timeouts": {"phase": "1m", "stall": "30s"},
+        }
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(phase))
+        paths.append(str(tmp_path / f"{name}.yaml"))
+    env = {**os.environ, **isolated_env(tmp_path), "RUNNER_OPENCODE": str(OPENCODE2)}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", *paths, "--parallel", "2", "--plain"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    results = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*.result.json"))]
+    assert sorted(r["verdict"] for r in results) == ["done", "done"]
+    assert results[0]["session_id"] != results[1]["session_id"]
+    for result in results:
+        with open(result["transcript"]) as handle:
+            events = [line for line in map(json.loads, handle) if "properties" in line]
+        sessions = {e["properties"].get("sessionID") for e in events} - {None}
+        assert sessions == {result["session_id"]}  # its own session's events only
+        finals = [
+            e["properties"]["part"]["text"]
+            for e in events
+            if e["type"] == "message.part.updated"
+            and e["properties"]["part"].get("time", {}).get("end")
+        ]
+        assert finals == ["Hello from both."]
