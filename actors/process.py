@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,10 +21,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.errors import ServerStartError
+from core.opencode_versions import capabilities
 from core.server_rules import tail_lines
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
+DB_2 = "opencode-2.db"  # opencode 2.x's database, in the data folder 1.x's `opencode.db` is in
 BINARY_ENV = "RUNNER_OPENCODE"  # the default binary for phases that name none (the matrix)
 REAP_GRACE = 0.05  # after its end, for another thread's waitpid to let go of the process
 TERM_AGAIN = 0.1  # a SIGTERM unanswered this long was taken by opencode's npm install
@@ -125,9 +130,64 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def server_env(spec: ServerSpec, password: str) -> dict[str, str]:
-    """The child's environment: ours, the spec's, offline flags, the password and `rg` on PATH."""
+def binary_version(binary: str) -> str | None:
+    """The version of an opencode binary, without starting it where its npm package says it
+    (`package.json` beside its `bin/`), else from `--version`; None when neither tells."""
+    found = shutil.which(binary) or binary
+    try:
+        real = os.path.realpath(found)
+        stamp = os.stat(real).st_mtime_ns
+    except OSError:
+        return None
+    return _version_of(real, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _version_of(real: str, _stamp: int) -> str | None:
+    for folder in Path(real).parents[:3]:
+        package = folder / "package.json"
+        if package.is_file():
+            try:
+                version = json.loads(package.read_text(encoding="utf-8")).get("version")
+            except (OSError, ValueError):
+                break
+            if isinstance(version, str):
+                return version
+    try:
+        done = subprocess.run(
+            [real, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def data_env(binary: str, spec: ServerSpec) -> dict[str, str]:
+    """Where an opencode 2.x keeps its database: never in 1.x's `opencode.db`, which 2.x would
+    migrate in place (PROTOCOL-2.md §1.5), but `opencode-2.db` beside it in the same data folder
+    (logins and the rest stay shared). A 2.x phase whose `server.env` names 1.x's database is
+    refused with one line."""
+    version = binary_version(binary)
+    if version is None or capabilities(version).protocol != 2:
+        return {}
+    named = spec.env.get("OPENCODE_DB")
+    if named is None:
+        return {"OPENCODE_DB": DB_2}
+    if os.path.basename(named) == "opencode.db":
+        raise ServerStartError(
+            f"server.env: OPENCODE_DB={named} is opencode 1.x's database, which opencode "
+            f"{version} would migrate in place: name another file (the runner's default for "
+            f"2.x is {DB_2})"
+        )
+    return {}
+
+
+def server_env(spec: ServerSpec, password: str, binary: str | None = None) -> dict[str, str]:
+    """The child's environment: ours, the spec's, offline flags, the password, `rg` on PATH,
+    and for opencode 2.x a database of its own (`data_env`)."""
     env = {**os.environ, **OFFLINE_ENV, **spec.env}
+    if binary is not None:
+        env.update(data_env(binary, spec))
     env["OPENCODE_SERVER_PASSWORD"] = password
     env["OPENCODE_PASSWORD"] = password  # opencode 2.x reads this one first
     env.pop("OPENCODE_SERVER_USERNAME", None)
@@ -151,7 +211,7 @@ def spawn(binary: str, spec: ServerSpec, password: str, log_file) -> subprocess.
         return subprocess.Popen(
             argv,
             cwd=spec.directory,
-            env=server_env(spec, password),
+            env=server_env(spec, password, binary),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log_file,

@@ -102,6 +102,9 @@ def test_a_text_and_reasoning_phase_is_done_on_2_x_and_show_replays_it(tmp_path)
     assert done.result["server_version"] == "2.1.2"
     assert done.result["server_capabilities"]["protocol"] == 2
     assert done.transcript[0]["opencode_version"] == "2.1.2"
+    data = Path(isolated_env(tmp_path)["XDG_DATA_HOME"]) / "opencode"
+    assert (data / "opencode-2.db").exists()  # its own: 1.x's opencode.db is never opened
+    assert not (data / "opencode.db").exists()
     lines = done.stdout.splitlines()
     assert "thinking: Let me think." in lines
     assert "Hello from two." in lines

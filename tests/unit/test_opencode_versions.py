@@ -6,8 +6,16 @@ import socket
 
 import pytest
 
-from actors.process import PINNED_BINARY, free_port, resolve_binary
+from actors.process import (
+    PINNED_BINARY,
+    ServerSpec,
+    binary_version,
+    data_env,
+    free_port,
+    resolve_binary,
+)
 from actors.sse_reader import ReconnectPolicy
+from core.errors import ServerStartError
 from core.opencode_versions import (
     EVENTS,
     GLOBAL_EVENTS,
@@ -96,3 +104,29 @@ def test_the_server_port_is_a_free_one_and_never_opencodes_default():
     assert port != 4096
     with socket.socket() as probe:  # free: it can be bound at once
         probe.bind(("127.0.0.1", port))
+
+
+OPENCODE2 = (
+    PINNED_BINARY.parent.parent.parent / ".opencode2" / "node_modules" / ".bin" / "opencode2"
+)
+
+
+def test_a_binarys_version_is_read_from_its_package_without_starting_it():
+    assert binary_version(str(PINNED_BINARY)) == TESTED[-1]
+    assert binary_version(str(OPENCODE2)) == "2.1.2"
+    assert binary_version("/nonexistent/opencode") is None
+
+
+def test_opencode_2_gets_a_database_of_its_own_and_never_1_xs(tmp_path):
+    spec = ServerSpec(directory=str(tmp_path), log_path=str(tmp_path / "log"))
+    assert data_env(str(OPENCODE2), spec) == {"OPENCODE_DB": "opencode-2.db"}
+    assert data_env(str(PINNED_BINARY), spec) == {}  # 1.x keeps its own as it is
+    theirs = ServerSpec(directory=str(tmp_path), log_path="l", env={"OPENCODE_DB": "/d/x.db"})
+    assert data_env(str(OPENCODE2), theirs) == {}  # a database of the user's choosing
+    shared = ServerSpec(
+        directory=str(tmp_path), log_path="l", env={"OPENCODE_DB": "/h/opencode/opencode.db"}
+    )
+    with pytest.raises(
+        ServerStartError, match=r"^server.env: OPENCODE_DB=/h/opencode/opencode.db is"
+    ):
+        data_env(str(OPENCODE2), shared)
