@@ -88,12 +88,12 @@ def _read(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
         count = display["lineEnd"] - int(display.get("lineStart") or 1) + 1
     else:
         count = len(_READ_LINE.findall(str(state.get("output") or "")))
-    return rel(inputs.get("filePath"), directory), plural(count, "line"), []
+    return rel(_path(inputs), directory), plural(count, "line"), []
 
 
 def _write(inputs: dict[str, Any], _state: dict[str, Any], directory: str | None) -> Described:
     size = len(str(inputs.get("content") or "").encode("utf-8"))
-    return rel(inputs.get("filePath"), directory), plural(size, "byte"), []
+    return rel(_path(inputs), directory), plural(size, "byte"), []
 
 
 def _edit(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) -> Described:
@@ -101,7 +101,7 @@ def _edit(inputs: dict[str, Any], state: dict[str, Any], directory: str | None) 
     outcome = None
     if isinstance(diff, dict) and "additions" in diff:
         outcome = f"+{diff.get('additions', 0)} -{diff.get('deletions', 0)}"
-    return rel(inputs.get("filePath"), directory), outcome, []
+    return rel(_path(inputs), directory), outcome, []
 
 
 def _bash(inputs: dict[str, Any], state: dict[str, Any], _directory: str | None) -> Described:
@@ -149,7 +149,7 @@ def _todowrite(inputs: dict[str, Any], _state: dict[str, Any], _directory: str |
 
 
 def _task(inputs: dict[str, Any], _state: dict[str, Any], _directory: str | None) -> Described:
-    agent = inputs.get("subagent_type")
+    agent = inputs.get("subagent_type") or inputs.get("agent")  # 1.x's name, 2.x's
     key = clip(str(inputs.get("description") or "")) + (f" ({agent})" if agent else "")
     return key, "subagent finished", []
 
@@ -180,4 +180,12 @@ _DESCRIBERS: dict[str, _Describer] = {
     "task": _task,
     "webfetch": _webfetch,
     "question": _question,
+    # opencode 2.x's names of the same tools
+    "shell": _bash,
+    "subagent": _task,
 }
+
+
+def _path(inputs: dict[str, Any]) -> Any:
+    """The file a tool works on: `filePath` on opencode 1.x, `path` on 2.x."""
+    return inputs.get("filePath", inputs.get("path"))

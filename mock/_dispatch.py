@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mock._model import Fault, Script, Turn, select_fault
+from mock._tools import fitted
 
 _TITLE_PREFIXES = ("You are a title generator",)
 _TITLE_USER_PREFIXES = ("Generate a title for this conversation",)
@@ -133,7 +134,7 @@ class Dispatcher:
             self._agent_requests += 1
             served = self._agent_requests
         source = branch or self._script
-        turn = source.turn_at(index)
+        turn = fitted(source.turn_at(index), body)  # the tool names of the line asking
         fault = (
             self._blanket_fault(served)
             or self._past_the_script(index, len(source.turns))

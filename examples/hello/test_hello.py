@@ -3,7 +3,9 @@
     .venv/bin/python -m pytest -p runner.testing examples/hello/test_hello.py
 
 Each test copies the example (its workspace gets written), scripts the mock LLM with a fault,
-runs the phase through `run_phase` and checks the verdict and what the transcript recorded.
+runs the phase through `run_phase` and checks the verdict and what the transcript recorded; on
+both opencode lines (the pinned 1.x, and 2.x from `.opencode2/`, named by `server.opencode`),
+from the same mock script.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 HERE = Path(__file__).resolve().parent
+OPENCODE2 = HERE.parent.parent / ".opencode2" / "node_modules" / ".bin" / "opencode2"
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def example(tmp_path):
-    """A fresh copy of this example and its mock script."""
+@pytest.fixture(params=["opencode 1", "opencode 2"])
+def example(request, tmp_path):
+    """A fresh copy of this example and its mock script, for one opencode line."""
     folder = tmp_path / "hello"
     shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("runs", "__pycache__", "notes"))
+    phase = yaml.safe_load((folder / "phase.yaml").read_text())
+    if request.param == "opencode 2":
+        phase["server"] = {"opencode": str(OPENCODE2)}
+    (folder / "phase.yaml").write_text(yaml.safe_dump(phase))
     return folder, json.loads((HERE / "mock-script.json").read_text())
 
 
@@ -44,6 +52,9 @@ def test_a_persistent_server_error_fails_with_the_provider_message(example, run_
     script["turns"][0]["faults"] = [
         {"kind": "500", "attempt": "all", "retry_after": 0, "message": "upstream down"}
     ]
+    phase = yaml.safe_load((folder / "phase.yaml").read_text())
+    phase["budgets"]["provider_retries"] = 1  # 2.x alone retries a 500 for about 86 s
+    (folder / "phase.yaml").write_text(yaml.safe_dump(phase))
     run = run_phase(folder / "phase.yaml", script=script)
     assert run.result.verdict == "failed"
     assert run.result.exit_code == 1
