@@ -152,7 +152,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         """Handle any method: forward, relay, and always close the connection afterwards."""
         self.close_connection = True
         proxy = self.server.proxy
-        stream = self.path.startswith(("/event", "/global/event"))  # /global/event: opencode 1.14
+        # /global/event: opencode 1.14; /api/event: opencode 2.x
+        stream = self.path.startswith(("/event", "/global/event", "/api/event"))
         if stream and not proxy.admit_stream():
             _reset(self.connection)
             return

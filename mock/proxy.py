@@ -198,9 +198,11 @@ class FaultProxy(Counters):
 
     def swallow(self, path: str) -> bool:
         with self._cond:
-            if self._to_swallow <= 0 or not path.split("?", maxsplit=1)[0].endswith(
-                "/prompt_async"
-            ):
+            route = path.split("?", maxsplit=1)[0]
+            prompt = route.endswith("/prompt_async") or (  # opencode 2.x: /api/.../prompt
+                route.startswith("/api/session/") and route.endswith("/prompt")
+            )
+            if self._to_swallow <= 0 or not prompt:
                 return False
             self._to_swallow -= 1
             self._swallowed.append(path)

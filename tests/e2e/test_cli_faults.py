@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from actors import OpencodeClient
+from core.opencode_versions import capabilities
+from core.protocol import wire_for
 from messages import ServerReady
 from mock import FaultProxy, MockLLM
 from tests.e2e.test_cli import Run, assert_consistent
@@ -43,7 +45,10 @@ class Stage:
 
     def snapshot(self, session_id: str) -> list[dict]:
         client = OpencodeClient(
-            self.ready.url, password=self.ready.password, directory=str(self.project)
+            self.ready.url,
+            password=self.ready.password,
+            directory=str(self.project),
+            wire=wire_for(capabilities(self.ready.version)),  # the line of the server
         )
         return client.messages(session_id)
 
