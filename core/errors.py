@@ -61,8 +61,9 @@ class UpstreamHTTPError(RunnerError):
 
     @property
     def error_name(self) -> str | None:
-        """The `name` of opencode's JSON error body (e.g. `NotFoundError`), if any."""
-        return _json_field(self.body, "name")
+        """The `name` of opencode's JSON error body (e.g. `NotFoundError`; 2.x calls it
+        `_tag`), if any."""
+        return _json_field(self.body, "name") or _json_field(self.body, "_tag")
 
     @property
     def unlistable_format(self) -> bool:

@@ -1,11 +1,12 @@
-"""A scripted tool call fitted to the tools the request offers: scripts are written once, for
-either opencode line, and the mock calls each tool by the name and argument names the line in
-front of it uses (opencode 1.x: `bash`, `task`, `filePath`, `subagent_type`; 2.x: `shell`,
-`subagent`, `path`, `agent`; `../shared/opencode/PROTOCOL-2.md` §9).
+"""A scripted tool call fitted to the opencode line asking: scripts are written once, for
+either line, and the mock calls each tool by the name and argument names the line in front of
+it uses (opencode 1.x: `bash`, `task`, `filePath`, `subagent_type`, `skill`'s `name`; 2.x:
+`shell`, `subagent`, `path`, `agent`, `skill`'s `id`; `../shared/opencode/PROTOCOL-2.md` §9).
 
-A call whose tool the request offers under its scripted name is sent as written; one whose
-counterpart is offered is renamed, and each argument the offered tool does not declare but
-whose counterpart it does is renamed too. A request without tools changes nothing.
+The line is told from the whole request (2.x offers `shell` or `subagent`, or its `read` takes
+`path`), not from the tool called: 2.x takes a denied tool out of the list, and a script's call
+of a denied `bash` must still reach 2.x as the `shell` call it means. An argument is renamed
+only where the other name is not there too. A request without tools changes nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from typing import Any
 
 from mock._model import ToolCall, Turn
 
+# 1.x name -> 2.x name; arguments per tool ("*": every tool), 1.x -> 2.x.
 _NAMES = {"bash": "shell", "task": "subagent"}
-_ARGUMENTS = {"filePath": "path", "subagent_type": "agent"}
-OTHER_NAME = {**_NAMES, **{two: one for one, two in _NAMES.items()}}
-OTHER_ARGUMENT = {**_ARGUMENTS, **{two: one for one, two in _ARGUMENTS.items()}}
+_ARGUMENTS = {"*": {"filePath": "path", "subagent_type": "agent"}, "skill": {"name": "id"}}
 
 
 def offered_tools(body: Any) -> dict[str, frozenset[str]]:
@@ -36,36 +36,45 @@ def offered_tools(body: Any) -> dict[str, frozenset[str]]:
     return found
 
 
+def line_of(offered: dict[str, frozenset[str]]) -> int | None:
+    """2 or 1, from the tools a request offers; None when they do not tell."""
+    if {"shell", "subagent"} & offered.keys() or "path" in offered.get("read", ()):
+        return 2
+    if {"bash", "task"} & offered.keys() or "filePath" in offered.get("read", ()):
+        return 1
+    return None
+
+
 def fitted(turn: Turn, body: Any) -> Turn:
-    """`turn` with its tool calls fitted to the request's tools (the same turn if none moved)."""
+    """`turn` with its tool calls fitted to the request's line (the same turn if none moved)."""
     if not turn.tool_calls:
         return turn
-    offered = offered_tools(body)
-    if not offered:
+    line = line_of(offered_tools(body))
+    if line is None:
         return turn
-    calls = tuple(_fit(call, offered) for call in turn.tool_calls)
+    calls = tuple(_fit(call, line) for call in turn.tool_calls)
     return turn if calls == turn.tool_calls else dataclasses.replace(turn, tool_calls=calls)
 
 
-def _fit(call: ToolCall, offered: dict[str, frozenset[str]]) -> ToolCall:
-    name = call.name
-    if name not in offered and OTHER_NAME.get(name) in offered:
-        name = OTHER_NAME[name]
-    declared = offered.get(name)
+def _fit(call: ToolCall, line: int) -> ToolCall:
+    names = _NAMES if line == 2 else {two: one for one, two in _NAMES.items()}
+    name = names.get(call.name, call.name)
+    one = {v: k for k, v in _NAMES.items()}.get(name, name)  # its 1.x name
+    renames = {**_ARGUMENTS["*"], **_ARGUMENTS.get(one, {})}
+    if line == 1:
+        renames = {two: one for one, two in renames.items()}
     arguments = call.arguments
     try:
         values = json.loads(arguments)
     except ValueError:
         values = None
-    if declared and isinstance(values, dict):
-        renamed = {_argument(key, declared): value for key, value in values.items()}
-        if renamed != values:
-            arguments = json.dumps(renamed)
+    if isinstance(values, dict):
+        moved = {
+            (renames[key] if key in renames and renames[key] not in values else key): value
+            for key, value in values.items()
+        }
+        if moved != values:
+            arguments = json.dumps(moved)
     if name == call.name and arguments == call.arguments:
         return call
     return ToolCall(id=call.id, name=name, arguments=arguments)
-
-
-def _argument(key: str, declared: frozenset[str]) -> str:
-    other = OTHER_ARGUMENT.get(key)
-    return other if key not in declared and other in declared else key

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from core.guards import step_tokens
 from core.opencode_versions import Capabilities
 from core.protocol.wire import EventDecoder, Request, segment, split_model
 
@@ -45,6 +46,7 @@ ANSWER = (
     "When you are done, end your last message with your result: one JSON object in a "
     "```json fenced block, and nothing after it. It must match this JSON Schema:"
 )
+UNKNOWN_PREFIX = "opencode2."  # an event type EventsV2 does not translate, so renamed
 PAGE = 200  # messages a page: the most 2.1.2 gives ("a value less than or equal to 200")
 
 
@@ -159,10 +161,11 @@ class WireV2:
         if isinstance(form, Mapping) and form.get("type") == "json_schema":
             schema = json.dumps(form.get("schema") or {}, indent=2, sort_keys=True)
             text = f"{text}\n\n{ANSWER}\n```json\n{schema}\n```"
+        body: dict[str, Any] = {"text": text}
+        if isinstance(options.get("messageID"), str):  # a resend is the same message, once
+            body["id"] = options["messageID"]
         path = f"/api/session/{segment(session_id)}/prompt"
-        return Request(
-            "POST", "/api/session/{sessionID}/prompt", path, body={"text": text}, scoped=False
-        )
+        return Request("POST", "/api/session/{sessionID}/prompt", path, body=body, scoped=False)
 
     def prompt(self, session_id: str, text: str, **options: Any) -> Request:
         """2.x has no prompt that waits for its turn: the same as `prompt_async`."""
@@ -188,10 +191,13 @@ class WireV2:
             return Request(
                 "GET", route, path, params=params, scoped=False, read=read_all, follow=follow
             )
-        newest = {"order": "desc", "limit": str(min(limit, PAGE))}  # turned oldest first
+        # The newest items include what is no message of 1.x's (an `idle` item ends each
+        # execution): ask for more, keep the newest `limit` messages, oldest first.
+        newest = {"order": "desc", "limit": str(min(3 * limit + 10, PAGE))}
 
         def read(answer: Any) -> list[dict[str, Any]]:
-            return messages_of({"data": list(reversed(_data(answer) or []))})
+            found = messages_of({"data": list(reversed(_data(answer) or []))})
+            return found[-limit:] if limit > 0 else []
 
         return Request("GET", route, path, params=newest, scoped=False, read=read)
 
@@ -294,11 +300,11 @@ def _error(error: Any) -> dict[str, Any]:
 
 
 def _tokens(tokens: Any) -> dict[str, Any]:
+    """2.x's token counts; `total`, which 2.x does not send, is every kind added up (as the
+    runner's guards count a step without one: cache reads and writes included)."""
     tokens = dict(tokens) if isinstance(tokens, Mapping) else {}
     if "total" not in tokens:
-        tokens["total"] = sum(
-            v for k, v in tokens.items() if k in ("input", "output") and isinstance(v, int)
-        )
+        tokens["total"] = step_tokens(tokens)
     return tokens
 
 
@@ -344,7 +350,7 @@ def ask_of(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _event(kind: str, **properties: Any) -> dict[str, Any]:
+def _event(kind: str, /, **properties: Any) -> dict[str, Any]:
     return {"type": kind, "properties": properties}
 
 
@@ -370,7 +376,9 @@ class EventsV2:
         created = event.get("created") if isinstance(event.get("created"), int) else 0
         if handler is not None:
             return handler(self, data, created)
-        return (_event(kind, **data),)  # a type the runner does not know: shown, not acted on
+        # A type the runner does not know: shown, never acted on (2.x's binary also names types
+        # 1.x uses, such as `session.idle`, in 2.x's shapes: under its own name one would be).
+        return ({"type": f"{UNKNOWN_PREFIX}{kind}", "properties": dict(data)},)
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -479,7 +487,7 @@ class EventsV2:
             return ()
         info = dict(self._messages.pop(mid, {"id": mid, "sessionID": sid, "role": "assistant"}))
         self._said.pop(mid, None)
-        info |= {"finish": "error", "error": _error(data.get("error"))}
+        info |= {"finish": "error", "error": _error(data.get("error")), "cost": data.get("cost", 0)}
         info["tokens"] = _tokens(data.get("tokens"))
         info["time"] = {**info.get("time", {}), "completed": created}
         return (_event("message.updated", sessionID=sid, info=info),)

@@ -26,8 +26,8 @@ def offered(tools: dict[str, list[str]]) -> dict:
     }
 
 
-def call(name: str, **arguments) -> ToolCall:
-    return ToolCall(id="call_1", name=name, arguments=json.dumps(arguments))
+def call(tool: str, /, **arguments) -> ToolCall:
+    return ToolCall(id="call_1", name=tool, arguments=json.dumps(arguments))
 
 
 V1 = offered(
@@ -76,3 +76,16 @@ def test_a_turn_whose_calls_fit_already_or_a_request_without_tools_is_the_same_t
     turn = Turn(tool_calls=(call("read", filePath="a.md"),))
     assert fitted(turn, V1) is turn
     assert fitted(turn, {"messages": []}) is turn
+
+
+def test_the_line_is_told_from_the_whole_request_so_a_denied_tool_keeps_its_meaning():
+    without_shell = offered({"read": ["path"], "write": ["path", "content"]})  # bash denied
+    (got,) = fitted(Turn(tool_calls=(call("bash", command="ls"),)), without_shell).tool_calls
+    assert got.name == "shell"
+
+
+def test_an_argument_is_not_renamed_onto_one_that_is_there_and_skill_takes_its_own_name():
+    (both,) = fitted(Turn(tool_calls=(call("read", filePath="a", path="b"),)), V2).tool_calls
+    assert json.loads(both.arguments) == {"filePath": "a", "path": "b"}
+    (skill,) = fitted(Turn(tool_calls=(call("skill", name="x"),)), V2).tool_calls
+    assert json.loads(skill.arguments) == {"id": "x"}

@@ -115,13 +115,27 @@ def test_a_resync_names_the_parts_the_stream_named(name: str):
     assert again == streamed
 
 
-def test_the_newest_messages_come_back_oldest_first():
+def test_the_newest_messages_come_back_oldest_first_without_the_idle_items():
     request = WireV2().messages("ses_1", limit=2)
-    assert dict(request.params) == {"order": "desc", "limit": "2"}
-    newest_first = list(reversed(scenarios()["b_write"]["messages"]["data"][:-1]))
+    assert dict(request.params) == {"order": "desc", "limit": "16"}  # more: idle items are in
+    listed = scenarios()["b_write"]["messages"]["data"]  # user, step, step, idle (oldest first)
     assert request.read is not None
-    ids = [m["info"]["id"] for m in request.read({"data": newest_first[:2]})]
-    assert ids == [m["id"] for m in scenarios()["b_write"]["messages"]["data"][1:3]]
+    ids = [m["info"]["id"] for m in request.read({"data": list(reversed(listed))})]
+    assert ids == [m["id"] for m in listed[1:3]]  # the two steps: the idle item is no message
+    newest = WireV2().messages("ses_1", limit=1)
+    assert [m["info"]["id"] for m in newest.read({"data": list(reversed(listed))})] == [
+        listed[2]["id"]
+    ]
+
+
+def test_a_resent_prompt_carries_the_runners_message_id_and_an_unknown_event_stays_unknown():
+    request = WireV2().prompt_async("ses_1", "Go.", messageID="msg_0001")
+    assert request.body == {"text": "Go.", "id": "msg_0001"}
+    (event,) = EventsV2().decode({"type": "session.idle", "data": {"sessionID": "s", "kind": 1}})
+    assert event == {
+        "type": "opencode2.session.idle",
+        "properties": {"sessionID": "s", "kind": 1},
+    }
 
 
 RULES = [
