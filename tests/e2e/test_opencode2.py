@@ -23,6 +23,7 @@ import yaml
 from actors import ServerSpec
 from messages import ServerFailed, ServerReady
 from mock import FaultProxy, MockLLM, opencode_provider_config
+from tests.e2e.test_cli import opencode_children
 from tests.helpers import PROJECT_ROOT, Inbox, isolated_env, make_project, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -271,16 +272,8 @@ def test_a_persistent_500_ends_within_the_runners_retry_budget_on_2_x(tmp_path):
 
 
 def test_sigint_mid_turn_interrupts_the_session_on_2_x(tmp_path):
-    def streaming() -> bool:
-        found = list((tmp_path / "runs").glob("*.jsonl")) if (tmp_path / "runs").exists() else []
-        return bool(found) and "tick 2" in found[0].read_text()
-
     def interrupt(proc: subprocess.Popen) -> None:
-        deadline = time.monotonic() + 60
-        while not streaming() and proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.05)  # the first deltas reach the transcript: the turn streams
-        if proc.poll() is None:
+        if once(streaming_in(tmp_path), proc):
             os.kill(proc.pid, signal.SIGINT)
 
     drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
@@ -424,3 +417,53 @@ def test_two_phases_in_parallel_share_one_2_x_server_and_keep_their_own_events(t
             and e["properties"]["part"].get("time", {}).get("end")
         ]
         assert finals == ["Hello from both."]
+
+
+def streaming_in(tmp_path: Path) -> Callable[[], bool]:
+    """True once the phase's transcript holds its first deltas (the turn streams)."""
+
+    def streaming() -> bool:
+        runs = tmp_path / "runs"
+        found = list(runs.glob("*.jsonl")) if runs.exists() else []
+        return bool(found) and "tick 2" in found[0].read_text()
+
+    return streaming
+
+
+def once(streaming: Callable[[], bool], proc: subprocess.Popen) -> bool:
+    """Wait (bounded) until the turn streams; False if the run ended first."""
+    deadline = time.monotonic() + 60
+    while not streaming() and proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)
+    return proc.poll() is None
+
+
+def test_a_2_x_server_killed_mid_phase_fails_it_fast_with_the_reason(tmp_path):
+    seen: dict[str, Any] = {}
+
+    def kill_server(proc: subprocess.Popen) -> None:
+        if once(streaming_in(tmp_path), proc):
+            (server,) = opencode_children(proc.pid)
+            os.kill(server, signal.SIGKILL)
+            seen["killed"] = time.monotonic()
+            proc.wait(timeout=30)
+            seen["exited"] = time.monotonic()
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    done = run(tmp_path, {"turns": [drip]}, "--plain", during=kill_server)
+    assert (done.code, done.result["verdict"]) == (1, "failed"), (done.stdout, done.stderr)
+    assert "opencode server died (signal SIGKILL)" in done.result["reason"]
+    assert seen["exited"] - seen["killed"] < 10
+
+
+def test_sighup_mid_turn_on_2_x_is_129_with_the_files_written(tmp_path):
+    def hang_up(proc: subprocess.Popen) -> None:
+        if once(streaming_in(tmp_path), proc):
+            os.kill(proc.pid, signal.SIGHUP)
+
+    drip = {"text": [f"tick {i} " for i in range(200)], "delay": 0.1}
+    done = run(tmp_path, {"turns": [drip]}, "--plain", during=hang_up)
+    assert (done.code, done.result["verdict"]) == (129, "interrupted"), (done.stdout, done.stderr)
+    assert done.result["reason"] == "interrupted by SIGHUP"
+    assert done.transcript[-1]["type"] == "runner.verdict_reached"
