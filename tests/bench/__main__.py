@@ -74,6 +74,11 @@ def benchmarks(plan: Plan) -> list[tuple[str, str, Callable[[], dict[str, Any]]]
             lambda: wall.run(out, plan.wall, floor=serve_floor.serve_floor),
         ),
         (
+            "wall_2",
+            "1b. Wall time on opencode 2.x (2.1.2): the same, `opencode run --standalone`",
+            lambda: wall.run(out, plan.wall, binary=wall.OPENCODE2),
+        ),
+        (
             "pipeline",
             "2. Event pipeline throughput (events/s; ratio to the bare loop)",
             lambda: pipeline.run(out, plan.pipeline),
@@ -116,6 +121,23 @@ def summary(results: dict[str, Any]) -> None:
             floor = w["serve_floor"]["s"]
             rows.append(("  serve floor / opencode run", f"{floor:.2f}", "", w["floor_ratio"], ""))
             rows.append(("  runner / serve floor", "", f"{floor:.2f}", w["runner_over_floor"], ""))
+    if "wall_2" in results:
+        w2 = results["wall_2"]
+        name = "  on 2.x: runner / opencode run 2.x"
+        rows.append(
+            (name, f"{w2['runner_s']:.2f}", f"{w2['opencode_run_s']:.2f}", w2["ratio"], "<= 1.0x")
+        )
+        if "wall" in results:
+            one = results["wall"]["runner_s"]
+            rows.append(
+                (
+                    "  runner on 2.x / runner on 1.x",
+                    f"{w2['runner_s']:.2f}",
+                    f"{one:.2f}",
+                    w2["runner_s"] / one,
+                    "",
+                )
+            )
     if "pipeline" in results:
         p = results["pipeline"]
         name = "pipeline events/s: runner / bare loop"

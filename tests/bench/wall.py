@@ -1,9 +1,11 @@
 """Wall time of `python -m runner` against `opencode run` on the same mock script.
 
-Both drive the pinned opencode against a `MockLLM` serving a small script (text + a `read`
-tool call, then final text), with one isolated HOME for the whole benchmark and a fresh git
-project per run. Runs alternate between the two tools after one untimed warm-up of each (the
-first start in a fresh HOME creates opencode's database). Times are whole process lifetimes.
+Both drive the same opencode (the pinned 1.x, or 2.x from `.opencode2/`: `OPENCODE2`) against
+a `MockLLM` serving a small script (text + a `read` tool call, then final text), with one
+isolated HOME for the whole benchmark and a fresh git project per run. Runs alternate between
+the two tools after one untimed warm-up of each (the first start in a fresh HOME creates
+opencode's database). Times are whole process lifetimes. 2.x's `opencode run` gets
+`--standalone`: without it, it would start (and leave) 2.x's background service.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mock.env import opencode_env as environment
 from tests.helpers import PROJECT_ROOT, make_project
 
 PINNED_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
+OPENCODE2 = PROJECT_ROOT / ".opencode2" / "node_modules" / ".bin" / "opencode2"
 TIMEOUT = 120.0
 MODEL = "test/mock-model"
 PROMPT = "Read README.md and tell me what it says."
@@ -99,18 +102,19 @@ def _timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
     return Outcome(seconds, code, lines, first, ended - stamps[-1] if stamps else None)
 
 
-def opencode_run(root: Path, env: dict[str, str]) -> Outcome:
+def opencode_run(root: Path, env: dict[str, str], binary: Path = PINNED_BINARY) -> Outcome:
     """`opencode run --format json` in a fresh project, configured for the mock."""
     project = make_project(root)
     with MockLLM(script(project)) as mock:
         config = json.dumps(opencode_provider_config(mock.url))
-        argv = [str(PINNED_BINARY), "run", "--format", "json", "-m", MODEL, "--title", "bench"]
+        argv = [str(binary), "run", "--format", "json", "-m", MODEL, "--title", "bench"]
+        argv += ["--standalone"] if binary == OPENCODE2 else []
         # opencode takes its directory from PWD, not from the process's cwd
         extra = {"OPENCODE_CONFIG_CONTENT": config, "PWD": str(project)}
         return _timed([*argv, PROMPT], cwd=project, env={**env, **extra})
 
 
-def runner_run(root: Path, env: dict[str, str]) -> Outcome:
+def runner_run(root: Path, env: dict[str, str], binary: Path = PINNED_BINARY) -> Outcome:
     """`python -m runner phase.yaml --json` in a fresh project, the same config via env."""
     project = make_project(root)
     phase = {
@@ -121,6 +125,7 @@ def runner_run(root: Path, env: dict[str, str]) -> Outcome:
         "opencode_config": opencode_provider_config("{env:MOCK_LLM_URL}"),
         "permissions": {"allow": ["read"]},  # the script reads README.md
         "timeouts": {"phase": "2m", "stall": "1m"},
+        "server": {"opencode": str(binary)},
     }
     path = root / "phase.yaml"
     path.write_text(yaml.safe_dump(phase))
@@ -172,15 +177,21 @@ def _report(out: Callable[[str], None], name: str, outcomes: list[Outcome]) -> d
 Tool = Callable[[Path, dict[str, str]], Outcome]
 
 
-def run(out: Callable[[str], None], sizes: Sizes, floor: Tool | None = None) -> dict[str, Any]:
+def run(
+    out: Callable[[str], None],
+    sizes: Sizes,
+    floor: Tool | None = None,
+    binary: Path = PINNED_BINARY,
+) -> dict[str, Any]:
     """Warm up, then alternate timed runs; print medians and the ratio runner/opencode-run.
     `floor` (`tests.bench.serve_floor`) adds a third column: opencode serve with the least
-    client there is, which splits the ratio into opencode's share and the runner's."""
-    if not PINNED_BINARY.exists():
-        raise RuntimeError(f"the pinned opencode binary is missing ({PINNED_BINARY}): make setup")
+    client there is, which splits the ratio into opencode's share and the runner's. `binary`:
+    the opencode both drive."""
+    if not binary.exists():
+        raise RuntimeError(f"the opencode binary is missing ({binary}): make setup")
     tools: list[tuple[str, Tool]] = [
-        ("opencode run --format json", opencode_run),
-        ("python -m runner --json", runner_run),
+        ("opencode run --format json", lambda root, env: opencode_run(root, env, binary)),
+        ("python -m runner --json", lambda root, env: runner_run(root, env, binary)),
     ]
     tools += [("opencode serve, least client", floor)] if floor is not None else []
     results: dict[str, list[Outcome]] = {name: [] for name, _ in tools}

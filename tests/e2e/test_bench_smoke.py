@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # benchmarks: no time 
 
 REQUIRED = {
     "wall": ("runner_s", "opencode_run_s", "ratio"),
+    "wall_2": ("runner_s", "opencode_run_s", "ratio"),
     "pipeline": ("runner_eps", "baseline_eps", "ratio"),
     "latency_ms": ("p50", "p99"),
     "rss_kib": ("10k", "100k"),
@@ -53,6 +54,8 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert set(results["wall"]["runner"]["exit_codes"]) == {0}
     assert set(results["wall"]["opencode_run"]["exit_codes"]) == {0}
     assert set(results["wall"]["serve_floor"]["exit_codes"]) == {0}  # idle after the answer
+    assert set(results["wall_2"]["runner"]["exit_codes"]) == {0}  # on opencode 2.x
+    assert set(results["wall_2"]["opencode_run"]["exit_codes"]) == {0}
     rss = results["rss_kib"]
     assert {run["exit_code"] for run in rss["10k_runs"] + rss["100k_runs"]} == {0}
     assert {run["exit_code"] for run in results["server_stop"]["runs"]} == {0}
