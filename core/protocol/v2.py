@@ -47,6 +47,8 @@ ANSWER = (
     "```json fenced block, and nothing after it. It must match this JSON Schema:"
 )
 UNKNOWN_PREFIX = "opencode2."  # an event type EventsV2 does not translate, so renamed
+ANSWER_WINDOW = 20_000  # characters at the end of a final text searched for its JSON object
+ANSWER_TRIES = 64  # `{` positions tried there, at most
 PAGE = 200  # messages a page: the most 2.1.2 gives ("a value less than or equal to 200")
 
 
@@ -319,20 +321,33 @@ _FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
 
 def json_answer(text: str) -> Any:
     """The structured result a final text ends with: its last ```json block, else a JSON
-    object that closes the text; None when it holds neither (the done checks say so)."""
-    blocks = _FENCED.findall(text or "")
-    candidates = [blocks[-1]] if blocks else []
-    tail = (text or "").rstrip()
-    if tail.endswith("}"):
-        candidates += [tail[i:] for i, ch in enumerate(tail) if ch == "{"]
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
+    object that closes the text; None when it holds neither (the done checks say so). It runs
+    on the stream's thread for every finished turn, so the closing object is looked for in the
+    text's last `ANSWER_WINDOW` characters, from its last `{` back, `ANSWER_TRIES` at most."""
+    text = text or ""
+    blocks = _FENCED.findall(text)
+    if blocks and (found := _json_object(blocks[-1])) is not None:
+        return found
+    tail = text.rstrip()
+    if not tail.endswith("}"):
+        return None
+    window = max(0, len(tail) - ANSWER_WINDOW)
+    at = tail.rfind("{", window)
+    for _ in range(ANSWER_TRIES):  # inner objects fail (text follows them), the closing one parses
+        if at < 0:
+            break
+        if (found := _json_object(tail[at:])) is not None:
+            return found
+        at = tail.rfind("{", window, at)
     return None
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def ask_of(data: Mapping[str, Any]) -> dict[str, Any]:

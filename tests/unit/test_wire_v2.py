@@ -215,3 +215,9 @@ def test_a_final_json_block_is_the_messages_structured_result_on_the_stream_and_
     item["content"] = [{"type": "text", "text": text}]
     (message,) = messages_of({"data": [item]})
     assert message["info"]["structured"] == {"answer": 42}
+
+
+def test_a_long_text_full_of_braces_is_searched_in_bounded_time_and_memory():
+    code = "function f() { return { a: 1 }; }\n" * 20_000  # 700 KB ending in `}`, no JSON
+    assert json_answer(code) is None
+    assert json_answer(code + 'So: {"answer": 1}') == {"answer": 1}
