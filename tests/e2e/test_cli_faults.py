@@ -26,6 +26,7 @@ from core.protocol import wire_for
 from messages import ServerReady
 from mock import FaultProxy, MockLLM
 from tests.e2e.test_cli import Run, assert_consistent
+from tests.e2e.test_cli_commands import runner
 from tests.helpers import PROJECT_ROOT, make_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -332,13 +333,6 @@ def test_a_stream_cut_every_five_events_shows_each_part_once_and_show_replays_it
         assert {word: words[word] for word in _words(script)} == dict.fromkeys(_words(script), 1)
         tools = [line for line in run.stdout.splitlines() if line.startswith("✓ read")]
         assert len(tools) == 5, run.stdout
-    shown = subprocess.run(
-        [sys.executable, "-m", "runner", "show", run.result["transcript"], mode],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = runner("show", run.result["transcript"], mode)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == run.stdout.splitlines()

@@ -24,6 +24,7 @@ from actors import ServerSpec
 from messages import ServerFailed, ServerReady
 from mock import FaultProxy, MockLLM, opencode_provider_config
 from tests.e2e.test_cli import opencode_children
+from tests.e2e.test_cli_commands import runner
 from tests.helpers import PROJECT_ROOT, Inbox, isolated_env, make_project, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -110,22 +111,7 @@ def test_a_text_and_reasoning_phase_is_done_on_2_x_and_show_replays_it(tmp_path)
     assert "thinking: Let me think." in lines
     assert "Hello from two." in lines
     assert any(line.startswith("── step done: stop · 2,000 in") for line in lines), lines
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "show",
-            done.result["transcript"],
-            "--plain",
-            "--thinking",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = runner("show", done.result["transcript"], "--plain", "--thinking")
     assert shown.stdout.splitlines() == lines
 
 
@@ -349,14 +335,7 @@ def test_a_stream_cut_every_five_events_on_2_x_shows_each_part_once_and_resyncs(
     words = [f"t{turn}w{i:02d}" for turn in range(3) for i in range(30)]
     assert {w: said.count(w) for w in words} == dict.fromkeys(words, 1)
     assert sum(line.startswith("✓ read") for line in done.stdout.splitlines()) == 2
-    shown = subprocess.run(
-        [sys.executable, "-m", "runner", "show", done.result["transcript"], "--plain"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = runner("show", done.result["transcript"], "--plain")
     assert shown.stdout.splitlines() == done.stdout.splitlines()
 
 
