@@ -160,15 +160,17 @@ class TrackerActor(SupervisedActor):
             new_messages=new_messages,
             moved=self._tracker.snapshot_news > news,
         )
+        now = self._wall_ms()  # the record and the batch of its effects: one time, for `show`
         self._publish(
             Resynced(
                 reason=message.reason,
                 recovered=recovered,
                 error=message.error,
                 messages=tuple(told),
+                time_ms=now,
             )
         )
-        self._act(out)
+        self._act(out, time_ms=now)
         if message.reason == FINAL and self._failed is not None:
             reason = self._failed.reason
             if not reason.startswith("event stream"):
@@ -182,6 +184,7 @@ class TrackerActor(SupervisedActor):
         raw: tuple[dict[str, Any], ...] = (),
         size: int = 0,
         texts: list[str] | None = None,
+        time_ms: int = 0,
     ) -> None:
         if out.forward or raw:
             self._publish(
@@ -191,7 +194,7 @@ class TrackerActor(SupervisedActor):
                     raw=raw,
                     size=size,
                     raw_json=tuple(texts or ()),
-                    time_ms=self._wall_ms(),
+                    time_ms=time_ms or self._wall_ms(),
                 )
             )
         if out.request_sync is not None:

@@ -47,12 +47,14 @@ class PromptSent:
 class Resynced:
     """A snapshot was merged after a reconnect or an idle; `recovered` parts were missing.
     `messages` holds what the snapshot told the tracker that the stream had not, per session
-    (`core.tracker.recovered_messages`): the transcript keeps it, so `show` replays it."""
+    (`core.tracker.recovered_messages`): the transcript keeps it, so `show` replays it at
+    `time_ms`, the tracker's stamp of the batch that carries the merge's effects."""
 
     reason: str
     recovered: int
     error: str | None = None
     messages: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
+    time_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

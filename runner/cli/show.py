@@ -4,8 +4,9 @@ renderer and view as it was shown live: each raw event of the transcript goes th
 `RendererActor` prints them in order (`--plain`, `--json`, `--thinking`; rich on a terminal).
 The tracker sees what it saw live, where it saw it: a `runner.stream_gap` marks its open parts
 as the live tracker did, and a `runner.resynced` line's `messages` (what that resync told the
-live tracker) are merged as a snapshot. Effects take the time of the latest `runner.clock` line
-and records their own, so NDJSON timestamps and retry countdowns read as they did.
+live tracker) are merged as a snapshot right after it, at its `time_ms`. Other effects take the
+time of the latest `runner.clock` line and records their own, so NDJSON timestamps and retry
+countdowns read as they did.
 """
 
 from __future__ import annotations
@@ -71,36 +72,26 @@ def _replay(lines: list[dict[str, Any]], *, mode: str, thinking: bool) -> None:
         mode=mode, out=sys.stdout, thinking=thinking, clock_ms=lambda: clock[0], live_status=False
     )
 
-    def show(effects: list[Any]) -> None:
+    def show(effects: list[Any], time_ms: int) -> None:
         if effects and root:
-            renderer.tell(Tracked(root_session_id=root, effects=tuple(effects), time_ms=clock[1]))
-
-    # A resync's messages are merged at the time of the batch that carried its effects: the
-    # `runner.clock` line right after the record, if the time moved on.
-    pending: list[Any] = []
-
-    def merge() -> None:
-        for session_id, messages in pending:
-            show(tracker.apply_snapshot(list(messages), session_id=session_id))
-        pending.clear()
+            renderer.tell(Tracked(root_session_id=root, effects=tuple(effects), time_ms=time_ms))
 
     try:
         for line in lines[1:]:
             kind = str(line.get("type"))
             if kind == "runner.clock":
                 clock[1] = int(line.get("ms") or clock[1])
-                merge()
-                continue
-            merge()
-            if not kind.startswith("runner."):
-                show(tracker.apply(line) if root else [])
+            elif not kind.startswith("runner."):
+                show(tracker.apply(line) if root else [], clock[1])
             elif kind == "runner.stream_gap":
                 tracker.gap()
             elif (message := _message(records.get(kind), line)) is not None:
                 clock[0] = int(float(line.get("time", 0)) * 1000)
                 renderer.ask(message, timeout=30)  # in order, at the time it was recorded
-                pending.extend(line.get("messages") or ())
-        merge()
+                # A resync's messages merged as live: right after the record, at its batch's time.
+                merged_at = int(line.get("time_ms") or clock[1])
+                for session_id, messages in line.get("messages") or ():
+                    show(tracker.apply_snapshot(list(messages), session_id=session_id), merged_at)
     finally:
         renderer.stop(timeout=10)
         pykka.ActorRegistry.stop_all(timeout=10)

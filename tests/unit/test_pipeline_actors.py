@@ -95,8 +95,9 @@ def test_tracker_actor_holds_idle_until_the_idle_snapshot_is_merged():
         SnapshotFetched(reason="idle", snapshots=((root, tuple(snapshot)),), root_idle=True)
     )
     after = drain(out, lambda m: any(isinstance(e, SessionIdle) for e in effects_of([m])))
-    resynced = [m for m in after if isinstance(m, Resynced)]
-    assert resynced == [Resynced(reason="idle", recovered=0)]
+    (resynced,) = [m for m in after if isinstance(m, Resynced)]
+    assert resynced == Resynced(reason="idle", recovered=0, time_ms=resynced.time_ms)
+    assert resynced.time_ms == after[-1].time_ms > 0  # its effects' batch: one time
 
 
 def test_tracker_actor_resyncs_on_reconnect_and_recovers_lost_parts():
@@ -118,6 +119,7 @@ def test_tracker_actor_resyncs_on_reconnect_and_recovers_lost_parts():
     assert resynced.messages == ((root, tuple(snapshot)),)  # all of it was news
     assert SessionIdle(session_id=root) in effects_of(got)
     assert got[-1].time_ms > 0  # stamped: the time every output gives its effects
+    assert resynced.time_ms == got[-1].time_ms  # the time `show` merges the messages at
 
 
 def test_tracker_actor_keeps_only_the_tree_raw_events():
