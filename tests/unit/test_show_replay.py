@@ -12,9 +12,7 @@ from tests.helpers import CAPTURES
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_a_resync_is_merged_at_its_own_time_even_when_a_later_clock_line_follows(
-    tmp_path, capsys
-):
+def test_a_resync_is_merged_at_its_own_time_even_when_a_later_clock_line_follows(tmp_path, capsys):
     # Live, a resync's batch can carry the same millisecond as the batch before it: the writer
     # then writes no `runner.clock` for it, and the next clock line is a later batch's.
     snapshot = json.loads((CAPTURES / "a_basic.messages.json").read_text())
