@@ -514,20 +514,24 @@ class EventsV2:
         if not isinstance(mid, str) or not isinstance(call, str):
             return ()
         pid = part_id(mid, "tool", call)
-        known = self._tools.setdefault(pid, {"name": "tool", "input": {}})
+        known = self._tools.setdefault(pid, {"name": None, "input": None})
         if isinstance(data.get("name"), str):
             known["name"] = data["name"]  # only the first event names it
         if "input" in state:
             known["input"] = state.pop("input")
         if status not in ("pending", "running"):
             self._tools.pop(pid, None)
+            if known["name"] is None or known["input"] is None:
+                # The events that named it or gave its input were lost (a cut stream): left
+                # open, the resync that follows every loss ends it whole (`messages_of`).
+                status = "running"
         part = {"id": pid, "sessionID": sid, "messageID": mid, "type": "tool", "callID": call}
-        part["tool"] = known["name"]
-        part["state"] = {"status": status, "input": known["input"], **state}
+        part["tool"] = known["name"] or "tool"
+        part["state"] = {"status": status, "input": known["input"] or {}, **state}
         return (_event("message.part.updated", sessionID=sid, part=part),)
 
     def _tool_started(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
-        return self._tool(data, "pending", input={})
+        return self._tool(data, "pending")
 
     def _tool_called(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
         inputs = data.get("input") if isinstance(data.get("input"), dict) else {}

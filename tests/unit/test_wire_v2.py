@@ -115,6 +115,21 @@ def test_a_resync_names_the_parts_the_stream_named(name: str):
     assert again == streamed
 
 
+@pytest.mark.parametrize("lost", ["session.tool.input.started", "session.tool.called"])
+def test_a_tool_whose_name_or_input_was_lost_is_left_for_the_resync_to_end_whole(lost: str):
+    decode, root = EventsV2().decode, root_of("b_write")
+    tracker = Tracker(root)
+    kept = [event for event in stream("b_write") if event["type"] != lost]
+    live = [effect for event in kept for e in decode(event) for effect in tracker.apply(e)]
+    assert not [e for e in finals(live) if e.part_type == "tool"]  # never ended half-known
+    snapshot = messages_of({"data": scenarios()["b_write"]["messages"]["data"]})
+    (tool,) = [e.part for e in finals(tracker.apply_snapshot(snapshot, session_id=root))]
+    assert (tool["tool"], tool["state"]["input"]) == (
+        "write",
+        {"path": "out.txt", "content": "hello\n"},
+    )
+
+
 def test_the_newest_messages_come_back_oldest_first_without_the_idle_items():
     request = WireV2().messages("ses_1", limit=2)
     assert dict(request.params) == {"order": "desc", "limit": "16"}  # more: idle items are in
