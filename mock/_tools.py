@@ -7,6 +7,11 @@ The line is told from the whole request (2.x offers `shell` or `subagent`, or it
 `path`), not from the tool called: 2.x takes a denied tool out of the list, and a script's call
 of a denied `bash` must still reach 2.x as the `shell` call it means. An argument is renamed
 only where the other name is not there too. A request without tools changes nothing.
+
+1.x's structured output is a `StructuredOutput` tool the model calls with the result; 2.x has
+none, and the runner asks for the result as a closing ```json block instead
+(`core/protocol/v2.py`). A scripted `StructuredOutput` call that a 2.x request does not offer
+becomes that block at the end of the turn's text, so one script tests both lines.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from mock._model import ToolCall, Turn
 # 1.x name -> 2.x name; arguments per tool ("*": every tool), 1.x -> 2.x.
 _NAMES = {"bash": "shell", "task": "subagent"}
 _ARGUMENTS = {"*": {"filePath": "path", "subagent_type": "agent"}, "skill": {"name": "id"}}
+STRUCTURED = "StructuredOutput"  # 1.x's tool for `format: json_schema`
 
 
 def offered_tools(body: Any) -> dict[str, frozenset[str]]:
@@ -49,11 +55,25 @@ def fitted(turn: Turn, body: Any) -> Turn:
     """`turn` with its tool calls fitted to the request's line (the same turn if none moved)."""
     if not turn.tool_calls:
         return turn
-    line = line_of(offered_tools(body))
+    offered = offered_tools(body)
+    line = line_of(offered)
     if line is None:
         return turn
+    if line == 2 and STRUCTURED not in offered:
+        turn = _answered_in_text(turn)
     calls = tuple(_fit(call, line) for call in turn.tool_calls)
     return turn if calls == turn.tool_calls else dataclasses.replace(turn, tool_calls=calls)
+
+
+def _answered_in_text(turn: Turn) -> Turn:
+    """`turn` with its `StructuredOutput` calls as closing ```json blocks of its text."""
+    answers = [call for call in turn.tool_calls if call.name == STRUCTURED]
+    if not answers:
+        return turn
+    blocks = tuple(f"\n\n```json\n{call.arguments}\n```" for call in answers)
+    calls = tuple(call for call in turn.tool_calls if call.name != STRUCTURED)
+    finish = turn.finish if calls or turn.finish != "tool_calls" else None
+    return dataclasses.replace(turn, text=(*turn.text, *blocks), tool_calls=calls, finish=finish)
 
 
 def _fit(call: ToolCall, line: int) -> ToolCall:

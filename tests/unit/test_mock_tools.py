@@ -89,3 +89,14 @@ def test_an_argument_is_not_renamed_onto_one_that_is_there_and_skill_takes_its_o
     assert json.loads(both.arguments) == {"filePath": "a", "path": "b"}
     (skill,) = fitted(Turn(tool_calls=(call("skill", name="x"),)), V2).tool_calls
     assert json.loads(skill.arguments) == {"id": "x"}
+
+
+def test_a_structured_output_call_is_a_closing_json_block_on_2_x_and_a_call_on_1_x():
+    answer = call("StructuredOutput", answer=42)
+    turn = Turn(text=("Done.",), tool_calls=(answer,))
+    on_two = fitted(turn, V2)
+    assert on_two.tool_calls == ()
+    assert on_two.text == ("Done.", '\n\n```json\n{"answer": 42}\n```')
+    assert on_two.finish_reason == "stop"
+    structured_v1 = offered({"bash": ["command"], "StructuredOutput": ["answer"]})
+    assert fitted(turn, structured_v1) == turn
