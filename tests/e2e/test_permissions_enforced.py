@@ -98,6 +98,11 @@ class Run:
         assert sorted(path.name for path in self.project.iterdir()) == [".git", "README.md"]
         return True
 
+    @property
+    def line(self) -> int:
+        """The server's protocol: 1 (opencode 1.x) or 2 (2.x)."""
+        return int(self.result["server_capabilities"]["protocol"])
+
     def answers(self) -> list[dict[str, Any]]:
         return [line for line in self.transcript if line["type"] == "runner.permission_answered"]
 
@@ -215,9 +220,13 @@ def test_a_subagent_is_held_to_the_policy(run_phase):
     if run.refused():
         return
     assert (run.project / "child-note.md").read_text() == "written\n"  # what it allows works
-    assert_done_with_answers(run, rejected=[], allowed=("task", "edit"))
-    # the child session is not even offered the tool the policy rejects
     by_tool = {part["tool"]: part for part in run.tools()}
+    if run.line == 2:  # 2.x offers the child its shell: the child asks, and the policy says no
+        assert_done_with_answers(run, rejected=["bash"], allowed=("task", "edit"))
+        assert by_tool["shell"]["state"]["status"] == "error"
+        return
+    assert_done_with_answers(run, rejected=[], allowed=("task", "edit"))
+    # 1.x: the child session is not even offered the tool the policy rejects
     assert by_tool["invalid"]["state"]["input"]["tool"] == "bash"
     if run.journal is not None:
         child = [e for e in run.journal if e.kind == "turn" and e.branch == "SUBTASK"]
@@ -230,7 +239,7 @@ def test_a_subagent_cannot_start_when_the_policy_rejects_the_task_tool(run_phase
     run = run_phase(subagent(bash("touch child-pwned")), {"allow": ["edit"]})
     assert not (run.project / "child-pwned").exists()
     assert_done_with_answers(run, rejected=["task"], allowed=("edit",))
-    assert [part["tool"] for part in run.tools()] == ["task"]
+    assert [part["tool"] for part in run.tools()] == ["subagent" if run.line == 2 else "task"]
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
