@@ -26,7 +26,7 @@ from core.sync_gate import FINAL, GateOutput, SyncGate
 from core.tracker import PartFinalized, Tracker, recovered_messages
 from messages.control import EndPhase
 from messages.pipeline import RequestSync, SnapshotFetched, Tracked
-from messages.records import Notice, Resynced, StreamGap
+from messages.records import Notice, PromptSent, Resynced, StreamGap
 from messages.stream import EventsLost, EventsReceived, StreamConnected, StreamDropped, StreamFailed
 
 BACKLOG = 512  # batches waiting in the inbox taken with the one at hand, at most
@@ -98,6 +98,8 @@ class TrackerActor(SupervisedActor):
                 self._act(self._gate.on_stream_failed())
             case SnapshotFetched():
                 self._on_snapshot(message)
+            case PromptSent():
+                self._gate.on_prompt(self._clock())
             case StreamFailed():
                 pass
             case _:

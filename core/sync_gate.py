@@ -15,10 +15,10 @@ releases a held idle: nothing comes after it.
 
 A stream can also stay up, heartbeats and all, while it stops carrying the session (opencode
 #46733). With `silent` set, `on_tick` asks for a "silent" sync (a lossy one) when the root is
-busy and no part event came for `silent` seconds; if its snapshot shows the session moved on
-(new effects, or unfinished parts further on than the stream showed), the output says
-`reconnect`: the stream is reopened, and the reconnect's own sync follows. If it shows nothing,
-the termination policy's stall timeout rules.
+busy (its status said so, or a prompt was just accepted) and no part event came for `silent`
+seconds; if its snapshot shows the session moved on (new effects, or unfinished parts further on
+than the stream showed), the output says `reconnect`: the stream is reopened, and the
+reconnect's own sync follows. If it shows nothing, the termination policy's stall timeout rules.
 """
 
 from __future__ import annotations
@@ -83,6 +83,12 @@ class SyncGate:
                 continue
             out.forward.append(effect)
         return out
+
+    def on_prompt(self, now: float) -> None:
+        """A prompt was accepted: the root works from now on, whether or not the stream shows
+        its busy status (a stream silent from the start is watched too)."""
+        self._busy = True
+        self._heard = now
 
     def on_reconnect(self) -> GateOutput:
         """A reconnect lost events: ask for a sync."""

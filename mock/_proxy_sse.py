@@ -40,7 +40,8 @@ class FrameCounter:
 
 class HeartbeatsOnly:
     """What a muted stream relays: the rest of the frame in flight when it was muted, then only
-    complete `server.heartbeat` frames (a stream alive but silent, as in opencode #46733)."""
+    complete heartbeat frames: 1.x's `server.heartbeat` events, 2.x's comments (a stream alive
+    but silent, as in opencode #46733)."""
 
     def __init__(self, inside: bool) -> None:
         self._finish = inside  # a frame was half relayed: send its rest first
@@ -57,12 +58,18 @@ class HeartbeatsOnly:
             start, ends, self._finish = ends[0], ends[1:], False
         for end in ends:
             frame = self._held + chunk[start:end]
-            if b'"server.heartbeat"' in frame:
+            if b'"server.heartbeat"' in frame or _comment(frame):
                 out.append(frame)
             self._held = b""
             start = end
         self._held += chunk[start:]
         return b"".join(out)
+
+
+def _comment(frame: bytes) -> bool:
+    """True for a frame of comment lines only (`: heartbeat`, opencode 2.x)."""
+    lines = [line for line in frame.replace(b"\r", b"").split(b"\n") if line]
+    return bool(lines) and all(line.startswith(b":") for line in lines)
 
 
 def _content(segment: bytes) -> int:

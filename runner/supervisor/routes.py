@@ -74,7 +74,7 @@ ROUTES: dict[type, tuple[str, ...]] = {
     # records of the phase
     PhaseStarted: _SHOWN,
     AttemptStarted: _SHOWN,
-    PromptSent: _SHOWN,
+    PromptSent: (*_SHOWN, TRACKER),  # the root works from now on: watched for silence
     PermissionAnswered: (*_SHOWN, TERMINATION),  # decided once, by the responder
     QuestionRejected: _SHOWN,
     Notice: _SHOWN,

@@ -276,7 +276,11 @@ def test_a_stream_that_goes_on_with_heartbeats_only_is_reopened_and_ends_done(st
     assert_every_part_once(run, setup)
     texts = [json.loads(line) for line in run.stdout.splitlines()]
     assert [line["part"]["text"] for line in texts if line["type"] == "text"] == ["".join(deltas)]
-    assert any(r["reason"] == "silent" for r in run.records("resynced"))
+    assert any(r["reason"] == "silent" for r in run.records("resynced")), (
+        run.stdout,
+        run.records("resynced"),
+        run.records("notice"),
+    )
     notices = [r["text"] for r in run.records("notice")]
     assert any("no part event for 2s" in text for text in notices), notices
     assert run.result["reconnects"] >= 1

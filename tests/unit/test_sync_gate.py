@@ -166,6 +166,14 @@ def test_part_events_without_effects_still_count_as_news():
     assert gate.on_tick(110.0).request_sync == "silent"
 
 
+def test_a_stream_silent_from_the_prompt_on_gets_a_silent_sync():
+    gate = SyncGate(ROOT, silent=60.0, now=0.0)  # no status ever came
+    assert gate.on_tick(100.0).request_sync is None  # nothing asked of the root yet
+    gate.on_prompt(100.0)
+    assert gate.on_tick(150.0).request_sync is None
+    assert gate.on_tick(160.0).request_sync == "silent"
+
+
 def test_a_lossy_sync_says_whether_the_root_works():
     gate = SyncGate(ROOT, silent=60.0, now=0.0)  # the stream never showed the busy status
     gate.on_reconnect()
