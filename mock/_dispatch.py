@@ -13,13 +13,18 @@ a `subagents` branch's `match` takes its turn from that branch instead, attempts
 Side requests are recognised by opencode's own prompts (1.18.33, checked in its binary):
 the title generator's system prompt (or its "Generate a title for this conversation:" user
 message), the compaction agent's ("You are a context summarization agent"; older releases
-said "tasked with summarizing conversations"), and the session summary prompt ("Summarize
-what was done in this conversation").
+said "tasked with summarizing conversations"), the session summary prompt ("Summarize
+what was done in this conversation"), and 2.x's compaction prompt ("You MUST summarize the
+conversation above", or "Update the existing checkpoint" for a second one). The summary is
+in 2.x's template (it fails a compaction whose summary has none of its `## ` sections) and
+says how many turns the conversation had: 2.x goes on from that summary alone (a checkpoint
+in a user message, no assistant message before it), so the turn index counts on from there.
 """
 
 from __future__ import annotations
 
 import threading
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +37,15 @@ _TITLE_USER_PREFIXES = ("Generate a title for this conversation",)
 _SUMMARY_PREFIXES = (
     "You are a context summarization agent",
     "Summarize what was done in this conversation",
+    "You MUST summarize the conversation above",  # 2.x
+    "Update the existing checkpoint in the conversation above",  # 2.x, a second compaction
 )
 _SUMMARY_PHRASES = ("tasked with summarizing conversations",)
-SUMMARY_TEXT = "Mock summary: the user asked for work and the assistant did it."
+SUMMARY_TEXT = (
+    "## Objective\n- Mock summary: the user asked for work and the assistant did it.\n\n"
+    "## Work State\n- mock turns so far: {turns}"
+)
+_TURNS_SO_FAR = re.compile(r"mock turns so far: (\d+)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,8 +104,13 @@ def first_user_text(body: Any) -> str:
 
 
 def turn_index(body: Any) -> int:
-    """The 0-based turn a request asks for: how many assistant messages it carries."""
-    return sum(_role(message) == "assistant" for message in _messages(body))
+    """The 0-based turn a request asks for: how many assistant messages it carries, counted on
+    from the turns a summary in a message of another role says came before it (2.x)."""
+    messages, start, before = _messages(body), 0, 0
+    for index, message in enumerate(messages):
+        if _role(message) != "assistant" and (said := _TURNS_SO_FAR.search(message_text(message))):
+            start, before = index + 1, int(said.group(1))
+    return before + sum(_role(message) == "assistant" for message in messages[start:])
 
 
 class Dispatcher:
@@ -103,7 +119,6 @@ class Dispatcher:
     def __init__(self, script: Script, *, error_after: tuple[int, int] | None = None) -> None:
         self._script = script
         self._title_turn = Turn(text=(script.title,))
-        self._summary_turn = Turn(text=(SUMMARY_TEXT,))
         self._error_after = error_after
         self._lock = threading.Lock()
         # Keyed by (branch position, or -1 for the main turns; turn index).
@@ -123,7 +138,8 @@ class Dispatcher:
         """The answer for one chat request; agent requests advance the counters."""
         kind = classify(body)
         if kind != "turn":
-            turn = self._title_turn if kind == "title" else self._summary_turn
+            summary = Turn(text=(SUMMARY_TEXT.format(turns=turn_index(body)),))
+            turn = self._title_turn if kind == "title" else summary
             return Decision(kind=kind, turn_index=None, attempt=None, turn=turn, fault=None)
         index = turn_index(body)
         found = self._script.branch_for(first_user_text(body))

@@ -269,6 +269,10 @@ NOISE = frozenset(
         "session.tool.input.ended",
         "shell.created",
         "shell.exited",
+        # a compaction's course: its end is `session.compacted`; a failed one fails the execution
+        "session.compaction.started",
+        "session.compaction.delta",
+        "session.compaction.failed",
         "worktree.resolved",
         "vcs.branch.updated",
         # boot noise, on the first prompt in a location (`data: {}`)
@@ -423,6 +427,9 @@ class EventsV2:
             _event("message.updated", sessionID=sid, info=info),
             _event("message.part.updated", sessionID=sid, part=part),
         )
+
+    def _compacted(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
+        return (_event("session.compacted", sessionID=data.get("sessionID")),)
 
     def _busy(self, data: dict[str, Any], _created: int) -> tuple[dict[str, Any], ...]:
         sid = data.get("sessionID")
@@ -607,6 +614,7 @@ _HANDLERS = {
     "session.renamed": EventsV2._renamed,
     "session.inbox.enqueued": EventsV2._enqueued,
     "session.execution.started": EventsV2._busy,
+    "session.compaction.ended": EventsV2._compacted,
     "session.execution.succeeded": EventsV2._ended,
     "session.execution.failed": EventsV2._failed,
     "session.execution.interrupted": EventsV2._interrupted,

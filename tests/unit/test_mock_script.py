@@ -544,6 +544,23 @@ def test_first_user_text_reads_the_first_user_message_only():
     assert first_user_text([]) == ""
 
 
+def test_a_2_x_compaction_is_a_summary_in_its_template_and_the_turns_count_on_after_it():
+    dispatcher = Dispatcher(parse_script([{"text": "a"}, {"text": "b"}, {"text": "c"}]))
+    prompt = {"role": "user", "content": "You MUST summarize the conversation above into a"}
+    asked = {"messages": [*_body("user", "assistant", "user", "assistant")["messages"], prompt]}
+    summary = dispatcher.decide(asked)
+    assert summary.kind == "summary"
+    (text,) = summary.turn.text
+    assert "\n## Objective\n" in f"\n{text}"  # 2.x fails a summary without its sections
+    checkpoint = {
+        "role": "user",
+        "content": f"<conversation-checkpoint>{text}</conversation-checkpoint>",
+    }
+    assert turn_index({"messages": [checkpoint]}) == 2
+    assert turn_index({"messages": [checkpoint, {"role": "assistant", "content": "x"}]}) == 3
+    assert dispatcher.decide({"messages": [checkpoint]}).turn.text == ("c",)
+
+
 def test_dispatcher_error_after_overrides_the_script_after_n_agent_requests():
     dispatcher = Dispatcher(parse_script([{"text": "a"}]), error_after=(500, 2))
     faults = [dispatcher.decide(_body("user")).fault for _ in range(4)]

@@ -236,3 +236,14 @@ def test_a_long_text_full_of_braces_is_searched_in_bounded_time_and_memory():
     code = "function f() { return { a: 1 }; }\n" * 20_000  # 700 KB ending in `}`, no JSON
     assert json_answer(code) is None
     assert json_answer(code + 'So: {"answer": 1}') == {"answer": 1}
+
+
+def test_a_compaction_that_ended_is_1_x_s_compacted_and_its_course_is_quiet():
+    decode = EventsV2().decode
+    course = [
+        {"type": f"session.compaction.{step}", "data": {"sessionID": "s", "reason": "auto"}}
+        for step in ("started", "delta", "ended")
+    ]
+    assert [event for e in course for event in decode(e)] == [
+        {"type": "session.compacted", "properties": {"sessionID": "s"}}
+    ]
