@@ -23,8 +23,8 @@ in a user message, no assistant message before it), so the turn index counts on 
 
 from __future__ import annotations
 
-import threading
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
