@@ -36,7 +36,8 @@ from typing import Any
 
 # The oldest version the matrix passes; the gate in `server_rules.check_version` uses it.
 MIN_VERSION = (1, 14, 48)
-TESTED = ("1.14.48", "1.15.13", "1.17.19", "1.18.33")
+TESTED = ("1.14.48", "1.15.13", "1.17.19", "1.18.33", "2.1.2")
+PINNED = "1.18.33"  # `make setup` installs it as `opencode`, and 2.1.2 beside it (`.opencode2/`)
 PERMISSION_ROUTE = "/permission/{requestID}/reply"
 EVENTS = "/event"
 GLOBAL_EVENTS = "/global/event"

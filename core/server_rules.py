@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from core.errors import ServerStartError
-from core.opencode_versions import MIN_VERSION, TESTED, version_tuple
+from core.opencode_versions import MIN_VERSION, PINNED, TESTED, version_tuple
 
 # 1.x: `opencode server listening on URL`; 2.x: `server listening on URL`.
 _LISTENING = re.compile(r"(?:^|opencode )server listening on (http://127\.0\.0\.1:(\d+))\s*$")
@@ -33,7 +33,7 @@ def check_version(text: str, *, binary: str, minimum: tuple[int, int, int] = MIN
         wanted = ".".join(str(part) for part in minimum)
         raise ServerStartError(
             f"{binary}: opencode {text.strip()} is too old; the runner supports {wanted} and newer"
-            f" (tested: {', '.join(TESTED)}; `make setup` installs {TESTED[-1]})"
+            f" (tested: {', '.join(TESTED)}; `make setup` installs {PINNED})"
         )
     return text.strip()
 

@@ -2,7 +2,7 @@
 version the runner supports, and a table of what passed (version x test file).
 
 Each version's platform binary lives in `.opencode-matrix/VERSION/` (`make setup-matrix`); the
-pinned one is `node_modules`'. The tests pick the binary up from `$RUNNER_OPENCODE`, which the
+pinned one is `node_modules`', and 2.1.2's is `.opencode2/`'s (`make setup`). The tests pick the binary up from `$RUNNER_OPENCODE`, which the
 runner and the parity harness read for phases that name none. Results, per test, go to
 `runs/matrix/results.json`; the exit code is 1 when any test failed on any version.
 """
@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
-from core.opencode_versions import TESTED
+from core.opencode_versions import PINNED, TESTED, capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_DIR = ROOT / ".opencode-matrix"
@@ -33,13 +33,17 @@ TESTS = (
     "tests/e2e/test_permissions_enforced.py",
     "tests/parity",
 )
-PINNED = TESTED[-1]
+OPENCODE2 = ROOT / ".opencode2" / "node_modules" / ".bin" / "opencode2"
 
 
 def binary(version: str) -> Path:
     """The opencode binary of `version`: the pinned one, or the matrix folder's."""
     if version == PINNED:
         return ROOT / "node_modules" / ".bin" / "opencode"
+    if capabilities(version).protocol == 2:
+        if not OPENCODE2.exists():
+            raise SystemExit(f"test-matrix: opencode {version} is not installed: make setup")
+        return OPENCODE2
     found = sorted((MATRIX_DIR / version / "node_modules").glob("opencode-*/bin/opencode"))
     if not found:
         raise SystemExit(f"test-matrix: opencode {version} is not installed: make setup-matrix")
@@ -47,10 +51,11 @@ def binary(version: str) -> Path:
 
 
 def reported_version(path: Path) -> str:
+    """The version a binary says it is (`1.18.33`; 2.x says `opencode v2.1.2`)."""
     done = subprocess.run(
         [str(path), "--version"], check=True, capture_output=True, text=True, timeout=60
     )
-    return done.stdout.strip()
+    return capabilities(done.stdout.strip()).version
 
 
 def run_version(version: str, tests: tuple[str, ...], extra: list[str]) -> dict[str, str]:

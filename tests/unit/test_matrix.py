@@ -51,7 +51,8 @@ def test_the_makefile_installs_the_versions_the_adapter_names():
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     listed = re.search(r"^MATRIX_VERSIONS := (.+)$", makefile, re.MULTILINE).group(1).split()
     pinned = re.search(r"^OPENCODE_VERSION := (.+)$", makefile, re.MULTILINE).group(1)
-    assert (*listed, pinned) == TESTED
+    second = re.search(r"^OPENCODE2_VERSION := (.+)$", makefile, re.MULTILINE).group(1)
+    assert (*listed, pinned, second) == TESTED
 
 
 def test_a_version_whose_pytest_wrote_no_report_is_failed(tmp_path, monkeypatch):

@@ -125,7 +125,7 @@ def test_title_request_gets_the_title_and_does_not_consume_a_turn(start_mock):
 def test_summary_request_gets_a_fixed_summary(start_mock):
     mock = start_mock()
     body = _body(1, system="You are a context summarization agent. You are given a conversation")
-    assert _text(_events(_post(mock, body))).startswith("Mock summary")
+    assert _text(_events(_post(mock, body))).startswith("## Objective\n- Mock summary")
     assert [e.kind for e in mock.journal.entries()] == ["summary"]
 
 

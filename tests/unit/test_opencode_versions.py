@@ -21,6 +21,7 @@ from core.opencode_versions import (
     GLOBAL_EVENTS,
     HEARTBEAT,
     MIN_VERSION,
+    PINNED,
     TESTED,
     capabilities,
     version_tuple,
@@ -112,7 +113,7 @@ OPENCODE2 = (
 
 
 def test_a_binarys_version_is_read_from_its_package_without_starting_it():
-    assert binary_version(str(PINNED_BINARY)) == TESTED[-1]
+    assert binary_version(str(PINNED_BINARY)) == PINNED
     assert binary_version(str(OPENCODE2)) == "2.1.2"
     assert binary_version("/nonexistent/opencode") is None
 

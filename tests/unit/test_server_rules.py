@@ -54,7 +54,7 @@ def test_check_version_refuses_older_with_one_line():
         check_version("1.14.47", binary="/bin/oc")
     assert str(caught.value) == (
         "/bin/oc: opencode 1.14.47 is too old; the runner supports 1.14.48 and newer"
-        " (tested: 1.14.48, 1.15.13, 1.17.19, 1.18.33; `make setup` installs 1.18.33)"
+        " (tested: 1.14.48, 1.15.13, 1.17.19, 1.18.33, 2.1.2; `make setup` installs 1.18.33)"
     )
 
 
