@@ -2,9 +2,10 @@
 version the runner supports, and a table of what passed (version x test file).
 
 Each version's platform binary lives in `.opencode-matrix/VERSION/` (`make setup-matrix`); the
-pinned one is `node_modules`', and 2.1.2's is `.opencode2/`'s (`make setup`). The tests pick the binary up from `$RUNNER_OPENCODE`, which the
-runner and the parity harness read for phases that name none. Results, per test, go to
-`runs/matrix/results.json`; the exit code is 1 when any test failed on any version.
+pinned one is `node_modules`', and 2.1.2's is `.opencode2/`'s (`make setup`). The tests pick
+the binary up from `$RUNNER_OPENCODE`, which the runner and the parity harness read for phases
+that name none. Results, per test, go to `runs/matrix/results.json`; the exit code is 1 when
+any test failed on any version.
 """
 
 from __future__ import annotations
