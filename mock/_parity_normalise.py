@@ -7,8 +7,9 @@ shortened (with their length and a digest, so a lost tail still shows); each run
 lines is put in a canonical order (tools called together finish in any order); then ids
 become placeholders numbered by first appearance, so "these two parts share a message"
 survives. What differs between the two tools on purpose is named once, in `LEGITIMATE`, with
-why. Anything else that differs is a parity bug, shown as a unified diff of the normalised
-lines.
+why, and so is what 2.x's `opencode run` prints in shapes of its own (`SHAPES_2`: the runner
+prints 1.x's shapes on both lines). Anything else that differs is a parity bug, shown as a
+unified diff of the normalised lines.
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ LEGITIMATE = {
     "done": "`opencode run`'s end-of-output marker, when it prints one; the runner ends with "
     "`runner.result` instead",
 }
+# Where 2.x's `opencode run --format json` prints shapes of its own (`../shared/opencode/
+# PROTOCOL-2.md` §8), taken to the runner's (1.x's) on both sides before the comparison.
+SHAPES_2 = {
+    "tool_use ids": "`run` names the call `id` and the part `partID`; the runner, as 1.x, "
+    "`callID` and `id`",
+    "tool_use metadata and title": "`run` rebuilds a tool from the message list (its metadata "
+    "is the stored state: content, provider call, raw input; its title the tool's name); the "
+    "runner shows what the stream said: both left out",
+    "step_finish tokens.total": "2.x sends no total; the runner adds one up: left out",
+    "the closing step_finish": "`run` rebuilds the turn from the message list after it ends "
+    "and leaves the last step_finish out more often than not: a closing one is left out",
+    "error": "2.x's `{type, message, status, response}` against the runner's 1.x "
+    "`{name, data}`: compared by message and status",
+}
 # Keys whose values are different in every run by nature.
 VOLATILE = frozenset({"timestamp", "time"})
 # Response headers a provider error carries that differ between runs.
@@ -33,7 +48,8 @@ SNAPSHOT = "<snapshot>"
 MAX_STRING = 300
 # Ids opencode makes up, whole or inside a string (a task's output names its child session);
 # the mock's `call_…` ids are the script's own: they stay.
-_ID = re.compile(r"\b(ses|msg|prt|per|que)_[A-Za-z0-9]{12,}\b")
+# The runner's own part ids on 2.x (`prt_<message id>_<kind>_<key>`) are ids too.
+_ID = re.compile(r"\b(ses|msg|prt|per|que)_(?:msg_[A-Za-z0-9]{12,}_[a-z]+_\w+|[A-Za-z0-9]{12,})\b")
 
 
 def parse(text: str) -> list[dict[str, Any]]:
@@ -48,13 +64,50 @@ def parse(text: str) -> list[dict[str, Any]]:
     return found
 
 
-def normalise(lines: Iterable[dict[str, Any]], places: dict[str, str]) -> list[dict[str, Any]]:
+def normalise(
+    lines: Iterable[dict[str, Any]], places: dict[str, str], *, line: int = 1
+) -> list[dict[str, Any]]:
     """The lines with run-specific values replaced and each step in a canonical order; ids are
     numbered last, in that order, so two runs that finalised a step's parts in a different
     order number them alike."""
     kept = [_clean(line, places) for line in lines if line.get("type") not in LEGITIMATE]
+    if line == 2:
+        kept = _as_1x(kept)
     ids: dict[str, str] = {}
     return [_rename(line, ids) for line in _order_steps(kept)]
+
+
+def _as_1x(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """2.x's `opencode run` lines and the runner's on 2.x, in one shape (`SHAPES_2`)."""
+    out = []
+    for line in lines:
+        kind, part = line.get("type"), line.get("part")
+        if kind == "tool_use" and isinstance(part, dict):
+            part = dict(part)
+            if "partID" in part:
+                part["callID"], part["id"] = part.pop("id", None), part.pop("partID")
+            state = part.get("state")
+            if isinstance(state, dict):
+                part["state"] = {k: v for k, v in state.items() if k not in ("metadata", "title")}
+            line = {**line, "part": part}
+        elif kind == "step_finish" and isinstance(part, dict):
+            tokens = part.get("tokens")
+            if isinstance(tokens, dict):
+                tokens = {k: v for k, v in tokens.items() if k != "total"}
+                line = {**line, "part": {**part, "tokens": tokens}}
+        elif kind == "error" and isinstance(line.get("error"), dict):
+            line = {**line, "error": _error_2(line["error"])}
+        out.append(line)
+    if out and out[-1].get("type") == "step_finish":
+        out.pop()
+    return out
+
+
+def _error_2(error: dict[str, Any]) -> dict[str, Any]:
+    """An error line's message and status, from 2.x's shape or 1.x's."""
+    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+    message = error.get("message", data.get("message"))
+    return {"message": message, "status": error.get("status", data.get("statusCode"))}
 
 
 def dumped(lines: list[dict[str, Any]]) -> list[str]:
@@ -96,16 +149,21 @@ def _shortened(text: str) -> str:
 
 
 def _rename(value: Any, ids: dict[str, str]) -> Any:
-    """Ids (`ses_…`, `msg_…`, `prt_…`) as `<kind N>`, N by first appearance."""
+    """Ids (`ses_…`, `msg_…`, `prt_…`) as `<kind N>`, N by first appearance among its kind
+    (the runner's parts on 2.x list their keys in another order than `run`'s)."""
     if isinstance(value, dict):
         return {key: _rename(item, ids) for key, item in value.items()}
     if isinstance(value, list):
         return [_rename(item, ids) for item in value]
     if isinstance(value, str):
-        return _ID.sub(
-            lambda m: ids.setdefault(m.group(0), f"<{m.group(1)} {len(ids) + 1}>"), value
-        )
+        return _ID.sub(lambda m: _name(m.group(0), m.group(1), ids), value)
     return value
+
+
+def _name(found: str, kind: str, ids: dict[str, str]) -> str:
+    if found not in ids:
+        ids[found] = f"<{kind} {sum(name.startswith(f'<{kind} ') for name in ids.values()) + 1}>"
+    return ids[found]
 
 
 def _without_ids(line: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,12 +93,30 @@ class Job:
     thinking: bool
     opencode: Path
     timeout: float
+    line: int = 1  # the opencode line: 1 (opencode-ai) or 2 (@opencode/cli)
+
+
+# What 2.x's `opencode run` says when it rejects an ask (it rejects every one): it rejects with
+# this message, and the loop goes on (1.x rejected silently, and the turn ended).
+REJECTED_2 = (
+    "This non-interactive run cannot ask the user for permission, so the request was rejected. "
+    "Continue without this action."
+)
+
+
+def opencode_line(opencode: Path) -> int:
+    """2 for an opencode that says `opencode v2.…`, else 1 (the mock imports no runner code)."""
+    done = subprocess.run(
+        [str(opencode), "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    match = re.search(r"(\d+)\.\d+\.\d+", done.stdout)
+    return 2 if match is not None and int(match.group(1)) >= 2 else 1
 
 
 def compare(path: Path, *, workdir: Path, opencode: Path, timeout: float) -> Verdict:
     """Run one parity script through both tools (at once) and compare their outputs."""
     script, config, thinking = _load(path)
-    job = Job(script, config, thinking, opencode, timeout)
+    job = Job(script, config, thinking, opencode, timeout, opencode_line(opencode))
     with ThreadPoolExecutor(max_workers=len(COMMANDS)) as pool:
         # paths of one length: the model sees the project's path, and the mock counts tokens
         runs = [
@@ -105,8 +124,8 @@ def compare(path: Path, *, workdir: Path, opencode: Path, timeout: float) -> Ver
             for number, tool in enumerate(COMMANDS)
         ]
         theirs, ours = (run.result(timeout=timeout + 60) for run in runs)
-    expected = dumped(normalise(theirs.lines, theirs.places))
-    got = dumped(normalise(ours.lines, ours.places))
+    expected = dumped(normalise(theirs.lines, theirs.places, line=job.line))
+    got = dumped(normalise(ours.lines, ours.places, line=job.line))
     diff = [*difflib.unified_diff(expected, got, "opencode run", "runner", lineterm="")]
     return Verdict(name=path.name, sides=(theirs, ours), diff=(*_broken(theirs, ours), *diff))
 
@@ -177,6 +196,8 @@ Command = tuple[list[str], Path, dict[str, str]]
 def _opencode_run(job: Job, config: dict[str, Any], project: Path, _root: Path) -> Command:
     argv = [str(job.opencode), "run", "--format", "json", "-m", MODEL, "--title", "parity"]
     argv += ["--thinking"] if job.thinking else []
+    # 2.x: a private server of its own (without it, `run` starts the user's background service)
+    argv += ["--standalone"] if job.line == 2 else []
     # opencode takes its directory from PWD, not from the process's cwd
     extra = {"OPENCODE_CONFIG_CONTENT": json.dumps(config), "PWD": str(project)}
     return [*argv, PROMPT], project, extra
@@ -190,8 +211,12 @@ def _runner_run(job: Job, config: dict[str, Any], project: Path, root: Path) -> 
         "directory": str(project),
         "opencode_config": config,
         "budgets": {"resumes": 0, "repairs": 0},
-        # `opencode run` rejects, silently, whatever opencode asks for, and allows the rest
-        "permissions": {"default": "allow", "deny": _denied(job), "feedback": None},
+        # `opencode run` rejects whatever opencode asks for (silently on 1.x), allows the rest
+        "permissions": {
+            "default": "allow",
+            "deny": _denied(job),
+            "feedback": REJECTED_2 if job.line == 2 else None,
+        },
         "thinking": job.thinking,
         "timeouts": {"phase": f"{job.timeout:g}s"},
         "server": {"opencode": str(job.opencode)},

@@ -479,6 +479,8 @@ class EventsV2:
         self._messages[mid] = info
         part = {"id": part_id(mid, "step", "start"), "sessionID": sid, "messageID": mid}
         part["type"] = "step-start"
+        if isinstance(data.get("snapshot"), str):
+            part["snapshot"] = data["snapshot"]
         return (
             _event("message.updated", sessionID=sid, info=info),
             _event("message.part.updated", sessionID=sid, part=part),
@@ -498,6 +500,8 @@ class EventsV2:
         part = {"id": part_id(mid, "step", "finish"), "sessionID": sid, "messageID": mid}
         part |= {"type": "step-finish", "reason": finish, "cost": data.get("cost", 0)}
         part["tokens"] = tokens
+        if isinstance(data.get("snapshot"), str):
+            part["snapshot"] = data["snapshot"]
         return (
             _event("message.part.updated", sessionID=sid, part=part),
             _event("message.updated", sessionID=sid, info=info),

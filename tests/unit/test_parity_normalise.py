@@ -32,13 +32,56 @@ def step(kind, message_id="msg_22c7490840017j8TA7dPu8J1xo"):
     return {"type": kind, "part": {"messageID": message_id, "snapshot": "b598514"}}
 
 
-def test_ids_become_placeholders_numbered_by_first_appearance():
+def test_ids_become_placeholders_numbered_by_first_appearance_among_their_kind():
     first = text_line("prt_22c74963e001TkDFhWnyMThBsE", "msg_22c7490840017j8TA7dPu8J1xo", "a")
     second = text_line("prt_22c749643001uGebZfytMQbUyT", "msg_22c7490840017j8TA7dPu8J1xo", "b")
     out = normalise([first, second], PLACES)
-    assert [line["part"]["id"] for line in out] == ["<prt 2>", "<prt 4>"]
-    assert {line["part"]["messageID"] for line in out} == {"<msg 3>"}  # shared, still shared
+    assert [line["part"]["id"] for line in out] == ["<prt 1>", "<prt 2>"]
+    assert {line["part"]["messageID"] for line in out} == {"<msg 1>"}  # shared, still shared
     assert out[0]["sessionID"] == "<ses 1>"
+
+
+def test_the_runners_own_part_ids_on_2_x_are_ids_too():
+    mine = text_line(
+        "prt_msg_22c7490840017j8TA7dPu8J1xo_text_0", "msg_22c7490840017j8TA7dPu8J1xo", "a"
+    )
+    (out,) = normalise([mine], PLACES, line=2)
+    assert (out["part"]["id"], out["part"]["messageID"]) == ("<prt 1>", "<msg 1>")
+
+
+def test_2_x_run_shapes_meet_the_runners():
+    theirs = [
+        {
+            "type": "tool_use",
+            "part": {
+                "id": "call_1",
+                "partID": "prt_22c74963e001TkDFhWnyMThBsE",
+                "state": {"status": "completed", "title": "read", "metadata": {"content": []}},
+            },
+        },
+        {
+            "type": "error",
+            "error": {"type": "provider.invalid-request", "message": "bad", "status": 400},
+        },
+        {"type": "step_finish", "part": {"tokens": {"input": 1}}},
+    ]
+    ours = [
+        {
+            "type": "tool_use",
+            "part": {
+                "callID": "call_1",
+                "id": "prt_msg_22c7490840017j8TA7dPu8J1xo_tool_call_1",
+                "state": {"status": "completed", "metadata": {"truncated": False}},
+            },
+        },
+        {
+            "type": "error",
+            "error": {"name": "APIError", "data": {"message": "bad", "statusCode": 400}},
+        },
+        {"type": "step_finish", "part": {"tokens": {"input": 1, "total": 1}}},
+    ]
+    assert normalise(theirs, PLACES, line=2) == normalise(ours, PLACES, line=2)
+    assert normalise(theirs, PLACES) != normalise(ours, PLACES)  # 1.x is compared as it is
 
 
 def test_times_snapshots_places_and_long_strings_are_taken_out():

@@ -67,6 +67,8 @@ def test_a_text_turn_is_one_final_text_a_step_and_an_idle():
     assert texts == ["Hello from the mock."]
     steps = [e.part for e in finals(effects) if e.part_type == "step-finish"]
     assert [(s["reason"], s["tokens"]["output"]) for s in steps] == [("stop", 5)]
+    starts = [e.part for e in finals(effects) if e.part_type == "step-start"]
+    assert all(len(part["snapshot"]) >= 40 for part in (*starts, *steps))  # as 1.x's
     assert isinstance(effects[-1], SessionIdle)
 
 
