@@ -79,28 +79,28 @@ def normalise(
 
 def _as_1x(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """2.x's `opencode run` lines and the runner's on 2.x, in one shape (`SHAPES_2`)."""
-    out = []
-    for line in lines:
-        kind, part = line.get("type"), line.get("part")
-        if kind == "tool_use" and isinstance(part, dict):
-            part = dict(part)
-            if "partID" in part:
-                part["callID"], part["id"] = part.pop("id", None), part.pop("partID")
-            state = part.get("state")
-            if isinstance(state, dict):
-                part["state"] = {k: v for k, v in state.items() if k not in ("metadata", "title")}
-            line = {**line, "part": part}
-        elif kind == "step_finish" and isinstance(part, dict):
-            tokens = part.get("tokens")
-            if isinstance(tokens, dict):
-                tokens = {k: v for k, v in tokens.items() if k != "total"}
-                line = {**line, "part": {**part, "tokens": tokens}}
-        elif kind == "error" and isinstance(line.get("error"), dict):
-            line = {**line, "error": _error_2(line["error"])}
-        out.append(line)
+    out = [_line_as_1x(line) for line in lines]
     if out and out[-1].get("type") == "step_finish":
         out.pop()
     return out
+
+
+def _line_as_1x(line: dict[str, Any]) -> dict[str, Any]:
+    kind, part = line.get("type"), line.get("part")
+    if kind == "tool_use" and isinstance(part, dict):
+        part = dict(part)
+        if "partID" in part:
+            part["callID"], part["id"] = part.pop("id", None), part.pop("partID")
+        state = part.get("state")
+        if isinstance(state, dict):
+            part["state"] = {k: v for k, v in state.items() if k not in ("metadata", "title")}
+        return {**line, "part": part}
+    if kind == "step_finish" and isinstance(part, dict) and isinstance(part.get("tokens"), dict):
+        tokens = {k: v for k, v in part["tokens"].items() if k != "total"}
+        return {**line, "part": {**part, "tokens": tokens}}
+    if kind == "error" and isinstance(line.get("error"), dict):
+        return {**line, "error": _error_2(line["error"])}
+    return line
 
 
 def _error_2(error: dict[str, Any]) -> dict[str, Any]:

@@ -210,7 +210,9 @@ def _runner_run(job: Job, config: dict[str, Any], project: Path, root: Path) -> 
         "model": MODEL,
         "directory": str(project),
         "opencode_config": config,
-        "budgets": {"resumes": 0, "repairs": 0},
+        # opencode's own retrying is compared: the runner's budget never ends it first (2.x
+        # retries a 500 ten times, more than the default 8)
+        "budgets": {"resumes": 0, "repairs": 0, "provider_retries": 50},
         # `opencode run` rejects whatever opencode asks for (silently on 1.x), allows the rest
         "permissions": {
             "default": "allow",

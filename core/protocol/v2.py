@@ -383,6 +383,7 @@ class EventsV2:
         self._tools: dict[str, dict[str, Any]] = {}  # open tool part id -> its name and input
         self._said: dict[str, str] = {}  # open message id -> its last text (`json_answer`)
         self._messages: dict[str, dict[str, Any]] = {}  # open message id -> its info
+        self._tries: dict[str, int] = {}  # message id -> its steps started (a retry starts again)
 
     def decode(self, event: dict[str, Any]) -> tuple[dict[str, Any], ...]:
         kind = event.get("type")
@@ -477,7 +478,11 @@ class EventsV2:
         info |= {"modelID": model.get("id"), "providerID": model.get("providerID")}
         info["mode"] = data.get("agent")
         self._messages[mid] = info
-        part = {"id": part_id(mid, "step", "start"), "sessionID": sid, "messageID": mid}
+        tries = self._tries[mid] = self._tries.get(mid, 0) + 1
+        # A provider retry starts the same message's step again: a step-start of its own, as
+        # `opencode run` prints it (a resync knows the first one only, so it keeps its id).
+        key = "start" if tries == 1 else f"start_{tries}"
+        part = {"id": part_id(mid, "step", key), "sessionID": sid, "messageID": mid}
         part["type"] = "step-start"
         if isinstance(data.get("snapshot"), str):
             part["snapshot"] = data["snapshot"]
@@ -491,6 +496,7 @@ class EventsV2:
         if not isinstance(mid, str):
             return ()
         info = dict(self._messages.pop(mid, {"id": mid, "sessionID": sid, "role": "assistant"}))
+        self._tries.pop(mid, None)
         tokens, finish = _tokens(data.get("tokens")), data.get("finish")
         info |= {"finish": finish, "cost": data.get("cost", 0), "tokens": tokens}
         said = self._said.pop(mid, "")
@@ -606,6 +612,8 @@ def _text(kind: str, phase: str) -> Any:
         else:
             start = self._started.pop(pid, created)
             part |= {"text": data.get("text", ""), "time": {"start": start, "end": created}}
+            if kind == "reasoning" and isinstance(data.get("native"), dict):
+                part["metadata"] = data["native"]  # the provider's field, as `run` shows it
             if kind == "text":
                 self._said[mid] = str(data.get("text") or "")
         return (_event("message.part.updated", sessionID=sid, part=part),)
