@@ -14,7 +14,13 @@ configuration both runs get (`{"permission": {"bash": "ask"}}`, say), and `think
 holds its agent to what `opencode run` allows: what opencode allows (`permissions.default:
 allow`), but not what the configuration makes it ask for (`permissions.deny`, which
 `opencode run` rejects), rejected silently (`permissions.feedback: null`) as `opencode run`
-does. It never resumes or repairs: only the events are compared, never the verdict.
+does. It never resumes or repairs, and leaves provider retries to opencode: only the events are
+compared, never the verdict.
+
+On opencode 2.x (told by `--version`) the other side is `opencode run --standalone` (without it,
+2.x's `run` starts the user's background service), whose rejections carry a message of their
+own (`REJECTED_2`, which the runner's phase sends too), and the comparison first takes 2.x
+`run`'s own shapes to the runner's (`mock._parity_normalise.SHAPES_2`).
 """
 
 from __future__ import annotations
