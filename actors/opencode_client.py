@@ -123,7 +123,7 @@ class OpencodeClient:
         return self.send(self.wire.status())
 
     def abort(self, session_id: str) -> bool:
-        """Stop a session's turn (true even when already idle)."""
+        """Stop a session's turn: False when the server said nothing was running (2.x)."""
         return bool(self.send(self.wire.abort(session_id)))
 
     # -- permissions and questions ------------------------------------------------------------

@@ -178,6 +178,8 @@ class TerminationActor(SupervisedActor):
             case "checked_failed":
                 failure = (("command", f"the done checks could not run: {outcome.value}"),)
                 self._perform(self._policy.checks_done(failure, repairable=False, now=now))
+            case "aborted":
+                self._perform(self._policy.abort_done(outcome.value is not False, now))
             case "aborted_failed":
                 logger.warning("abort failed: {}", outcome.value)
 

@@ -167,6 +167,14 @@ class Policy:
             return self._repair(details, now)
         return self._resume(details, now)
 
+    def abort_done(self, interrupted: bool, now: float) -> list[Any]:
+        """The server answered the abort: `interrupted` False means nothing was running
+        (opencode 2.x says so, and then sends no event), so the abort ends now instead of
+        after its grace."""
+        if not interrupted and self._can(Trigger.ABORT_ENDED):
+            return self._abort_finished(now)
+        return []
+
     def external_failure(self, verdict: str, reason: str, now: float) -> list[Any]:
         """Server death, a lost stream or an interrupt ends the phase (an interrupt aborts)."""
         if verdict == "interrupted" and self._can(Trigger.INTERRUPT):

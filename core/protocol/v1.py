@@ -83,9 +83,10 @@ class WireV1:
         return Request("GET", "/session/status", "/session/status")
 
     def abort(self, session_id: str) -> Request:
-        return Request(
-            "POST", "/session/{sessionID}/abort", f"/session/{segment(session_id)}/abort"
-        )
+        """1.x answers `true` even when the session is idle, and then idles again: an abort
+        always waits for that idle."""
+        path = f"/session/{segment(session_id)}/abort"
+        return Request("POST", "/session/{sessionID}/abort", path, read=lambda _: True)
 
     def reply_permission(
         self,

@@ -209,9 +209,10 @@ class WireV2:
         )
 
     def abort(self, session_id: str) -> Request:
+        """True when a turn was running; False when none was (and no event will follow)."""
         path = f"/api/session/{segment(session_id)}/interrupt"
         return Request(
-            "POST", "/api/session/{sessionID}/interrupt", path, scoped=False, read=lambda _: True
+            "POST", "/api/session/{sessionID}/interrupt", path, scoped=False, read=_interrupted
         )
 
     def reply_permission(
@@ -251,6 +252,12 @@ class WireV2:
     def event_decoder(self, directory: str | None) -> EventDecoder | None:  # noqa: ARG002
         """Every location's events come on one stream; the tracker keeps its session tree's."""
         return EventsV2().decode
+
+
+def _interrupted(answer: Any) -> bool:
+    """`{"interrupted": false}`: the session ran nothing to interrupt."""
+    body = _data(answer) if isinstance(_data(answer), Mapping) else answer
+    return not (isinstance(body, Mapping) and body.get("interrupted") is False)
 
 
 def part_id(message_id: str, kind: str, key: int | str) -> str:

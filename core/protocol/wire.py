@@ -84,7 +84,8 @@ class Wire(Protocol):
         """The busy or retrying sessions."""
 
     def abort(self, session_id: str) -> Request:
-        """Stop a session's turn."""
+        """Stop a session's turn; its answer reads as True unless the server said that nothing
+        was running (then no event follows)."""
 
     def reply_permission(
         self, request_id: str, reply: str, *, session_id: str, message: str | None = None

@@ -254,6 +254,15 @@ def test_phase_timeout_aborts_and_concludes_after_grace_without_idle():
     assert verdict.verdict == "timed_out"
 
 
+def test_an_abort_the_server_found_nothing_to_interrupt_for_ends_at_once():
+    policy = started(Limits(stall_timeout=10))
+    (abort,) = policy.tick(11.0)
+    assert policy.abort_done(True, 11.1) == []  # a turn was interrupted: its idle ends it
+    (verdict,) = policy.abort_done(False, 11.2)  # nothing ran (2.x): no event will come
+    assert (verdict.verdict, verdict.reason) == (abort.verdict, abort.reason)
+    assert policy.abort_done(False, 11.3) == []  # concluded once
+
+
 def test_interrupt_while_running_aborts_first():
     policy = started()
     (abort,) = policy.external_failure("interrupted", "interrupted by SIGINT", 1.0)

@@ -37,6 +37,7 @@ class FakeClient:
         self.aborted = threading.Event()
         self.statuses = {}  # what GET /session/status returns
         self.sent = queue.Queue()  # every prompt POSTed, in order
+        self.running = True  # what an abort answers: was a turn running (2.x can say no)
 
     def messages(self, session_id, limit=None):
         self.reads += 1
@@ -59,7 +60,7 @@ class FakeClient:
     def abort(self, session_id):
         self.aborts.append(session_id)
         self.aborted.set()
-        return True
+        return self.running
 
 
 class FakeClock:
@@ -242,6 +243,16 @@ def test_a_stall_aborts_then_concludes_after_the_abort_grace(tmp_path):
         2,
     )
     assert [a["kind"] for a in concluded.summary["attempts"]] == ["initial"]
+
+
+def test_a_stall_of_a_session_running_nothing_concludes_when_the_abort_says_so(tmp_path):
+    ref, published, clock, client = running(tmp_path, stall_timeout=10)
+    client.running = False  # opencode 2.x: `{"interrupted": false}`, and no event after it
+    nothing_more(ref, published)  # the busy status was handled at t=0
+    tick_at(ref, clock, 10.0)
+    concluded = next_of(published, Concluded)  # no tick of the abort grace needed
+    assert (concluded.verdict, concluded.exit_code) == ("stalled", 2)
+    assert client.aborts == [ROOT]
 
 
 def test_the_phase_timeout_aborts_and_an_idle_concludes_at_once(tmp_path):

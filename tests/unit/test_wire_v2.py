@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.opencode_versions import capabilities
-from core.protocol import WireV2, wire_for
+from core.protocol import WireV1, WireV2, wire_for
 from core.protocol.v2 import EventsV2, json_answer, messages_of
 from core.tracker import (
     ChildSession,
@@ -249,3 +249,10 @@ def test_a_compaction_that_ended_is_1_x_s_compacted_and_its_course_is_quiet():
     assert [event for e in course for event in decode(e)] == [
         {"type": "session.compacted", "properties": {"sessionID": "s"}}
     ]
+
+
+def test_an_abort_reads_as_interrupted_unless_2_x_says_nothing_ran():
+    assert WireV1().abort("ses_1").read(True) is True  # 1.x: `true`, idle or not
+    assert WireV2().abort("ses_1").read({"interrupted": True}) is True
+    assert WireV2().abort("ses_1").read({"interrupted": False}) is False
+    assert WireV2().abort("ses_1").read(None) is True
