@@ -24,6 +24,7 @@ from actors.checks import DoneCriteria, take_baseline
 from actors.opencode_client import OpencodeClient
 from actors.sse_reader import SseReaderActor
 from actors.termination import PromptOptions
+from core.protocol import WireV2
 from messages.pipeline import Tracked
 from messages.records import Notice
 from messages.server import ServerReady
@@ -32,7 +33,7 @@ from runner.phase import load_phase
 from runner.phase.derive import banner, permission_policy, termination_policy
 from runner.servers.streams import StreamHub
 from runner.supervisor.wiring import Outputs, SessionActors, ViewOptions, Wiring
-from tests.bench.sse_server import VERSION
+from tests.bench.sse_server import VERSIONS
 from tests.bench.stream import ROOT
 
 STOP_TIMEOUT = 10.0
@@ -99,7 +100,9 @@ def phase_file(root: Path) -> Path:
 class PhaseActors:
     """The actors of one phase on `url`'s stream (a context manager; see the module doc)."""
 
-    def __init__(self, url: str, root: Path, *, mode: str, out: TextIO | Any) -> None:
+    def __init__(
+        self, url: str, root: Path, *, mode: str, out: TextIO | Any, line: int = 1
+    ) -> None:
         self.spec = spec = load_phase(phase_file(root))
         self.transcript = Path(spec.output.transcript)
         self.watch = EndWatch()
@@ -107,7 +110,9 @@ class PhaseActors:
         self._url = url
         self._wiring = Wiring(self.control.append)
         self._view = ViewOptions(mode=mode, out=out)
-        self._client = OpencodeClient(url, password=None, directory=str(spec.directory))
+        wire = WireV2() if line == 2 else None  # as `capabilities(version).protocol` picks it
+        self._client = OpencodeClient(url, password=None, directory=str(spec.directory), wire=wire)
+        self._version = VERSIONS[line]
         self._reader: pykka.ActorRef | None = None
 
     def __enter__(self) -> PhaseActors:
@@ -172,5 +177,10 @@ class PhaseActors:
 
     def _ready(self) -> ServerReady:
         return ServerReady(
-            url=self._url, version=VERSION, password=None, pid=None, log_path=None, attached=True
+            url=self._url,
+            version=self._version,
+            password=None,
+            pid=None,
+            log_path=None,
+            attached=True,
         )

@@ -59,14 +59,16 @@ def percentile(ordered: list[int], fraction: float) -> int:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
-    """Print p50, p99 and max in ms and how many deltas were measured; return the figures."""
+def run(out: Callable[[str], None], sizes: Sizes, line: int = 1) -> dict[str, Any]:
+    """Print p50, p99 and max in ms and how many deltas were measured; return the figures.
+    `line=2`: opencode 2.x's deltas (`session.text.delta`), decoded as the runner does."""
     sink = StampSink()
     sent = round(sizes.rate * sizes.seconds)
+    argv = ("--line", str(line), "paced", str(sizes.rate), str(sizes.seconds))
     with (
-        SseServer("paced", str(sizes.rate), str(sizes.seconds)) as server,
+        SseServer(*argv) as server,
         tempfile.TemporaryDirectory(prefix="runner-latency-") as tmp,
-        PhaseActors(server.url, Path(tmp), mode="plain", out=sink) as phase,
+        PhaseActors(server.url, Path(tmp), mode="plain", out=sink, line=line) as phase,
     ):
         phase.start()
         phase.drain(sizes.seconds + DRAIN_TIMEOUT)

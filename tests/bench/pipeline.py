@@ -50,9 +50,10 @@ class Sizes:
 # -- over loopback ---------------------------------------------------------------------------------
 
 
-def bare_loop(url: str) -> int:
+def bare_loop(url: str, line: int = 1) -> int:
     """The plain single loop a script would write: split on blank lines, `json.loads`."""
-    with requests.get(url + "/event", stream=True, timeout=(5, TIMEOUT)) as response:
+    route = "/api/event" if line == 2 else "/event"
+    with requests.get(url + route, stream=True, timeout=(5, TIMEOUT)) as response:
         return baseline(response.iter_content(chunk_size=65536))
 
 
@@ -66,9 +67,9 @@ class ProductRun:
     fell_behind: int  # times the tracker dropped batches (and resynced them)
 
 
-def product(server: SseServer, root: Path) -> ProductRun:
+def product(server: SseServer, root: Path, line: int = 1) -> ProductRun:
     """The phase's actors on the server's stream, printing NDJSON (`--json`) to a null sink."""
-    with PhaseActors(server.url, root, mode="json", out=NullSink()) as phase:
+    with PhaseActors(server.url, root, mode="json", out=NullSink(), line=line) as phase:
         server.arm()
         start = time.perf_counter()
         phase.start()
@@ -78,19 +79,20 @@ def product(server: SseServer, root: Path) -> ProductRun:
     return ProductRun(seconds, watch.forwarded, phase.transcript_events(), watch.fell_behind)
 
 
-def _loopback(sizes: Sizes, framing: str) -> dict[str, Any]:
+def _loopback(sizes: Sizes, framing: str, line: int = 1) -> dict[str, Any]:
     """Bare loop and product alternately, `repeats` times each, on one server."""
     bare: list[float] = []
     runs: list[ProductRun] = []
     counts: set[int] = set()
-    with SseServer("replay", str(sizes.events), "--framing", framing) as server:
+    argv = ("--line", str(line), "replay", str(sizes.events), "--framing", framing)
+    with SseServer(*argv) as server:
         for index in range(sizes.repeats):
             server.arm()
             start = time.perf_counter()
-            counts.add(bare_loop(server.url))
+            counts.add(bare_loop(server.url, line))
             bare.append(time.perf_counter() - start)
             with tempfile.TemporaryDirectory(prefix=f"runner-pipe-{index}-") as tmp:
-                runs.append(product(server, Path(tmp)))
+                runs.append(product(server, Path(tmp), line))
     (events,) = counts
     product_s = statistics.median(run.seconds for run in runs)
     bare_s = statistics.median(bare)
@@ -229,6 +231,27 @@ def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
         "loopback": real,
         "loopback_64k_chunks": batched,
         "in_memory": memory,
+    }
+
+
+def run_2(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
+    """The loopback figures on opencode 2.x's stream (its captures, its envelope, decoded into
+    the runner's events by `EventsV2` on the reader's thread)."""
+    real = _loopback(sizes, "event", line=2)
+    out(
+        f"  loopback, one HTTP chunk per event, 2.x's events: {real['events']:,} events,"
+        f" median of {sizes.repeats} alternating runs"
+    )
+    out(f"  {'path':<40} {'seconds':>8} {'events/s':>10} {'ratio':>6}")
+    _row(out, "bare loop (requests, split, json.loads)", real["baseline_s"], real["events"], 1)
+    _row(out, "runner pipeline (reader ... renderer)", real["runner_s"], real["events"], real)
+    _product_note(out, real)
+    return {
+        "runner_eps": real["runner_eps"],
+        "baseline_eps": real["baseline_eps"],
+        "ratio": real["ratio"],
+        "events": real["events"],
+        "loopback": real,
     }
 
 

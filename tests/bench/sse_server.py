@@ -12,6 +12,9 @@ headers and then nothing until the client goes. The few other routes the actors 
 minimal JSON: `GET /session/status` -> {}, `GET /session/{id}/message` -> [], `GET
 /global/health` -> healthy, any `POST` (abort, permission replies, question rejections) -> true.
 
+`--line 2` serves opencode 2.x's stream instead (`GET /api/event`, 2.x's events and envelope),
+and its few routes: `GET /api/session/active` -> {}, any other `GET /api/...` -> `{"data": []}`.
+
 `SseServer` starts it from a benchmark (a separate process, like opencode: its sending never
 competes with the measured client for the interpreter).
 """
@@ -41,6 +44,7 @@ from tests.bench.stream import (
 from tests.helpers import PROJECT_ROOT
 
 VERSION = "1.18.33"
+VERSIONS = {1: VERSION, 2: "2.1.2"}
 _MESSAGES = re.compile(r"^/session/[^/]+/message$")
 _END = b"0\r\n\r\n"
 
@@ -53,8 +57,9 @@ def chunked(pieces: list[bytes]) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, line: int = 1) -> None:
         self.source = source
+        self.line = line
         self.armed = threading.Semaphore(0)
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -79,8 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/event":
+        if path == ("/api/event" if self.server.line == 2 else "/event"):
             self._stream()
+        elif self.server.line == 2:
+            self._json({} if path == "/api/session/active" else {"data": []})
         elif path == "/global/health":
             self._json({"healthy": True, "version": VERSION})
         elif path == "/session/status":
@@ -119,9 +126,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def replay(events: int, framing: str) -> Any:
+def replay(events: int, framing: str, line: int = 1) -> Any:
     """The captures' stream, prebuilt and written at once (one chunk per event, or 64 KiB)."""
-    data, _count = stream_data(events)
+    data, _count = stream_data(events, line)
     if framing == "event":
         body = chunked(event_frames(data))
     else:
@@ -133,18 +140,18 @@ def replay(events: int, framing: str) -> Any:
     return send
 
 
-def paced(rate: float, seconds: float) -> Any:
+def paced(rate: float, seconds: float, line: int = 1) -> Any:
     """The delta preamble, then `rate` deltas a second for `seconds`, each stamped as sent."""
     count = round(rate * seconds)
 
     def send(out: Any) -> None:
-        out.write(chunked([sse_frame(event) for event in delta_preamble()])[: -len(_END)])
+        out.write(chunked([sse_frame(event) for event in delta_preamble(line)])[: -len(_END)])
         start = time.perf_counter()
         for index in range(count):
             delay = start + index / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            frame = sse_frame(delta_event(f"t{time.perf_counter_ns()} "))
+            frame = sse_frame(delta_event(f"t{time.perf_counter_ns()} ", line))
             out.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         out.write(_END)
 
@@ -154,6 +161,7 @@ def paced(rate: float, seconds: float) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Serve until stdin closes."""
     parser = argparse.ArgumentParser(prog="python -m tests.bench.sse_server")
+    parser.add_argument("--line", type=int, choices=(1, 2), default=1, help="opencode's line")
     modes = parser.add_subparsers(dest="mode", required=True)
     replaying = modes.add_parser("replay")
     replaying.add_argument("events", type=int)
@@ -163,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     pacing.add_argument("seconds", type=float)
     args = parser.parse_args(argv)
     if args.mode == "replay":
-        server = _Server(replay(args.events, args.framing))
+        server = _Server(replay(args.events, args.framing, args.line), args.line)
     else:
-        server = _Server(paced(args.rate, args.seconds))
+        server = _Server(paced(args.rate, args.seconds, args.line), args.line)
         server.armed.release()
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     print(f"http://127.0.0.1:{server.server_port}", flush=True)

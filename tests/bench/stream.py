@@ -6,6 +6,7 @@ messages in every copy instead of ignoring finalised repeats. Every session id b
 root session, so the whole stream belongs to the tracked session tree (one long session).
 `event_frames` cuts a body into its events (opencode writes one HTTP chunk each). The latency
 benchmark's stream is built here too: a text part of the root session, then its deltas.
+`line=2` builds each from opencode 2.x's captures and shapes (`tests/fixtures/captures-2`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from tests.helpers import CAPTURES
+from tests.helpers import CAPTURES, PROJECT_ROOT
+
+CAPTURES_2 = PROJECT_ROOT / "tests" / "fixtures" / "captures-2"
 
 ROOT = "ses_benchroot"
 CHUNK_SIZE = 64 * 1024
@@ -38,38 +41,38 @@ class Stream:
         return sum(map(len, self.chunks))
 
 
-def recorded_payloads() -> list[str]:
-    """The `data:` payload of every event of every `/event` capture, in file order."""
+def recorded_payloads(line: int = 1) -> list[str]:
+    """The `data:` payload of every event of every event-stream capture, in file order."""
     payloads = []
-    for path in sorted(CAPTURES.glob("*.event.jsonl")):
-        for line in path.read_text().splitlines():
-            for raw in json.loads(line)["raw"]:
+    for path in sorted((CAPTURES_2 if line == 2 else CAPTURES).glob("*.event.jsonl")):
+        for record in path.read_text().splitlines():
+            for raw in json.loads(record)["raw"]:
                 if raw.startswith("data: "):
                     payloads.append(raw[6:])
     return payloads
 
 
 @cache
-def _template() -> tuple[str, int]:
+def _template(line: int) -> tuple[str, int]:
     """One copy of the captures as SSE text, ids marked for their per-copy suffix."""
-    payloads = recorded_payloads()
+    payloads = recorded_payloads(line)
     text = "".join(f"data: {payload}\n\n" for payload in payloads)
     text = _SESSIONS.sub(f'"{ROOT}"', text)
     return _IDS.sub(rf'"\1_\2_{_MARK}"', text), len(payloads)
 
 
-def stream_data(min_events: int) -> tuple[bytes, int]:
+def stream_data(min_events: int, line: int = 1) -> tuple[bytes, int]:
     """At least `min_events` events (whole copies of the captures) as one SSE body, and the
     number of events it holds."""
-    template, per_copy = _template()
+    template, per_copy = _template(line)
     copies = math.ceil(min_events / per_copy)
     data = "".join(template.replace(_MARK, f"c{copy}") for copy in range(copies)).encode()
     return data, copies * per_copy
 
 
-def build_stream(min_events: int, chunk_size: int = CHUNK_SIZE) -> Stream:
+def build_stream(min_events: int, chunk_size: int = CHUNK_SIZE, line: int = 1) -> Stream:
     """At least `min_events` events (whole copies of the captures), split in `chunk_size`."""
-    data, events = stream_data(min_events)
+    data, events = stream_data(min_events, line)
     chunks = tuple(data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
     return Stream(chunks=chunks, events=events)
 
@@ -86,8 +89,16 @@ DELTA_MESSAGE = "msg_benchlatency"
 DELTA_PART = "prt_benchlatency"
 
 
-def delta_preamble() -> list[dict[str, Any]]:
+def delta_preamble(line: int = 1) -> list[dict[str, Any]]:
     """What precedes the deltas: the connection, the root's assistant message, its text part."""
+    if line == 2:  # a step of the root (its assistant message) and its text, in 2.x's envelope
+        step = {"sessionID": ROOT, "assistantMessageID": DELTA_MESSAGE, "agent": "build"}
+        text = {"sessionID": ROOT, "assistantMessageID": DELTA_MESSAGE, "ordinal": 0}
+        return [
+            {"id": "evt_benchconnected", "type": "server.connected", "data": {}},
+            _event_2("session.step.started", {**step, "model": {"id": "m", "providerID": "p"}}),
+            _event_2("session.text.started", text),
+        ]
     info = {"id": DELTA_MESSAGE, "role": "assistant", "sessionID": ROOT, "time": {"created": 0}}
     part = {"id": DELTA_PART, "messageID": DELTA_MESSAGE, "sessionID": ROOT, "type": "text"}
     return [
@@ -100,8 +111,11 @@ def delta_preamble() -> list[dict[str, Any]]:
     ]
 
 
-def delta_event(text: str) -> dict[str, Any]:
-    """One `message.part.delta` of the preamble's text part."""
+def delta_event(text: str, line: int = 1) -> dict[str, Any]:
+    """One `message.part.delta` of the preamble's text part (2.x: `session.text.delta`)."""
+    if line == 2:
+        data = {"sessionID": ROOT, "assistantMessageID": DELTA_MESSAGE, "ordinal": 0}
+        return _event_2("session.text.delta", {**data, "delta": text})
     props = {"sessionID": ROOT, "messageID": DELTA_MESSAGE, "partID": DELTA_PART}
     return {"type": "message.part.delta", "properties": {**props, "field": "text", "delta": text}}
 
@@ -109,3 +123,8 @@ def delta_event(text: str) -> dict[str, Any]:
 def sse_frame(event: dict[str, Any]) -> bytes:
     """One event as the bytes of its SSE frame."""
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _event_2(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An opencode 2.x event in its envelope."""
+    return {"id": "evt_bench", "created": 0, "type": kind, "location": {}, "data": data}

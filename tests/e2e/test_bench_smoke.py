@@ -20,7 +20,9 @@ REQUIRED = {
     "wall": ("runner_s", "opencode_run_s", "ratio"),
     "wall_2": ("runner_s", "opencode_run_s", "ratio"),
     "pipeline": ("runner_eps", "baseline_eps", "ratio"),
+    "pipeline_2": ("runner_eps", "baseline_eps", "ratio"),
     "latency_ms": ("p50", "p99"),
+    "latency_ms_2": ("p50", "p99"),
     "rss_kib": ("10k", "100k"),
     "server_stop": ("median_s",),
 }
@@ -62,3 +64,5 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert results["server_stop"]["install_took_sigterm"] == 1  # it stopped mid-install
     loopback = results["pipeline"]["loopback"]
     assert loopback["runner_transcript_events"] == loopback["runner_forwarded"] > 0
+    on_two = results["pipeline_2"]["loopback"]  # 2.x's events reached the tree and the file
+    assert on_two["runner_transcript_events"] == on_two["runner_forwarded"] > 0
