@@ -196,15 +196,7 @@ def _in_memory(stream: Stream, repeats: int) -> dict[str, dict[str, float]]:
 
 def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
     """Print every path's events/s and ratio; return the figures (`results.json`'s `pipeline`)."""
-    real = _loopback(sizes, "event")
-    out(
-        f"  loopback, one HTTP chunk per event (as opencode sends): {real['events']:,} events,"
-        f" median of {sizes.repeats} alternating runs"
-    )
-    out(f"  {'path':<40} {'seconds':>8} {'events/s':>10} {'ratio':>6}")
-    _row(out, "bare loop (requests, split, json.loads)", real["baseline_s"], real["events"], 1)
-    _row(out, "runner pipeline (reader ... renderer)", real["runner_s"], real["events"], real)
-    _product_note(out, real)
+    real = _headline(out, sizes, 1, "(as opencode sends)")
     batched = _loopback(sizes, "64k")
     out("  loopback, 64 KiB HTTP chunks (many events per read):")
     _row(out, "bare loop", batched["baseline_s"], batched["events"], 1)
@@ -237,15 +229,7 @@ def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
 def run_2(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
     """The loopback figures on opencode 2.x's stream (its captures, its envelope, decoded into
     the runner's events by `EventsV2` on the reader's thread)."""
-    real = _loopback(sizes, "event", line=2)
-    out(
-        f"  loopback, one HTTP chunk per event, 2.x's events: {real['events']:,} events,"
-        f" median of {sizes.repeats} alternating runs"
-    )
-    out(f"  {'path':<40} {'seconds':>8} {'events/s':>10} {'ratio':>6}")
-    _row(out, "bare loop (requests, split, json.loads)", real["baseline_s"], real["events"], 1)
-    _row(out, "runner pipeline (reader ... renderer)", real["runner_s"], real["events"], real)
-    _product_note(out, real)
+    real = _headline(out, sizes, 2, "2.x's events")
     return {
         "runner_eps": real["runner_eps"],
         "baseline_eps": real["baseline_eps"],
@@ -253,6 +237,20 @@ def run_2(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
         "events": real["events"],
         "loopback": real,
     }
+
+
+def _headline(out: Callable[[str], None], sizes: Sizes, line: int, what: str) -> dict[str, Any]:
+    """The figures that count (one HTTP chunk per event, over loopback), printed."""
+    real = _loopback(sizes, "event", line)
+    out(
+        f"  loopback, one HTTP chunk per event, {what}: {real['events']:,} events,"
+        f" median of {sizes.repeats} alternating runs"
+    )
+    out(f"  {'path':<40} {'seconds':>8} {'events/s':>10} {'ratio':>6}")
+    _row(out, "bare loop (requests, split, json.loads)", real["baseline_s"], real["events"], 1)
+    _row(out, "runner pipeline (reader ... renderer)", real["runner_s"], real["events"], real)
+    _product_note(out, real)
+    return real
 
 
 def _row(out: Callable[[str], None], name: str, seconds: float, events: int, base: Any) -> None:
