@@ -73,7 +73,10 @@ class OpencodeClient:
         return bool(self.send(self.wire.dispose_instance()))
 
     def tool_ids(self) -> list[str]:
-        """Every tool the server offers (MCP and plugins' too)."""
+        """Every tool the server offers (MCP and plugins' too); a line's fixed set when it
+        lists none (no request then: it would hold up the start of a cold server)."""
+        if self.wire.fixed_tools is not None:
+            return list(self.wire.fixed_tools)
         return [str(tool) for tool in self.send(self.wire.tool_ids()) or ()]
 
     def agents(self) -> list[dict[str, Any]]:

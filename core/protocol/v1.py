@@ -24,6 +24,8 @@ PROMPT_OPTIONS = ("agent", "system", "variant", "tools", "messageID", "format")
 class WireV1:
     """The requests of opencode 1.x."""
 
+    fixed_tools = None  # `GET /experimental/tool/ids` lists them, MCP and plugins' too
+
     def __init__(self, capabilities: Capabilities | None = None) -> None:
         self.capabilities = capabilities
 

@@ -107,6 +107,8 @@ def _status(answer: Any) -> dict[str, dict[str, Any]]:
 class WireV2:
     """The requests of opencode 2.x."""
 
+    fixed_tools = TOOLS  # 2.x lists no tools: no request is spent on them (`tool_ids`)
+
     def __init__(self, capabilities: Capabilities | None = None) -> None:
         self.capabilities = capabilities
 

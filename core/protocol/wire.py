@@ -44,6 +44,9 @@ class Request:
 class Wire(Protocol):
     """Every request the runner makes of one opencode line."""
 
+    # The tools of a line that cannot list them (2.x: a fixed set); None: ask `tool_ids`.
+    fixed_tools: tuple[str, ...] | None
+
     def health(self) -> Request:
         """The server's health and version."""
 

@@ -10,6 +10,7 @@ from requests.adapters import BaseAdapter
 
 from actors.opencode_client import OpencodeClient, split_model
 from core.errors import RequestTimeoutError, ServerUnreachableError, UpstreamHTTPError
+from core.protocol import WireV2
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -195,3 +196,12 @@ def test_split_model(model, expected):
 def test_split_model_rejects_malformed(model):
     with pytest.raises(ValueError, match="provider/model"):
         split_model(model)
+
+
+def test_a_line_whose_tools_are_fixed_spends_no_request_on_them():
+    client, adapter = make_client({("GET", "/experimental/tool/ids"): (200, ["read", "mcp_x"], {})})
+    assert client.tool_ids() == ["read", "mcp_x"]  # 1.x lists them, MCP's too
+    assert len(adapter.sent) == 1
+    client.wire = WireV2()
+    assert client.tool_ids() == list(WireV2.fixed_tools)
+    assert len(adapter.sent) == 1  # 2.x lists none: nothing was asked of a cold server
