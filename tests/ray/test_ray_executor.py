@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from actors.process import binary_version, resolve_binary
 from tests.helpers import PROJECT_ROOT, make_project
 from tests.ray.conftest import ours
 
@@ -101,6 +102,8 @@ def test_four_phases_on_both_nodes_with_every_file_on_the_driver(cluster, tmp_pa
     found = results(tmp_path)
     assert sorted(found) == sorted(names)
     assert {r["verdict"] for r in found.values()} == {"done"}
+    # the nodes ran the opencode the driver names (`RUNNER_OPENCODE`: 2.x too)
+    assert {r["server_version"] for r in found.values()} == {binary_version(resolve_binary(None))}
     assert len({r["executor"]["node"] for r in found.values()}) == 2  # both nodes ran phases
     assert cluster.second_id in {r["executor"]["node"] for r in found.values()}
     for name, result in found.items():
