@@ -46,6 +46,7 @@ SUMMARY_TEXT = (
     "## Work State\n- mock turns so far: {turns}"
 )
 _TURNS_SO_FAR = re.compile(r"mock turns so far: (\d+)")
+_CONTINUE = "The previous response was interrupted."  # 2.x, after a response cut mid-stream
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,12 +106,18 @@ def first_user_text(body: Any) -> str:
 
 def turn_index(body: Any) -> int:
     """The 0-based turn a request asks for: how many assistant messages it carries, counted on
-    from the turns a summary in a message of another role says came before it (2.x)."""
+    from the turns a summary in a message of another role says came before it (2.x), less the
+    answers cut mid-stream that 2.x keeps and asks to continue (a retry of the same turn)."""
     messages, start, before = _messages(body), 0, 0
     for index, message in enumerate(messages):
         if _role(message) != "assistant" and (said := _TURNS_SO_FAR.search(message_text(message))):
             start, before = index + 1, int(said.group(1))
-    return before + sum(_role(message) == "assistant" for message in messages[start:])
+    answers = sum(_role(message) == "assistant" for message in messages[start:])
+    cut = sum(
+        _role(message) == "user" and message_text(message).startswith(_CONTINUE)
+        for message in messages[start:]
+    )
+    return before + answers - cut
 
 
 class Dispatcher:

@@ -278,6 +278,9 @@ NOISE = frozenset(
         "session.tool.input.ended",
         "shell.created",
         "shell.exited",
+        # the prompt 2.x adds before it retries a response cut mid-stream ("The previous response
+        # was interrupted. Continue ..."): the retry status already says it
+        "session.synthetic",
         # a compaction's course: its end is `session.compacted`; a failed one fails the execution
         "session.compaction.started",
         "session.compaction.delta",

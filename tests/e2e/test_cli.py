@@ -272,6 +272,16 @@ def test_persistent_500_is_failed_with_the_provider_message(cli):
     assert "abort sweep done" in run.debug_log  # a phase that did not end done: sweep first
 
 
+def test_a_response_cut_mid_stream_is_retried_and_the_turn_ends_whole(cli):
+    words = ["alpha ", "beta ", "gamma ", "delta."]
+    run = cli({"turns": [{"text": words, "faults": [{"kind": "cut", "after_chunks": 2}]}]})
+    assert_consistent(run, "done", 0)
+    lines = run.stdout.splitlines()
+    assert "alpha beta gamma delta." in lines, run.stdout  # the retried answer, whole
+    assert [a["retries"] for a in run.result["attempts"]] == [1]
+    assert not [line for line in lines if "unknown event" in line], run.stdout
+
+
 @pytest.mark.serial  # the 3 s stall must fall inside a started turn: a loaded opencode starts late
 def test_stall_is_stalled_and_the_session_aborted(cli):
     run = cli(

@@ -561,6 +561,14 @@ def test_a_2_x_compaction_is_a_summary_in_its_template_and_the_turns_count_on_af
     assert dispatcher.decide({"messages": [checkpoint]}).turn.text == ("c",)
 
 
+def test_a_2_x_retry_of_a_response_cut_mid_stream_asks_for_the_same_turn_again():
+    cut = {"role": "assistant", "content": "alpha "}
+    go_on = {"role": "user", "content": "The previous response was interrupted. Continue from"}
+    first = _body("user")
+    again = {"messages": [*first["messages"], cut, go_on]}
+    assert turn_index(again) == turn_index(first) == 0
+
+
 def test_dispatcher_error_after_overrides_the_script_after_n_agent_requests():
     dispatcher = Dispatcher(parse_script([{"text": "a"}]), error_after=(500, 2))
     faults = [dispatcher.decide(_body("user")).fault for _ in range(4)]
