@@ -89,6 +89,18 @@ class Prespawned:
         remove_data_dir(self.data_dir)
 
 
+def rss_mib(pid: int) -> float | None:
+    """A process's resident memory in MiB (`VmRSS`), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def remove_data_dir(path: str | None) -> None:
     """Remove an isolated server's data folder (after the server stopped); never raises."""
     if path is not None:

@@ -14,8 +14,7 @@ from typing import Any
 from actors.process import Prespawned
 from runner.batch import board_for
 from runner.phase import PhaseSpec
-from runner.servers.keys import server_key
-from runner.servers.shared import servers_for
+from runner.servers.pool import ServerPool
 from runner.supervisor.handle import PhaseHandle, start_phase
 from runner.supervisor.result import PhaseResult
 
@@ -79,18 +78,25 @@ def run_here(
     options: dict[str, Any],
 ) -> list[PhaseResult]:
     """Run `specs` here, `parallel` at a time, each on the server its key names; the results
-    in order. The servers stop with the batch."""
-    servers = servers_for(specs, options.get("env") or {}, prespawned or {})
+    in order. The servers are leased from the batch's pool, recycled as they age, and stop
+    with the batch."""
+    pool = ServerPool(options.get("env") or {}, prespawned or {})
     batch = batch or Batch()
     options["board"] = board = board_for(options, parallel, len(specs))
 
     def one(spec: PhaseSpec) -> PhaseResult:
         prefix = spec.name if parallel > 1 else None
-        handle = start_phase(spec, server=servers[server_key(spec)], prefix=prefix, **options)
-        batch.add(handle)
-        result = handle.result()
-        batch.discard(handle)
-        return result
+        server = pool.lease(spec)
+        exit_code = 1
+        try:
+            handle = start_phase(spec, server=server, prefix=prefix, **options)
+            batch.add(handle)
+            result = handle.result()
+            batch.discard(handle)
+            exit_code = result.exit_code
+            return result
+        finally:
+            pool.release(server, exit_code=exit_code)
 
     results: list[PhaseResult] = []
     try:
@@ -100,5 +106,4 @@ def run_here(
         if board is not None:  # the table stays as the batch's summary
             board.stop()
         settled = bool(results) and all(result.exit_code == 0 for result in results)
-        for shared in servers.values():
-            shared.stop(quick=batch.cancelled is not None, settled=settled)
+        pool.close(quick=batch.cancelled is not None, settled=settled)

@@ -58,7 +58,7 @@ SECTIONS = {
         *("cost_usd", "tokens", "steps", "repeats", "compactions"),
     ),
     "timeouts": ("phase", "stall", "start", "outage", "silent"),
-    "server": ("attach", "opencode", "isolate"),
+    "server": ("attach", "opencode", "isolate", "recycle_after", "recycle_rss_mib"),
     "output": ("transcript", "result"),
 }
 TOP_KEYS = (
@@ -194,12 +194,23 @@ def _one_frontmatter(value: Any) -> FrontMatterCheck:
     return FrontMatterCheck(globs=globs, required=at("required", names, data.get("required")))
 
 
+_SERVER = ServerOptions()  # the defaults
+
+
 def _server(value: Any, *, ctx: Context) -> ServerOptions:
     data = keys(value, SECTIONS["server"])
     return ServerOptions(
         attach=at("attach", optional(loopback_url), data.get("attach")),
         opencode=at("opencode", optional(partial(_binary, ctx=ctx)), data.get("opencode")),
         isolate=at("isolate", flag, data.get("isolate", False)),
+        recycle_after=at(
+            "recycle_after", optional(at_least(1)), data.get("recycle_after", _SERVER.recycle_after)
+        ),
+        recycle_rss_mib=at(
+            "recycle_rss_mib",
+            optional(amount),
+            data.get("recycle_rss_mib", _SERVER.recycle_rss_mib),
+        ),
     )
 
 

@@ -80,6 +80,10 @@ class ServerOptions:
     attach: str | None = None
     opencode: str | None = None
     isolate: bool = False  # a fresh data folder for the run's server, removed afterwards
+    # A started server takes no new phase once it served this many, or holds this much memory
+    # (`runner.servers.pool`); None: never for that reason.
+    recycle_after: int | None = 100
+    recycle_rss_mib: float | None = 768
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

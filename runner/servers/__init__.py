@@ -6,6 +6,8 @@
   started once, watched, its phases' sessions aborted when they end badly, stopped with them;
   one event reader per directory and reading policy.
 - `streams`: `StreamHub`, which hands a reader's batches and news to each phase on it.
+- `pool`: `ServerPool`, a batch's servers leased one phase at a time, recycled when they have
+  served `server.recycle_after` phases or hold `server.recycle_rss_mib`, replaced when dead.
 
 The process itself is the server actor's (`actors.server.ServerActor`, over `actors.process`).
 Nothing is imported here: the CLI imports `keys` before opencode starts, and `shared` is heavy.

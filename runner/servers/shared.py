@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -26,8 +26,6 @@ from core.errors import RunnerError
 from core.protocol import wire_for
 from messages.server import ServerExited, ServerFailed, ServerReady
 from runner._logs import logger
-from runner.phase import PhaseSpec
-from runner.servers.keys import server_key, server_spec
 from runner.servers.streams import StreamHub
 
 _SLICE = 0.1  # how often a waiting phase looks at its cancel flag
@@ -68,6 +66,12 @@ class SharedServer:
             raise StartFailedError(self._failure)
         assert self._ready is not None
         return self._ready
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, once it is up (None for an attached one)."""
+        ready = self._ready
+        return ready.pid if ready is not None else None
 
     @property
     def failed(self) -> bool:
@@ -198,19 +202,6 @@ def stream_key(
     """What makes two phases' event readers interchangeable: the directory, how the stream
     is kept up, and what is masked."""
     return (client.directory or "", policy, secrets)
-
-
-def servers_for(
-    specs: list[PhaseSpec], env: Mapping[str, str], prespawned: Mapping[Any, Prespawned]
-) -> dict[Any, SharedServer]:
-    """One server per distinct `server_key`: phases share a server when they ask for the same
-    (adopting the one the caller already started for that key, if any)."""
-    servers: dict[tuple[Any, ...], SharedServer] = {}
-    for spec in specs:
-        key = server_key(spec)
-        if key not in servers:
-            servers[key] = SharedServer(server_spec(spec, env), prespawned.get(key))
-    return servers
 
 
 class StartFailedError(RunnerError):

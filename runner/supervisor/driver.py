@@ -139,6 +139,7 @@ class Supervisor:
         spec, facts = self.spec, self._facts
         facts.server_version = ready.version
         facts.server_url = ready.url
+        facts.server_pid = None if ready.attached else ready.pid
         facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
         environ = {**os.environ, **(self.options.env or {})}

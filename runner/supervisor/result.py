@@ -34,6 +34,7 @@ class RunFacts:
     session_id: str | None = None
     server_version: str | None = None
     server_url: str | None = None
+    server_pid: int | None = None  # None when attached
     server_capabilities: dict[str, Any] | None = None
     server_log_tail: tuple[str, ...] = ()
     reconnects: int = 0
@@ -61,6 +62,7 @@ class PhaseResult:
     duration: float = 0.0
     server_version: str | None = None
     server_url: str | None = None
+    server_pid: int | None = None  # the server it ran on (None: attached), with `server_url`
     server_capabilities: dict[str, Any] | None = None
     transcript: str | None = None
     result_path: str | None = None
@@ -101,6 +103,7 @@ class PhaseResult:
             duration=round(facts.duration, 3),
             server_version=facts.server_version,
             server_url=facts.server_url,
+            server_pid=facts.server_pid,
             server_capabilities=facts.server_capabilities,
             transcript=facts.transcript,
             result_path=facts.result_path,

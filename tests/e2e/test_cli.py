@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -372,6 +373,17 @@ def test_three_phases_in_parallel_share_one_server(cli):
     batch = json.loads(Path(written).read_text())
     assert batch["exit_code"] == 0
     assert sorted(row["phase"] for row in batch["phases"]) == ["par0", "par1", "par2"]
+
+
+def test_a_server_is_recycled_after_the_phases_it_may_serve_and_none_is_left(cli):
+    script = {"turns": [{"text": "Recycled hello."}]}
+    phases = [cli.write_phase(name=f"rec{i}", server={"recycle_after": 2}) for i in range(5)]
+    run = cli(script, phases=phases, args=("--parallel", "2"))
+    assert run.code == 0, run.stdout[-3000:]
+    assert sorted(r["verdict"] for r in run.results) == ["done"] * 5
+    by_server = Counter((r["server_url"], r["server_pid"]) for r in run.results)
+    assert sorted(by_server.values()) == [1, 2, 2]  # 2 phases a server, the last one alone
+    assert [pid for _url, pid in by_server if alive(pid)] == []  # each stopped
 
 
 def test_commands_the_agent_detached_do_not_outlive_the_run(cli):

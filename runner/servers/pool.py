@@ -1,0 +1,153 @@
+"""ServerPool: a batch's opencode servers, leased one session at a time and recycled.
+
+opencode's memory grows with the sessions a server has served (about 0.8 GiB after 2 of the
+Ray benchmark's phases, 1.6 GiB after 20), so a batch of hundreds of phases on one server runs
+a machine out of memory. The phases of a `run_phases` call that ask for the same server
+(`server_key`) lease it from the pool, one phase at a time each; the pool counts the phases each
+server has been leased to and reads its resident memory at every lease. A server that has
+served `server.recycle_after` phases, or whose memory passed `server.recycle_rss_mib`, takes no
+new lease: its running phases finish on it (it drains), then it stops, and the next lease
+starts a fresh one. A server that could not start or died is replaced the same way at the next
+lease: the phases that ran on it end `failed` with its log, the later ones run on a new one.
+
+`Recycling` is the decision, pure; `ServerPool` holds the servers, under one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.process import Prespawned, rss_mib
+from runner._logs import logger
+from runner.phase import PhaseSpec
+from runner.servers.keys import server_key, server_spec
+from runner.servers.shared import STOP_TIMEOUT, SharedServer
+
+
+@dataclass(frozen=True, slots=True)
+class Recycling:
+    """When a server takes no new lease (None: never for that reason)."""
+
+    after: int | None = None  # phases served
+    rss_mib: float | None = None  # resident memory
+
+    @classmethod
+    def of(cls, spec: PhaseSpec) -> Recycling:
+        """The phase's `server.recycle_after` and `server.recycle_rss_mib`."""
+        return cls(after=spec.server.recycle_after, rss_mib=spec.server.recycle_rss_mib)
+
+    def why(self, served: int, rss: float | None) -> str | None:
+        """Why a server that served `served` phases and holds `rss` MiB is retired, or None."""
+        if self.after is not None and served >= self.after:
+            return f"it served {served} phase(s) (recycle_after {self.after})"
+        if self.rss_mib is not None and rss is not None and rss >= self.rss_mib:
+            return f"it holds {rss:.0f} MiB (recycle_rss_mib {self.rss_mib:g})"
+        return None
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One server of the pool and what the pool knows of it."""
+
+    server: SharedServer
+    number: int  # the key's how-many-th server: 1, 2, ...
+    served: int = 0  # phases leased
+    running: int = 0  # phases on it now
+    settled: bool = True  # every phase that ended on it ended with exit code 0
+    retired: bool = False  # takes no new lease; stops when its last phase ends
+    phases: list[str] = field(default_factory=list)
+
+
+class ServerPool:
+    """The servers of one batch, per `server_key`: the current one takes the leases."""
+
+    def __init__(self, env: Mapping[str, str], prespawned: Mapping[Any, Prespawned]) -> None:
+        self._env = dict(env)
+        self._prespawned = dict(prespawned)  # the CLI's early servers, one per key at most
+        self._lock = threading.Lock()
+        self._current: dict[tuple[Any, ...], _Slot] = {}
+        self._slots: dict[int, _Slot] = {}  # id(server) -> its slot, retired ones too
+        self._started: dict[tuple[Any, ...], int] = {}
+        self._stopping: list[threading.Thread] = []  # retired servers stopping, joined at close
+
+    def lease(self, spec: PhaseSpec) -> SharedServer:
+        """The server `spec` runs on: the key's current one, unless it must be recycled (then a
+        new one, started by the phase as it waits for it)."""
+        key = server_key(spec)
+        with self._lock:
+            slot = self._current.get(key)
+            if slot is not None and (why := self._retire_why(slot, Recycling.of(spec))):
+                logger.debug("server {} of {} is recycled: {}", slot.number, spec.name, why)
+                self._retire(key, slot)
+                slot = None
+            if slot is None:
+                slot = self._new(key, spec)
+            slot.served += 1
+            slot.running += 1
+            slot.phases.append(spec.name)
+            return slot.server
+
+    def release(self, server: SharedServer, *, exit_code: int) -> None:
+        """A phase on `server` ended; a retired server stops with its last phase."""
+        with self._lock:
+            slot = self._slots[id(server)]
+            slot.running -= 1
+            slot.settled = slot.settled and exit_code == 0
+            if slot.retired and slot.running == 0:
+                self._stop(slot)
+
+    def close(self, *, quick: bool, settled: bool) -> None:
+        """Stop every server (`quick`: the batch was interrupted)."""
+        with self._lock:
+            slots, self._slots, self._current = list(self._slots.values()), {}, {}
+            unused = [early for key, early in self._prespawned.items() if key not in self._started]
+            stopping, self._stopping = self._stopping, []
+        for slot in slots:
+            slot.server.stop(quick=quick, settled=settled and slot.settled)
+        for early in unused:  # started early for phases that never came
+            early.discard()
+        for thread in stopping:
+            thread.join(STOP_TIMEOUT)
+
+    def servers(self) -> list[dict[str, Any]]:
+        """What the pool holds now, for a status line or a test."""
+        with self._lock:
+            return [
+                {"number": s.number, "served": s.served, "running": s.running, "retired": s.retired}
+                for s in self._slots.values()
+            ]
+
+    def _retire_why(self, slot: _Slot, recycling: Recycling) -> str | None:
+        if slot.server.failed:
+            return "it could not start or died"
+        rss = rss_mib(slot.server.pid) if slot.server.pid is not None else None
+        return recycling.why(slot.served, rss)
+
+    def _retire(self, key: tuple[Any, ...], slot: _Slot) -> None:
+        slot.retired = True
+        del self._current[key]
+        if slot.running == 0:  # nobody left on it: it stops now
+            self._stop(slot)
+
+    def _stop(self, slot: _Slot) -> None:
+        """Stop a retired server on a thread of its own (a phase never waits for it); `close`
+        waits for it. Called under the lock."""
+        del self._slots[id(slot.server)]
+        thread = threading.Thread(
+            target=slot.server.stop,
+            kwargs={"settled": slot.settled},
+            name=f"stop-server-{slot.number}",
+            daemon=True,
+        )
+        self._stopping.append(thread)
+        thread.start()
+
+    def _new(self, key: tuple[Any, ...], spec: PhaseSpec) -> _Slot:
+        number = self._started[key] = self._started.get(key, 0) + 1
+        early = self._prespawned.get(key) if number == 1 else None
+        slot = _Slot(SharedServer(server_spec(spec, self._env), early), number)
+        self._current[key] = self._slots[id(slot.server)] = slot
+        return slot

@@ -1,0 +1,97 @@
+"""The batch's server pool: leases, recycling and replacement, with stand-in servers (no
+opencode: `SharedServer` is replaced by a recorder)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import ClassVar
+
+import pytest
+
+from runner.phase import load_phase
+from runner.servers import pool as pool_module
+from runner.servers.pool import Recycling, ServerPool
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class FakeServer:
+    """What the pool asks of a `SharedServer`."""
+
+    made: ClassVar[list[FakeServer]] = []
+
+    def __init__(self, spec, prespawned=None) -> None:
+        self.spec, self.prespawned = spec, prespawned
+        self.failed = False
+        self.pid = None
+        self.stops: list[dict] = []
+        self.stopped = threading.Event()
+        FakeServer.made.append(self)
+
+    def stop(self, **how) -> None:
+        self.stops.append(how)
+        self.stopped.set()
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    FakeServer.made = []
+    monkeypatch.setattr(pool_module, "SharedServer", FakeServer)
+    return ServerPool({}, {})
+
+
+@pytest.fixture
+def spec(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: p\nprompt: Go.\ndirectory: {tmp_path}\n")
+    return load_phase(path)
+
+
+def recycled(spec, **server):
+    return replace(spec, server=replace(spec.server, **server))
+
+
+def test_recycling_says_why_a_server_takes_no_new_phase():
+    rules = Recycling(after=3, rss_mib=1024)
+    assert rules.why(2, 1023.0) is None
+    assert rules.why(3, 10.0) == "it served 3 phase(s) (recycle_after 3)"
+    assert rules.why(1, 1024.0) == "it holds 1024 MiB (recycle_rss_mib 1024)"
+    assert Recycling().why(10_000, 1e9) is None  # both off
+    assert rules.why(1, None) is None  # memory unknown (attached, or gone)
+
+
+def test_phases_share_a_server_until_it_served_its_share(pool, spec):
+    two = recycled(spec, recycle_after=2)
+    first, second = pool.lease(two), pool.lease(two)
+    assert first is second
+    third = pool.lease(two)  # the first served 2 phases: a new one
+    assert third is not first
+    assert first.stops == []  # two phases still run on it: it drains
+    pool.release(first, exit_code=0)
+    assert first.stops == []
+    pool.release(second, exit_code=0)
+    assert first.stopped.wait(5)  # its last phase ended: it stops, settled
+    assert first.stops == [{"settled": True}]
+    pool.release(third, exit_code=1)
+    pool.close(quick=False, settled=False)
+    assert third.stops == [{"quick": False, "settled": False}]
+
+
+def test_a_dead_server_is_replaced_at_the_next_lease(pool, spec):
+    first = pool.lease(spec)
+    pool.release(first, exit_code=1)
+    first.failed = True  # it died under its phase
+    second = pool.lease(spec)
+    assert second is not first
+    assert first.stopped.wait(5)  # nobody ran on it any more
+    assert first.stops == [{"settled": False}]
+    pool.release(second, exit_code=0)
+    pool.close(quick=False, settled=True)
+    assert second.stops == [{"quick": False, "settled": True}]
+
+
+def test_phases_of_other_servers_get_their_own(pool, spec):
+    other = recycled(spec, opencode="/other/opencode")
+    assert pool.lease(spec) is not pool.lease(other)
+    assert len(FakeServer.made) == 2
