@@ -39,6 +39,8 @@ SHAPES_2 = {
     "and leaves the last step_finish out more often than not: a closing one is left out",
     "error": "2.x's `{type, message, status, response}` against the runner's 1.x "
     "`{name, data}`: compared by message and status",
+    "grep's file order": "2.x's grep (ripgrep) lists the matching files in the order its "
+    "threads find them, not by modification time as 1.x's does: its file blocks are sorted",
 }
 # Keys whose values are different in every run by nature.
 VOLATILE = frozenset({"timestamp", "time"})
@@ -70,9 +72,8 @@ def normalise(
     """The lines with run-specific values replaced and each step in a canonical order; ids are
     numbered last, in that order, so two runs that finalised a step's parts in a different
     order number them alike."""
-    kept = [_clean(line, places) for line in lines if line.get("type") not in LEGITIMATE]
-    if line == 2:
-        kept = _as_1x(kept)
+    kept = [line for line in lines if line.get("type") not in LEGITIMATE]
+    kept = [_clean(line, places) for line in (_as_1x(kept) if line == 2 else kept)]
     ids: dict[str, str] = {}
     return [_rename(line, ids) for line in _order_steps(kept)]
 
@@ -93,7 +94,10 @@ def _line_as_1x(line: dict[str, Any]) -> dict[str, Any]:
             part["callID"], part["id"] = part.pop("id", None), part.pop("partID")
         state = part.get("state")
         if isinstance(state, dict):
-            part["state"] = {k: v for k, v in state.items() if k not in ("metadata", "title")}
+            state = {k: v for k, v in state.items() if k not in ("metadata", "title")}
+            if part.get("tool") == "grep" and isinstance(state.get("output"), str):
+                state["output"] = _files_sorted(state["output"])
+            part["state"] = state
         return {**line, "part": part}
     if kind == "step_finish" and isinstance(part, dict) and isinstance(part.get("tokens"), dict):
         tokens = {k: v for k, v in part["tokens"].items() if k != "total"}
@@ -101,6 +105,15 @@ def _line_as_1x(line: dict[str, Any]) -> dict[str, Any]:
     if kind == "error" and isinstance(line.get("error"), dict):
         return {**line, "error": _error_2(line["error"])}
     return line
+
+
+def _files_sorted(output: str) -> str:
+    """A grep output's file blocks (`path:` and its lines, three newlines apart) in path order."""
+    head, sep, rest = output.partition("\n")
+    if not head.startswith("Found ") or not sep:
+        return output
+    blocks = rest.rstrip("\n").split("\n\n\n")
+    return head + sep + "\n\n\n".join(sorted(blocks)) + rest[len(rest.rstrip("\n")) :]
 
 
 def _error_2(error: dict[str, Any]) -> dict[str, Any]:

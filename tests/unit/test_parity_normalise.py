@@ -143,3 +143,15 @@ def test_parse_keeps_json_lines_only():
         {"type": "text"},
         {"type": "x"},
     ]
+
+
+def test_2_x_grep_files_in_any_order_read_the_same():
+    def grep(*files):
+        output = "Found 3 matches\n" + "\n\n\n".join(files) + "\n"
+        return [{"type": "tool_use", "part": {"tool": "grep", "state": {"output": output}}}]
+
+    readme, greet = "<p>/README.md:\n  Line 4: hi", "<p>/src/greet.py:\n  Line 2: a\n\n  Line 3: b"
+    assert normalise(grep(readme, greet), PLACES, line=2) == normalise(
+        grep(greet, readme), PLACES, line=2
+    )
+    assert normalise(grep(readme, greet), PLACES) != normalise(grep(greet, readme), PLACES)
