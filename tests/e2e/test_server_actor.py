@@ -148,7 +148,7 @@ def test_too_old_version_gives_one_line_error(spec_for, fake_binary):
     assert isinstance(failed, ServerFailed)
     assert failed.reason == (
         f"{fake_binary}: opencode 1.2.3 is too old; the runner supports 1.14.48 and newer"
-        " (tested: 1.14.48, 1.15.13, 1.17.19, 1.18.33; `make setup` installs 1.18.33)"
+        " (tested: 1.14.48, 1.15.13, 1.17.19, 1.18.33, 2.1.2; `make setup` installs 1.18.33)"
     )
 
 
