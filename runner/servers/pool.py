@@ -16,11 +16,11 @@ lease: the phases that ran on it end `failed` with its log, the later ones run o
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.process import Prespawned, rss_mib
+from actors.process import Prespawned, ServerSpec, rss_mib
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.servers.keys import server_key, server_spec
@@ -61,34 +61,44 @@ class _Slot:
     phases: list[str] = field(default_factory=list)
 
 
-class ServerPool:
-    """The servers of one batch, per `server_key`: the current one takes the leases."""
+SpecFor = Callable[[PhaseSpec, Mapping[str, str]], ServerSpec]
 
-    def __init__(self, env: Mapping[str, str], prespawned: Mapping[Any, Prespawned]) -> None:
+
+class ServerPool:
+    """The servers of one batch (or one Ray node), per `server_key`: the current one takes the
+    leases. `spec_for` makes a new server's `ServerSpec` (a Ray node puts its log and data in
+    its own folder)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        prespawned: Mapping[Any, Prespawned] | None = None,
+        spec_for: SpecFor = server_spec,
+    ) -> None:
         self._env = dict(env)
-        self._prespawned = dict(prespawned)  # the CLI's early servers, one per key at most
+        self._spec_for = spec_for
+        self._prespawned = dict(prespawned or {})  # the CLI's early servers, one per key at most
         self._lock = threading.Lock()
         self._current: dict[tuple[Any, ...], _Slot] = {}
         self._slots: dict[int, _Slot] = {}  # id(server) -> its slot, retired ones too
         self._started: dict[tuple[Any, ...], int] = {}
         self._stopping: list[threading.Thread] = []  # retired servers stopping, joined at close
 
-    def lease(self, spec: PhaseSpec) -> SharedServer:
+    def lease(self, spec: PhaseSpec, env: Mapping[str, str] | None = None) -> SharedServer:
         """The server `spec` runs on: the key's current one, unless it must be recycled (then a
-        new one, started by the phase as it waits for it)."""
-        key = server_key(spec)
+        new one, started by the phase as it waits for it). `env`: a new server's environment,
+        if not the pool's."""
         with self._lock:
-            slot = self._current.get(key)
-            if slot is not None and (why := self._retire_why(slot, Recycling.of(spec))):
-                logger.debug("server {} of {} is recycled: {}", slot.number, spec.name, why)
-                self._retire(key, slot)
-                slot = None
-            if slot is None:
-                slot = self._new(key, spec)
+            slot = self._slot(spec, env)
             slot.served += 1
             slot.running += 1
             slot.phases.append(spec.name)
             return slot.server
+
+    def warm(self, spec: PhaseSpec, env: Mapping[str, str] | None = None) -> SharedServer:
+        """The server `spec` would lease, without leasing it (to start it ahead of its phase)."""
+        with self._lock:
+            return self._slot(spec, env).server
 
     def release(self, server: SharedServer, *, exit_code: int) -> None:
         """A phase on `server` ended; a retired server stops with its last phase."""
@@ -99,8 +109,9 @@ class ServerPool:
             if slot.retired and slot.running == 0:
                 self._stop(slot)
 
-    def close(self, *, quick: bool, settled: bool) -> None:
-        """Stop every server (`quick`: the batch was interrupted)."""
+    def close(self, *, quick: bool, settled: bool) -> int:
+        """Stop every server (`quick`: the batch was interrupted); how many it stopped, the
+        recycled ones included."""
         with self._lock:
             slots, self._slots, self._current = list(self._slots.values()), {}, {}
             unused = [early for key, early in self._prespawned.items() if key not in self._started]
@@ -111,6 +122,8 @@ class ServerPool:
             early.discard()
         for thread in stopping:
             thread.join(STOP_TIMEOUT)
+        with self._lock:
+            return sum(self._started.values())
 
     def servers(self) -> list[dict[str, Any]]:
         """What the pool holds now, for a status line or a test."""
@@ -119,6 +132,16 @@ class ServerPool:
                 {"number": s.number, "served": s.served, "running": s.running, "retired": s.retired}
                 for s in self._slots.values()
             ]
+
+    def _slot(self, spec: PhaseSpec, env: Mapping[str, str] | None) -> _Slot:
+        """The key's current server, recycled or replaced first when it must be (locked)."""
+        key = server_key(spec)
+        slot = self._current.get(key)
+        if slot is not None and (why := self._retire_why(slot, Recycling.of(spec))):
+            logger.debug("server {} of {} is recycled: {}", slot.number, spec.name, why)
+            self._retire(key, slot)
+            slot = None
+        return slot if slot is not None else self._new(key, spec, env)
 
     def _retire_why(self, slot: _Slot, recycling: Recycling) -> str | None:
         if slot.server.failed:
@@ -145,9 +168,10 @@ class ServerPool:
         self._stopping.append(thread)
         thread.start()
 
-    def _new(self, key: tuple[Any, ...], spec: PhaseSpec) -> _Slot:
+    def _new(self, key: tuple[Any, ...], spec: PhaseSpec, env: Mapping[str, str] | None) -> _Slot:
         number = self._started[key] = self._started.get(key, 0) + 1
         early = self._prespawned.get(key) if number == 1 else None
-        slot = _Slot(SharedServer(server_spec(spec, self._env), early), number)
+        server_env = self._env if env is None else env
+        slot = _Slot(SharedServer(self._spec_for(spec, server_env), early), number)
         self._current[key] = self._slots[id(slot.server)] = slot
         return slot

@@ -26,7 +26,7 @@ def drip(ticks, delay=0.1):
     return {"turns": [{"text": [f"tick {i} " for i in range(ticks)], "delay": delay}]}
 
 
-def write_phases(root, names, script):
+def write_phases(root, names, script, **more):
     (root / "script.json").write_text(json.dumps(script))
     paths = []
     for name in names:
@@ -37,6 +37,7 @@ def write_phases(root, names, script):
             "mock": str(root / "script.json"),
             "directory": str(make_project(root / f"work-{name}")),
             "timeouts": {"phase": "2m", "stall": "1m"},
+            **more,
         }
         path = root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(phase))
@@ -124,6 +125,20 @@ def test_four_phases_on_both_nodes_with_every_file_on_the_driver(cluster, tmp_pa
     assert code == 0, err
     assert out.count("done (skipped)") == 4
     assert len(results(tmp_path)) == 4
+
+
+def test_a_nodes_servers_are_recycled_as_a_phase_file_asks(cluster, tmp_path):
+    names = ["one", "two", "three", "four"]
+    script = {"turns": [{"text": "Hello from a fresh server."}]}
+    paths = write_phases(tmp_path, names, script, server={"recycle_after": 1})
+    code, out, err = finish(
+        start(paths, cluster.env, "--ray-address", cluster.address, "--parallel", "2")
+    )
+    assert code == 0, (out[-3000:], err[-3000:])
+    found = results(tmp_path)
+    assert {r["verdict"] for r in found.values()} == {"done"}
+    servers = {(r["executor"]["node"], r["server_pid"]) for r in found.values()}
+    assert len(servers) == 4  # one phase a server, on whichever node
 
 
 @pytest.mark.parametrize(("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

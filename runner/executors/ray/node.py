@@ -33,7 +33,8 @@ from runner.executors.ray.remote import (
     renames,
 )
 from runner.phase import PhaseSpec
-from runner.servers.keys import server_key, server_spec
+from runner.servers.keys import server_spec
+from runner.servers.pool import ServerPool
 from runner.servers.shared import SharedServer, StartFailedError
 from runner.supervisor.handle import CANCEL_WAIT, PhaseHandle, start_phase
 from runner.supervisor.result import PhaseResult
@@ -52,15 +53,16 @@ class NodeRunner:
         self._env = dict(env)
         self._lock = threading.Lock()
         self._root = Path(tempfile.mkdtemp(prefix="runner-node-"))
-        self._servers: dict[tuple[Any, ...], SharedServer] = {}
-        self._retired: list[SharedServer] = []  # servers that died, replaced
+        # The node's servers: recycled as they age, replaced when they die (`ServerPool`).
+        self._pool = ServerPool(self._env, spec_for=self._node_files)
+        self._numbered = 0  # servers made, for their files' names
         self._mock: EmbeddedMock | None = None
         self._handles: dict[str, PhaseHandle] = {}
         self._early_cancel: dict[str, tuple[str, int]] = {}
         self._closed = False
         self._log = debug_log(str(self._root / "node.debug.log"))  # the node's own
         for spec in warm:  # the first phases' servers boot while the driver sends them
-            server, _ = self._server(spec)
+            server = self._pool.warm(spec, self._env_for(spec))
             threading.Thread(target=_boot, args=(server,), name="boot", daemon=True).start()
         tuning.tune()  # this worker process is the node's own: the CLI's settings (README)
 
@@ -78,7 +80,7 @@ class NodeRunner:
         """Run one phase; yields chunks (`out`, `lines`), the last one with its `result` (or
         an `error`: the node could not run it)."""
         try:
-            local, out, handle, relay = self._start(run_id, spec, view)
+            local, out, handle, relay, server = self._start(run_id, spec, view)
         except Exception as exc:  # the phase fails with why; the node goes on
             logger.exception("node {}: phase {} could not start", self.node_id, spec.name)
             yield {"out": "", "lines": [], "error": f"node {self.node_id}: {exc}"}
@@ -94,28 +96,35 @@ class NodeRunner:
                 handle.cancel("the driver stopped listening")
                 with contextlib.suppress(TimeoutError):
                     handle.result(timeout=CANCEL_WAIT)
+            ended = handle.result(timeout=0) if handle.done else None
+            self._pool.release(server, exit_code=ended.exit_code if ended else 1)
             for path in (local.output.transcript, local.output.result):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
     def _start(
         self, run_id: str, spec: PhaseSpec, view: Mapping[str, Any]
-    ) -> tuple[PhaseSpec, TextBuffer, PhaseHandle, BoardRelay | None]:
+    ) -> tuple[PhaseSpec, TextBuffer, PhaseHandle, BoardRelay | None, SharedServer]:
         if not spec.directory.is_dir():
             raise RunnerError(f"{spec.directory} is not on this node (a shared filesystem?)")
         folder = self._root / run_id
         folder.mkdir(parents=True, exist_ok=True)
         local, out = local_copy(spec, folder), TextBuffer()
-        server, env = self._server(local)
+        env = self._env_for(local)
+        server = self._pool.lease(local, env)
         relay = BoardRelay(_now_ms) if view.get("board") else None  # the driver's live table
         options = {key: value for key, value in view.items() if key != "board"}
-        handle = start_phase(local, out=out, env=env, server=server, board=relay, **options)
+        try:
+            handle = start_phase(local, out=out, env=env, server=server, board=relay, **options)
+        except BaseException:
+            self._pool.release(server, exit_code=1)
+            raise
         with self._lock:
             self._handles[run_id] = handle
             early = self._early_cancel.pop(run_id, None)
         if early is not None:
             handle.cancel(*early)
-        return local, out, handle, relay
+        return local, out, handle, relay, server
 
     def cancel(self, run_id: str, reason: str, exit_code: int) -> None:
         """Cancel a phase (one not started yet is cancelled as it starts)."""
@@ -130,21 +139,19 @@ class NodeRunner:
         """Cancel what still runs, stop the servers and the mock; how many servers stopped."""
         with self._lock:
             self._closed = True
-            handles, servers = list(self._handles.values()), list(self._servers.values())
-            servers += self._retired
-            self._servers, self._retired, mock, self._mock = {}, [], self._mock, None
+            handles = list(self._handles.values())
+            mock, self._mock = self._mock, None
         for handle in handles:
             handle.cancel("the node is shutting down")
         for handle in handles:
             with contextlib.suppress(TimeoutError):
                 handle.result(timeout=CANCEL_WAIT)
-        for server in servers:
-            server.stop(quick=quick)
+        stopped = self._pool.close(quick=quick, settled=False)
         if mock is not None:
             mock.__exit__(None, None, None)
-        logger.info("node {}: {} server(s) stopped", self.node_id, len(servers))
+        logger.info("node {}: {} server(s) stopped", self.node_id, stopped)
         logger.remove(self._log)
-        return len(servers)
+        return stopped
 
     def _follow(
         self,
@@ -171,24 +178,21 @@ class NodeRunner:
                 quiet = 0.0
                 yield news
 
-    def _server(self, spec: PhaseSpec) -> tuple[SharedServer, dict[str, str]]:
-        """The node's server for this phase's key (started on first use), and its env."""
+    def _env_for(self, spec: PhaseSpec) -> dict[str, str]:
+        """The environment of the phase's server (with the node's mock, started on first use)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"node {self.node_id} is shutting down")
             if spec.mock is not None and self._mock is None and "MOCK_LLM_URL" not in self._env:
                 self._mock = EmbeddedMock([spec]).__enter__()
-            env = {**self._env, **(self._mock.env if self._mock else {})}
-            key = server_key(spec)
-            if key in self._servers and self._servers[key].failed:  # replaced, stopped at the end
-                self._retired.append(self._servers.pop(key))
-            if key not in self._servers:
-                self._servers[key] = SharedServer(self._node_files(server_spec(spec, env)))
-            return self._servers[key], env
+            return {**self._env, **(self._mock.env if self._mock else {})}
 
-    def _node_files(self, spec: ServerSpec) -> ServerSpec:
-        """Server log and isolated data in the node's own folder (they outlive one phase)."""
-        number = len(self._servers) + len(self._retired) + 1
+    def _node_files(self, phase: PhaseSpec, env: Mapping[str, str]) -> ServerSpec:
+        """A new server's spec, its log and isolated data in the node's own folder (they
+        outlive one phase). Called by the pool, under its lock."""
+        spec = server_spec(phase, env)
+        self._numbered += 1
+        number = self._numbered
         data = str(self._root / f"server-{number}.opencode-data") if spec.data_dir else None
         log = str(self._root / f"server-{number}.log")
         return dataclasses.replace(spec, log_path=log, data_dir=data)
