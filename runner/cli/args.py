@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ray-address", metavar="ADDR", help="the Ray cluster to join (default: $RAY_ADDRESS)"
     )
+    parser.add_argument(
+        "--slots-per-node",
+        metavar="N",
+        type=_positive,
+        help="phases at once on a Ray node without `runner_phase` (default: its CPUs)",
+    )
     parser.add_argument("--model", help="override the model (provider/model)")
     parser.add_argument("--agent", help="override the agent")
     parser.add_argument(
@@ -125,6 +131,8 @@ def batch_rules(args: argparse.Namespace) -> None:
         )
     if args.ray_address and args.executor != "ray":
         raise PhaseFileError(f"--ray-address {args.ray_address}: needs --executor ray")
+    if args.slots_per_node and args.executor != "ray":
+        raise PhaseFileError(f"--slots-per-node {args.slots_per_node}: needs --executor ray")
 
 
 def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec]:

@@ -104,7 +104,11 @@ def _run(
         results = run_phases(
             specs,
             parallel=args.parallel,
-            executor=RayExecutor(args.ray_address) if args.executor == "ray" else "local",
+            executor=(
+                RayExecutor(args.ray_address, slots_per_node=args.slots_per_node)
+                if args.executor == "ray"
+                else "local"
+            ),
             batch=running,
             prespawned=early,
             mock=mock,

@@ -93,9 +93,10 @@ def ours(home: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def loopback_cluster(root: Path, slots: int = 2) -> Iterator[Cluster]:
-    """Head and a second node, `slots` phase slots each, loopback only, HOME under `root`;
-    both stopped (their process groups) on leaving, with every process started with that HOME."""
+def loopback_cluster(root: Path, slots: int | None = 2) -> Iterator[Cluster]:
+    """Head and a second node, `slots` phase slots each (None: no `runner_phase` resource, a
+    plain cluster), loopback only, HOME under `root`; both stopped (their process groups) on
+    leaving, with every process started with that HOME."""
     env = {
         **os.environ,
         **isolated_env(root),
@@ -107,7 +108,7 @@ def loopback_cluster(root: Path, slots: int = 2) -> Iterator[Cluster]:
     env.pop("RAY_ADDRESS", None)
     home = Path(env["HOME"])
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    resources = json.dumps({"runner_phase": slots})
+    resources = json.dumps({"runner_phase": slots} if slots is not None else {})
     with open(root / "head.log", "w") as head_log, open(root / "node.log", "w") as node_log:
         port = free_port()
         head = subprocess.Popen(
@@ -162,4 +163,11 @@ def loopback_cluster(root: Path, slots: int = 2) -> Iterator[Cluster]:
 def cluster(tmp_path):
     """Head (2 phase slots) and a second node (2 phase slots), loopback only."""
     with loopback_cluster(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def plain_cluster(tmp_path):
+    """Head and a second node of one CPU each and no custom resource, loopback only."""
+    with loopback_cluster(tmp_path, slots=None) as running:
         yield running

@@ -141,6 +141,18 @@ def test_a_nodes_servers_are_recycled_as_a_phase_file_asks(cluster, tmp_path):
     assert len(servers) == 4  # one phase a server, on whichever node
 
 
+def test_a_plain_cluster_runs_a_batch_one_phase_a_cpu(plain_cluster, tmp_path):
+    names = ["uno", "dos", "tres"]
+    paths = write_phases(tmp_path, names, {"turns": [{"text": "Hello from a plain node."}]})
+    code, out, err = finish(
+        start(paths, plain_cluster.env, "--ray-address", plain_cluster.address, "--parallel", "3")
+    )
+    assert code == 0, (out[-3000:], err[-3000:])
+    found = results(tmp_path)
+    assert {r["verdict"] for r in found.values()} == {"done"}
+    assert plain_cluster.second_id in {r["executor"]["node"] for r in found.values()}
+
+
 @pytest.mark.parametrize(("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_batch_ends_it_with_every_file_and_nothing_left(
     cluster, tmp_path, sig, expected

@@ -16,6 +16,7 @@ from core.errors import RunnerError
 from runner.api import Batch, run_phases
 from runner.cli import main
 from runner.executors.ray import remote
+from runner.executors.ray.cluster import node_slots
 from runner.executors.ray.driver import import_ray
 from runner.phase import load_phase
 from runner.supervisor.result import PhaseResult
@@ -286,3 +287,15 @@ def test_the_nodes_import_the_runner_from_this_checkout():
 
     assert (Path(ROOT) / "runner" / "__init__.py").is_file()
     assert not (Path(ROOT) / "ray").exists()
+
+
+def test_a_node_offers_its_runner_phase_slots_or_else_one_a_cpu():
+    assert node_slots({"CPU": 8.0, "runner_phase": 3.0}, None) == (
+        3,
+        {"num_cpus": 0, "resources": {"runner_phase": 3}},
+    )
+    assert node_slots({"CPU": 4.0}, None) == (4, {"num_cpus": 4})  # a plain cluster's node
+    assert node_slots({"CPU": 4.0}, 2) == (2, {"num_cpus": 2})  # --slots-per-node
+    assert node_slots({"CPU": 1.0}, 3) == (3, {"num_cpus": 1})  # more slots than CPUs
+    assert node_slots({"CPU": 4.0, "runner_phase": 1.0}, 6)[0] == 1  # runner_phase overrides
+    assert node_slots({}, None)[0] == 0  # nothing to offer: no actor there

@@ -1,6 +1,7 @@
 """The Ray executor's plumbing: importing Ray as the runner needs it, joining (or starting) a
-cluster, starting one `NodeRunner` actor per node that offers `runner_phase` slots, and
-stopping them. `runner.executors.ray.driver` runs the phases on what this module starts.
+cluster, starting one `NodeRunner` actor per node (its `runner_phase` slots, or on a plain node
+one slot a CPU), and stopping them. `runner.executors.ray.driver` runs the phases on what this
+module starts.
 """
 
 from __future__ import annotations
@@ -84,27 +85,42 @@ def connect(ray: Any, address: str | None, parallel: int) -> bool:
     return True
 
 
+def node_slots(resources: Mapping[str, Any], per_node: int | None) -> tuple[int, dict[str, Any]]:
+    """How many phases a node runs at once, and what its actor claims for them: the node's
+    whole `runner_phase`, or (a node without it) `per_node` slots, by default one a CPU, on as
+    many of its CPUs. Pure."""
+    if RESOURCE in resources:
+        slots = int(resources[RESOURCE])
+        return slots, {"num_cpus": 0, "resources": {RESOURCE: slots}}
+    cpus = int(resources.get("CPU", 0))
+    slots = per_node if per_node is not None else cpus
+    return slots, {"num_cpus": min(slots, cpus)}
+
+
 def start_nodes(
-    ray: Any, env: Mapping[str, str], firsts: list[PhaseSpec], stop: Callable[[], bool]
+    ray: Any,
+    env: Mapping[str, str],
+    firsts: list[PhaseSpec],
+    stop: Callable[[], bool],
+    per_node: int | None = None,
 ) -> list[Node]:
-    """A `NodeRunner` on every alive node offering `runner_phase` slots, claiming them all,
-    each starting the servers of `firsts` (the first phases) at once."""
+    """A `NodeRunner` on every alive node, claiming its slots (`node_slots`), each starting
+    the servers of `firsts` (the first phases) at once."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from runner.executors.ray.node import NodeRunner
 
     offered = [
-        (n["NodeID"], int(n.get("Resources", {}).get(RESOURCE, 0)))
+        (n["NodeID"], *node_slots(n.get("Resources") or {}, per_node))
         for n in ray.nodes()
         if n.get("Alive")
     ]
     env = {k: v for k, v in env.items() if k != "MOCK_LLM_URL"}  # each node has its own
     actor = ray.remote(NodeRunner)
     nodes = []
-    for node_id, slots in (pair for pair in offered if pair[1] >= 1):
+    for node_id, slots, claim in (found for found in offered if found[1] >= 1):
         handle = actor.options(
-            num_cpus=0,
-            resources={RESOURCE: slots},
+            **claim,
             max_concurrency=slots + 4,  # its phases, plus cancel and shutdown calls
             max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
@@ -144,8 +160,8 @@ def _answering(ray: Any, nodes: list[Node], stop: Callable[[], bool]) -> list[No
     if not usable:
         raise RunnerError(
             "; ".join(failures)
-            or f"no node of the Ray cluster offers the {RESOURCE} resource: start nodes with "
-            f"--resources='{{\"{RESOURCE}\": N}}' (N phases at once on that node)"
+            or f"no node of the Ray cluster offers a slot (a CPU, or the {RESOURCE} resource: "
+            f"--resources='{{\"{RESOURCE}\": N}}' for N phases at once on that node)"
         )
     return usable
 

@@ -2,9 +2,10 @@
 
 Theory of operation. The driver (this process) joins a Ray cluster (`address`) or starts a
 one-node Ray on loopback, and starts one `NodeRunner` actor (runner.executors.ray.node) on every
-alive node that offers the `runner_phase` resource (runner.executors.ray.cluster). The actor
-claims the node's whole `runner_phase` amount, which caps the phases the node runs at once (and
-keeps another driver's phases off it). Each phase goes to the least busy node with a free slot;
+alive node (runner.executors.ray.cluster). The actor claims the node's whole `runner_phase`
+amount, or on a node without that resource as many of its CPUs as it has slots (one a CPU, or
+`slots_per_node`), which caps the phases the node runs at once (and keeps another driver's
+phases off it). Each phase goes to the least busy node with a free slot;
 the node runs it with the same supervisor as the local executor and streams back chunks
 (terminal text, transcript lines, and last the result) that the driver shows and writes: every
 transcript and result JSON is written here. A node that dies (or says nothing, not even a
@@ -148,6 +149,7 @@ class RayExecutor:
 
     address: str | None = None
     reruns: int = 1  # how often a phase whose node was lost runs again elsewhere
+    slots_per_node: int | None = None  # a node without `runner_phase`: None, its CPUs
 
     def run(
         self, specs: list[PhaseSpec], parallel: int, batch: Any, options: Mapping[str, Any]
@@ -166,7 +168,9 @@ class RayExecutor:
             try:
                 ours = ray_cluster.connect(ray, self.address, parallel)
                 env, firsts = options.get("env") or {}, warm(specs, parallel)
-                ctx.slots.nodes[:] = ray_cluster.start_nodes(ray, env, firsts, ctx.cancelled)
+                ctx.slots.nodes[:] = ray_cluster.start_nodes(
+                    ray, env, firsts, ctx.cancelled, self.slots_per_node
+                )
             except Exception as exc:  # every phase ends with the reason, its files written
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 logger.error("ray: {}", why)
