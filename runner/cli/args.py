@@ -104,6 +104,18 @@ def _add_server_and_output_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="give the server a fresh data folder for the run (removed afterwards)",
     )
+    parser.add_argument(
+        "--recycle-after",
+        metavar="N",
+        type=_positive,
+        help="a server takes no new phase once it served N (server.recycle_after)",
+    )
+    parser.add_argument(
+        "--recycle-rss",
+        metavar="MIB",
+        type=float,
+        help="nor once it holds MIB of memory (server.recycle_rss_mib)",
+    )
     parser.add_argument("--transcript", metavar="PATH", help="where to write the transcript")
     parser.add_argument(
         "--skip-done",
@@ -148,6 +160,8 @@ def load_all(args: argparse.Namespace, *, create: bool = True) -> list[PhaseSpec
         transcript=args.transcript,
         mock=args.mock,
         isolate=args.isolate,
+        recycle_after=args.recycle_after,
+        recycle_rss_mib=args.recycle_rss,
     )
     specs = [load_phase(path, overrides=overrides, environ=os.environ) for path in args.phases]
     for spec in specs:

@@ -24,6 +24,8 @@ from core.errors import PhaseFileError
 from runner.phase._build import ANY_TIME, Context, build, every_run, output_path
 from runner.phase._check import (
     Invalid,
+    amount,
+    at_least,
     expected,
     flag,
     loopback_url,
@@ -77,6 +79,8 @@ class Overrides:
     result: str | None = None
     mock: str | None = None
     isolate: bool | None = None
+    recycle_after: int | None = None
+    recycle_rss_mib: float | None = None
 
 
 def load_phase(
@@ -154,6 +158,12 @@ def _apply(spec: PhaseSpec, flags: Overrides, ctx: Context) -> PhaseSpec:
     if flags.isolate is not None:
         isolate = _flag("--isolate", flag, flags.isolate)
         changes["server"] = replace(changes.get("server", spec.server), isolate=isolate)
+    if flags.recycle_after is not None:
+        after = _flag("--recycle-after", at_least(1), flags.recycle_after)
+        changes["server"] = replace(changes.get("server", spec.server), recycle_after=after)
+    if flags.recycle_rss_mib is not None:
+        rss = _flag("--recycle-rss", amount, flags.recycle_rss_mib)
+        changes["server"] = replace(changes.get("server", spec.server), recycle_rss_mib=rss)
     # Paths typed on the command line are relative to where the command runs.
     render = partial(output_path, base=Path.cwd(), home=ctx.home, name=spec.name, now=ctx.now)
     paths = {"transcript": flags.transcript, "result": flags.result}

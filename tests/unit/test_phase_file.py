@@ -407,9 +407,12 @@ def test_overrides_lay_over_the_file(folder):
         attach="http://localhost:5000",
         transcript="out/{name}-{time}.jsonl",
         result="/tmp/r/{name}.json",
+        recycle_after=5,
+        recycle_rss_mib=512.0,
     )
 
     spec = load(overrides=flags)
+    assert (spec.server.recycle_after, spec.server.recycle_rss_mib) == (5, 512.0)
 
     assert spec.prompt == "Hi world"
     assert dict(spec.vars) == {"GREETING": "Hi", "WHO": "world", "EXTRA": "a=b"}
@@ -881,6 +884,11 @@ BAD_FLAGS = [
         "--transcript: unknown placeholder {when} in 't-{when}.jsonl' (use {name} and {time})",
     ),
     ("result", Overrides(result=""), "--result: must not be empty"),
+    (
+        "recycle_after",
+        Overrides(recycle_after=0),
+        "--recycle-after: expected an integer of at least 1, got 0",
+    ),
     # A caller passing a non-bool is a bug, but it is still reported, not silently coerced.
     ("thinking", Overrides(thinking="yes"), "--thinking: expected true or false, got 'yes'"),
 ]
