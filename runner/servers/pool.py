@@ -7,8 +7,11 @@ a machine out of memory. The phases of a `run_phases` call that ask for the same
 server has been leased to and reads its resident memory at every lease. A server that has
 served `server.recycle_after` phases, or whose memory passed `server.recycle_rss_mib`, takes no
 new lease: its running phases finish on it (it drains), then it stops, and the next lease
-starts a fresh one. A server that could not start or died is replaced the same way at the next
-lease: the phases that ran on it end `failed` with its log, the later ones run on a new one.
+gets a fresh one. That one is started ahead (a warm spare), as soon as a lease finds its
+predecessor at its limit (served) or near it (90% of its memory): the phase that meets the
+recycling does not wait for a cold start. A server that could not start or died is replaced at
+the next lease: the phases that ran on it end `failed` with its log, the later ones run on a
+new one.
 
 `Recycling` is the decision, pure; `ServerPool` holds the servers, under one lock.
 """
@@ -24,7 +27,9 @@ from actors.process import Prespawned, ServerSpec, rss_mib
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.servers.keys import server_key, server_spec
-from runner.servers.shared import STOP_TIMEOUT, SharedServer
+from runner.servers.shared import STOP_TIMEOUT, SharedServer, StartFailedError
+
+SPARE_AT = 0.9  # of `recycle_rss_mib`: a successor is started ahead from there
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,13 @@ class Recycling:
         if self.rss_mib is not None and rss is not None and rss >= self.rss_mib:
             return f"it holds {rss:.0f} MiB (recycle_rss_mib {self.rss_mib:g})"
         return None
+
+    def near(self, served: int, rss: float | None) -> bool:
+        """True when the next lease will (or may) retire the server: time to start its
+        successor."""
+        if self.after is not None and served >= self.after:
+            return True
+        return self.rss_mib is not None and rss is not None and rss >= SPARE_AT * self.rss_mib
 
 
 @dataclass(slots=True)
@@ -80,6 +92,7 @@ class ServerPool:
         self._prespawned = dict(prespawned or {})  # the CLI's early servers, one per key at most
         self._lock = threading.Lock()
         self._current: dict[tuple[Any, ...], _Slot] = {}
+        self._spares: dict[tuple[Any, ...], _Slot] = {}  # started ahead of their predecessor's end
         self._slots: dict[int, _Slot] = {}  # id(server) -> its slot, retired ones too
         self._started: dict[tuple[Any, ...], int] = {}
         self._stopping: list[threading.Thread] = []  # retired servers stopping, joined at close
@@ -93,6 +106,11 @@ class ServerPool:
             slot.served += 1
             slot.running += 1
             slot.phases.append(spec.name)
+            key = server_key(spec)
+            if key not in self._spares and Recycling.of(spec).near(slot.served, self._rss(slot)):
+                spare = self._spares[key] = self._make(key, spec, env)
+                logger.debug("a successor of server {} starts ahead", slot.number)
+                start_ahead(spare.server)
             return slot.server
 
     def warm(self, spec: PhaseSpec, env: Mapping[str, str] | None = None) -> SharedServer:
@@ -114,6 +132,7 @@ class ServerPool:
         recycled ones included."""
         with self._lock:
             slots, self._slots, self._current = list(self._slots.values()), {}, {}
+            self._spares = {}
             unused = [early for key, early in self._prespawned.items() if key not in self._started]
             stopping, self._stopping = self._stopping, []
         for slot in slots:
@@ -141,13 +160,25 @@ class ServerPool:
             logger.debug("server {} of {} is recycled: {}", slot.number, spec.name, why)
             self._retire(key, slot)
             slot = None
-        return slot if slot is not None else self._new(key, spec, env)
+        if slot is None:
+            slot = self._spares.pop(key, None)
+            if slot is not None and slot.server.failed:  # the spare did not start: retire it
+                slot.retired = True
+                self._stop(slot)
+                slot = None
+            slot = slot if slot is not None else self._make(key, spec, env)
+            self._current[key] = slot
+        return slot
 
     def _retire_why(self, slot: _Slot, recycling: Recycling) -> str | None:
         if slot.server.failed:
             return "it could not start or died"
-        rss = rss_mib(slot.server.pid) if slot.server.pid is not None else None
-        return recycling.why(slot.served, rss)
+        return recycling.why(slot.served, self._rss(slot))
+
+    @staticmethod
+    def _rss(slot: _Slot) -> float | None:
+        pid = slot.server.pid
+        return rss_mib(pid) if pid is not None else None
 
     def _retire(self, key: tuple[Any, ...], slot: _Slot) -> None:
         slot.retired = True
@@ -168,10 +199,24 @@ class ServerPool:
         self._stopping.append(thread)
         thread.start()
 
-    def _new(self, key: tuple[Any, ...], spec: PhaseSpec, env: Mapping[str, str] | None) -> _Slot:
+    def _make(self, key: tuple[Any, ...], spec: PhaseSpec, env: Mapping[str, str] | None) -> _Slot:
+        """A new server for `key` (the CLI's early one for the first), not started yet."""
         number = self._started[key] = self._started.get(key, 0) + 1
         early = self._prespawned.get(key) if number == 1 else None
         server_env = self._env if env is None else env
         slot = _Slot(SharedServer(self._spec_for(spec, server_env), early), number)
-        self._current[key] = self._slots[id(slot.server)] = slot
+        self._slots[id(slot.server)] = slot
         return slot
+
+
+def start_ahead(server: SharedServer) -> None:
+    """Start a server before a phase asks for it; a failure is its phases' to report (the
+    server remembers it)."""
+
+    def boot() -> None:
+        try:
+            server.ready()
+        except StartFailedError as exc:
+            logger.debug("a server started ahead of its phases failed: {}", exc)
+
+    threading.Thread(target=boot, name="start-ahead", daemon=True).start()

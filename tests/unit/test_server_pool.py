@@ -27,7 +27,11 @@ class FakeServer:
         self.pid = None
         self.stops: list[dict] = []
         self.stopped = threading.Event()
+        self.started = threading.Event()  # asked to start ahead of its phases
         FakeServer.made.append(self)
+
+    def ready(self) -> None:
+        self.started.set()
 
     def stop(self, **how) -> None:
         self.stops.append(how)
@@ -63,10 +67,15 @@ def test_recycling_says_why_a_server_takes_no_new_phase():
 
 def test_phases_share_a_server_until_it_served_its_share(pool, spec):
     two = recycled(spec, recycle_after=2)
-    first, second = pool.lease(two), pool.lease(two)
+    first = pool.lease(two)
+    assert len(FakeServer.made) == 1
+    second = pool.lease(two)
     assert first is second
-    third = pool.lease(two)  # the first served 2 phases: a new one
-    assert third is not first
+    assert len(FakeServer.made) == 2  # at its limit: its successor starts ahead
+    spare = FakeServer.made[1]
+    assert spare.started.wait(5)
+    third = pool.lease(two)  # the first served 2 phases: the one started ahead
+    assert third is spare
     assert first.stops == []  # two phases still run on it: it drains
     pool.release(first, exit_code=0)
     assert first.stops == []

@@ -34,8 +34,8 @@ from runner.executors.ray.remote import (
 )
 from runner.phase import PhaseSpec
 from runner.servers.keys import server_spec
-from runner.servers.pool import ServerPool
-from runner.servers.shared import SharedServer, StartFailedError
+from runner.servers.pool import ServerPool, start_ahead
+from runner.servers.shared import SharedServer
 from runner.supervisor.handle import CANCEL_WAIT, PhaseHandle, start_phase
 from runner.supervisor.result import PhaseResult
 
@@ -62,8 +62,7 @@ class NodeRunner:
         self._closed = False
         self._log = debug_log(str(self._root / "node.debug.log"))  # the node's own
         for spec in warm:  # the first phases' servers boot while the driver sends them
-            server = self._pool.warm(spec, self._env_for(spec))
-            threading.Thread(target=_boot, args=(server,), name="boot", daemon=True).start()
+            start_ahead(self._pool.warm(spec, self._env_for(spec)))
         tuning.tune()  # this worker process is the node's own: the CLI's settings (README)
 
     def info(self) -> dict[str, Any]:
@@ -196,14 +195,6 @@ class NodeRunner:
         data = str(self._root / f"server-{number}.opencode-data") if spec.data_dir else None
         log = str(self._root / f"server-{number}.log")
         return dataclasses.replace(spec, log_path=log, data_dir=data)
-
-
-def _boot(server: SharedServer) -> None:
-    """Start a server ahead of its phases; a failure is theirs to report (it is remembered)."""
-    try:
-        server.ready()
-    except StartFailedError as exc:
-        logger.debug("a server started ahead of its phases failed: {}", exc)
 
 
 def _now_ms() -> int:
