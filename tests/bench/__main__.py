@@ -24,7 +24,17 @@ import pykka
 from loguru import logger
 
 from runner import tuning
-from tests.bench import cli_rss, latency, machine, memory, pipeline, serve_floor, stop, wall
+from tests.bench import (
+    cli_rss,
+    latency,
+    machine,
+    memory,
+    pipeline,
+    pool,
+    serve_floor,
+    stop,
+    wall,
+)
 from tests.helpers import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results.json"
@@ -40,6 +50,7 @@ class Plan:
     rss: cli_rss.Sizes
     heap: memory.Sizes
     stop: stop.Sizes
+    pool: pool.Sizes
 
 
 FULL = Plan(
@@ -49,6 +60,7 @@ FULL = Plan(
     rss=cli_rss.Sizes(lengths=(10_000, 100_000), warm_up=True),
     heap=memory.Sizes(lengths=(10_000, 100_000)),
     stop=stop.Sizes(runs=5),
+    pool=pool.Sizes(phases=200, parallel=4),
 )
 SMOKE = Plan(
     wall=wall.Sizes(runs=1, warm_up=False),
@@ -57,6 +69,7 @@ SMOKE = Plan(
     rss=cli_rss.Sizes(lengths=(200, 2_000), warm_up=False, runs=1),
     heap=memory.Sizes(lengths=(1_000, 2_000)),
     stop=stop.Sizes(runs=1),
+    pool=pool.Sizes(phases=6, parallel=4),
 )
 
 
@@ -112,6 +125,11 @@ def benchmarks(plan: Plan) -> list[tuple[str, str, Callable[[], dict[str, Any]]]
             "server_stop",
             "6. A phase's server stop on a fresh HOME, while opencode installs its packages",
             lambda: stop.run(out, plan.stop),
+        ),
+        (
+            "pool",
+            "7. A long batch: copies of the example, --parallel 4, the pool against one server",
+            lambda: pool.run(out, plan.pool),
         ),
     ]
 
@@ -183,6 +201,15 @@ def summary(results: dict[str, Any]) -> None:
         st = results["server_stop"]
         name = f"server stop s mid-install, median of {len(st['runs'])}"
         rows.append((name, f"{st['median_s']:.2f}", "", None, "<= 0.5 s"))
+    if "pool" in results:
+        po = results["pool"]
+        name = f"pool: largest opencode peak MiB, {po['phases']} phases"
+        one = po["one_server"]["opencode_peak_rss_mib"]
+        rows.append((name, f"{po['opencode_peak_rss_mib']:.0f}", f"{one:.0f}", None, "<= 1024"))
+        name = "  phases/min: pool / one server"
+        single = po["one_server"]["phases_per_min"]
+        ratio = po["phases_per_min"] / single
+        rows.append((name, f"{po['phases_per_min']:.1f}", f"{single:.1f}", ratio, ""))
     for name, measured, against, ratio, goal in rows:
         shown = "" if ratio is None else f"{ratio:.2f}x"
         out(f"  {name:<44} {measured:>10} {against:>10} {shown:>7}   {goal}")

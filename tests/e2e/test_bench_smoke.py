@@ -25,6 +25,7 @@ REQUIRED = {
     "latency_ms_2": ("p50", "p99"),
     "rss_kib": ("10k", "100k"),
     "server_stop": ("median_s",),
+    "pool": ("opencode_peak_rss_mib", "phases_per_min"),
 }
 
 
@@ -64,5 +65,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert results["server_stop"]["install_took_sigterm"] == 1  # it stopped mid-install
     loopback = results["pipeline"]["loopback"]
     assert loopback["runner_transcript_events"] == loopback["runner_forwarded"] > 0
+    for run in (results["pool"]["pooled"], results["pool"]["one_server"]):  # every copy done
+        assert (run["exit_code"], run["done"]) == (0, run["phases"]), run
     on_two = results["pipeline_2"]["loopback"]  # 2.x's events reached the tree and the file
     assert on_two["runner_transcript_events"] == on_two["runner_forwarded"] > 0
