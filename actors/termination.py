@@ -228,7 +228,12 @@ class TerminationActor(SupervisedActor):
         return info.get("role") == "assistant" and newer
 
     def _abort_session(self) -> bool:
-        return self._client.abort(self._policy.session_id)
+        """Abort the root; False only when the server said nothing ran and does not list the
+        session as working either."""
+        session_id = self._policy.session_id
+        if self._client.abort(session_id):
+            return True
+        return self._client.status().get(session_id, {}).get("type", "idle") != "idle"
 
     def _check(self, structured: Any) -> tuple[tuple[tuple[str, str], ...], bool]:
         criteria = self._criteria

@@ -85,6 +85,7 @@ class Policy:
         self._last_progress = now
         self._pending: Abort | None = None
         self._give_up_at = 0.0  # when an abort concludes without waiting for the idle
+        self._prompting_at_abort = False  # the abort came while a prompt was being sent
         self.guards = Guards(limits.guards)
         self.prompt_watch = PromptWatch()
         self.breach: Breach | None = None  # the first budget spent or loop seen
@@ -170,8 +171,9 @@ class Policy:
     def abort_done(self, interrupted: bool, now: float) -> list[Any]:
         """The server answered the abort: `interrupted` False means nothing was running
         (opencode 2.x says so, and then sends no event), so the abort ends now instead of
-        after its grace."""
-        if not interrupted and self._can(Trigger.ABORT_ENDED):
+        after its grace; not when the abort came while a prompt was still being sent (its
+        run may start after the answer)."""
+        if not interrupted and not self._prompting_at_abort and self._can(Trigger.ABORT_ENDED):
             return self._abort_finished(now)
         return []
 
@@ -282,8 +284,10 @@ class Policy:
         return [SendPrompt(number=number, kind=kind, text=text, reason=reason)]
 
     def _abort(self, trigger: Trigger, verdict: str, reason: str, now: float) -> list[Any]:
+        prompting = self.state is State.PROMPTING
         if not self._fire(trigger):
             return []
+        self._prompting_at_abort = prompting
         self._pending = Abort(verdict=verdict, reason=reason)
         # Ctrl-C is a person waiting: conclude soon even if opencode never goes idle.
         self._give_up_at = now + (INTERRUPT_GRACE if trigger is Trigger.INTERRUPT else ABORT_GRACE)

@@ -550,9 +550,10 @@ class EventsV2:
             known["input"] = state.pop("input")
         if status not in ("pending", "running"):
             self._tools.pop(pid, None)
-            if known["name"] is None or known["input"] is None:
-                # The events that named it or gave its input were lost (a cut stream): left
-                # open, the resync that follows every loss ends it whole (`messages_of`).
+            if known["name"] is None or (status == "completed" and known["input"] is None):
+                # The event that named it, or the call a success needs, was lost (a cut
+                # stream): left open, the resync that follows every loss ends it whole
+                # (`messages_of`). A failure without a call is real (its arguments were bad).
                 status = "running"
         part = {"id": pid, "sessionID": sid, "messageID": mid, "type": "tool", "callID": call}
         part["tool"] = known["name"] or "tool"

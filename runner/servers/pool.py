@@ -9,9 +9,9 @@ served `server.recycle_after` phases, or whose memory passed `server.recycle_rss
 new lease: its running phases finish on it (it drains), then it stops, and the next lease
 gets a fresh one. That one is started ahead (a warm spare), as soon as a lease finds its
 predecessor at its limit (served) or near it (90% of its memory): the phase that meets the
-recycling does not wait for a cold start. A server that could not start or died is replaced at
-the next lease: the phases that ran on it end `failed` with its log, the later ones run on a
-new one.
+recycling does not wait for a cold start. A server that died is replaced at the next lease:
+the phases that ran on it end `failed` with its log, the later ones run on a new one. A server
+that never came up is not: every phase on its key fails at once with its reason.
 
 `Recycling` is the decision, pure; `ServerPool` holds the servers, under one lock.
 """
@@ -24,10 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.process import Prespawned, ServerSpec, rss_mib
+from core.errors import RunnerError
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.servers.keys import server_key, server_spec
-from runner.servers.shared import STOP_TIMEOUT, SharedServer, StartFailedError
+from runner.servers.shared import (
+    STOP_TIMEOUT,
+    SharedServer,
+    StartCancelledError,
+    StartFailedError,
+)
 
 SPARE_AT = 0.9  # of `recycle_rss_mib`: a successor is started ahead from there
 
@@ -96,12 +102,14 @@ class ServerPool:
         self._slots: dict[int, _Slot] = {}  # id(server) -> its slot, retired ones too
         self._started: dict[tuple[Any, ...], int] = {}
         self._stopping: list[threading.Thread] = []  # retired servers stopping, joined at close
+        self._closed = False  # no lease after `close`: nothing would stop its server
 
     def lease(self, spec: PhaseSpec, env: Mapping[str, str] | None = None) -> SharedServer:
         """The server `spec` runs on: the key's current one, unless it must be recycled (then a
         new one, started by the phase as it waits for it). `env`: a new server's environment,
         if not the pool's."""
         with self._lock:
+            self._check_open()
             slot = self._slot(spec, env)
             slot.served += 1
             slot.running += 1
@@ -116,12 +124,15 @@ class ServerPool:
     def warm(self, spec: PhaseSpec, env: Mapping[str, str] | None = None) -> SharedServer:
         """The server `spec` would lease, without leasing it (to start it ahead of its phase)."""
         with self._lock:
+            self._check_open()
             return self._slot(spec, env).server
 
     def release(self, server: SharedServer, *, exit_code: int) -> None:
         """A phase on `server` ended; a retired server stops with its last phase."""
         with self._lock:
-            slot = self._slots[id(server)]
+            slot = self._slots.get(id(server))
+            if slot is None:  # the pool was closed under it (a Ray node shutting down)
+                return
             slot.running -= 1
             slot.settled = slot.settled and exit_code == 0
             if slot.retired and slot.running == 0:
@@ -131,6 +142,7 @@ class ServerPool:
         """Stop every server (`quick`: the batch was interrupted); how many it stopped, the
         recycled ones included."""
         with self._lock:
+            self._closed = True
             slots, self._slots, self._current = list(self._slots.values()), {}, {}
             self._spares = {}
             unused = [early for key, early in self._prespawned.items() if key not in self._started]
@@ -170,9 +182,15 @@ class ServerPool:
             self._current[key] = slot
         return slot
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunnerError("the batch's servers are stopped")
+
     def _retire_why(self, slot: _Slot, recycling: Recycling) -> str | None:
-        if slot.server.failed:
-            return "it could not start or died"
+        if slot.server.failed and slot.server.pid is not None:
+            # It died after it came up. One that never came up stays: its phases fail at once
+            # with its reason rather than each trying a start that fails the same way.
+            return "it died"
         return recycling.why(slot.served, self._rss(slot))
 
     @staticmethod
@@ -190,12 +208,15 @@ class ServerPool:
         """Stop a retired server on a thread of its own (a phase never waits for it); `close`
         waits for it. Called under the lock."""
         del self._slots[id(slot.server)]
-        thread = threading.Thread(
-            target=slot.server.stop,
-            kwargs={"settled": slot.settled},
-            name=f"stop-server-{slot.number}",
-            daemon=True,
-        )
+        server, settled = slot.server, slot.settled
+
+        def stop() -> None:
+            try:
+                server.stop(settled=settled)
+            except Exception:  # a thread's failure would go unseen otherwise
+                logger.exception("stopping a recycled server failed")
+
+        thread = threading.Thread(target=stop, name=f"stop-server-{slot.number}", daemon=True)
         self._stopping.append(thread)
         thread.start()
 
@@ -216,7 +237,9 @@ def start_ahead(server: SharedServer) -> None:
     def boot() -> None:
         try:
             server.ready()
-        except StartFailedError as exc:
-            logger.debug("a server started ahead of its phases failed: {}", exc)
+        except (StartFailedError, StartCancelledError) as exc:
+            logger.debug("a server started ahead of its phases did not start: {}", exc)
+        except Exception:  # a thread's failure would go unseen otherwise
+            logger.exception("starting a server ahead of its phases failed")
 
     threading.Thread(target=boot, name="start-ahead", daemon=True).start()

@@ -47,11 +47,14 @@ class SharedServer:
         self._hubs: dict[StreamKey, tuple[StreamHub, pykka.ActorRef]] = {}
         self._users: dict[StreamKey, int] = {}  # phases using each reader
         self._watchers: list[Callable[[Any], None]] = []
+        self._stopped = False  # `stop` was called: it never starts again
 
     def ready(self, cancelled: threading.Event | None = None) -> ServerReady:
         """Start the server once and wait for it; `StartFailedError` if it cannot start (every
         time asked), `StartCancelledError` if `cancelled` is set first."""
         with self._lock:
+            if self._stopped:
+                raise StartCancelledError("the server was stopped before it started")
             if self._ref is None:
                 self._ref = ServerActor.start(
                     spec=self.spec, publish=self._relay, prespawned=self._prespawned
@@ -151,6 +154,7 @@ class SharedServer:
         """Stop readers, then the server (`quick`: an interrupt, half a second of grace;
         `settled`: every phase on it ended done, its session idle, so no abort sweep)."""
         with self._lock:
+            self._stopped = True
             hubs, self._hubs = list(self._hubs.values()), {}
             ref = self._ref
             early = self._prespawned

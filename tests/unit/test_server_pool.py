@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import pytest
 
+from core.errors import RunnerError
 from runner.phase import load_phase
 from runner.servers import pool as pool_module
 from runner.servers.pool import Recycling, ServerPool
@@ -87,10 +88,26 @@ def test_phases_share_a_server_until_it_served_its_share(pool, spec):
     assert third.stops == [{"quick": False, "settled": False}]
 
 
+def test_a_server_that_never_came_up_is_kept_so_its_phases_fail_at_once(pool, spec):
+    first = pool.lease(spec)
+    pool.release(first, exit_code=1)
+    first.failed = True  # its start failed (no pid): another start would fail the same way
+    assert pool.lease(spec) is first
+    assert len(FakeServer.made) == 1
+
+
+def test_no_lease_after_close_and_a_late_release_is_quiet(pool, spec):
+    server = pool.lease(spec)
+    pool.close(quick=True, settled=False)
+    pool.release(server, exit_code=1)  # a Ray node's phase ending after its node closed
+    with pytest.raises(RunnerError, match="stopped"):
+        pool.lease(spec)
+
+
 def test_a_dead_server_is_replaced_at_the_next_lease(pool, spec):
     first = pool.lease(spec)
     pool.release(first, exit_code=1)
-    first.failed = True  # it died under its phase
+    first.failed, first.pid = True, 4242  # it came up, then died under its phase
     second = pool.lease(spec)
     assert second is not first
     assert first.stopped.wait(5)  # nobody ran on it any more

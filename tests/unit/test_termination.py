@@ -263,6 +263,16 @@ def test_an_abort_the_server_found_nothing_to_interrupt_for_ends_at_once():
     assert policy.abort_done(False, 11.3) == []  # concluded once
 
 
+def test_an_abort_while_the_prompt_was_being_sent_waits_for_the_idle_or_its_grace():
+    policy = Policy(Limits(), prompt="Do it", session_id=ROOT, now=0.0)
+    policy.start(0.0)  # the prompt goes out: its run may start after any answer
+    (abort,) = policy.external_failure("interrupted", "interrupted by SIGINT", 0.5)
+    assert abort.verdict == "interrupted"
+    assert policy.abort_done(False, 0.6) == []
+    (verdict,) = policy.observe((IDLE,), 0.7)
+    assert verdict.verdict == "interrupted"
+
+
 def test_interrupt_while_running_aborts_first():
     policy = started()
     (abort,) = policy.external_failure("interrupted", "interrupted by SIGINT", 1.0)

@@ -256,3 +256,16 @@ def test_an_abort_reads_as_interrupted_unless_2_x_says_nothing_ran():
     assert WireV2().abort("ses_1").read({"interrupted": True}) is True
     assert WireV2().abort("ses_1").read({"interrupted": False}) is False
     assert WireV2().abort("ses_1").read(None) is True
+
+
+def test_a_tool_that_failed_before_its_call_ends_as_the_failure_it_is():
+    decode, root = EventsV2().decode, root_of("b_write")
+    tracker = Tracker(root)
+    data = {"sessionID": root, "assistantMessageID": "msg_1", "id": "call_x"}
+    events = [
+        {"type": "session.tool.input.started", "data": {**data, "name": "read"}},
+        {"type": "session.tool.failed", "data": {**data, "error": {"message": "bad input"}}},
+    ]
+    effects = [effect for event in events for e in decode(event) for effect in tracker.apply(e)]
+    (tool,) = [e.part for e in effects if isinstance(e, PartFinalized)]
+    assert (tool["tool"], tool["state"]["status"]) == ("read", "error")
