@@ -166,24 +166,14 @@ def summary(results: dict[str, Any]) -> None:
                     "",
                 )
             )
-    if "pipeline" in results:
-        p = results["pipeline"]
-        name = "pipeline events/s: runner / bare loop"
-        rows.append(
-            (name, f"{p['runner_eps']:,.0f}", f"{p['baseline_eps']:,.0f}", p["ratio"], ">= 0.60x")
-        )
-    if "pipeline_2" in results:
-        p2 = results["pipeline_2"]
-        name = "  on 2.x: runner / bare loop"
-        rows.append(
-            (
-                name,
-                f"{p2['runner_eps']:,.0f}",
-                f"{p2['baseline_eps']:,.0f}",
-                p2["ratio"],
-                ">= 0.60x",
-            )
-        )
+    for key, name in (
+        ("pipeline", "pipeline events/s: runner / bare loop"),
+        ("pipeline_2", "  on 2.x: runner / bare loop"),
+    ):
+        if key in results:
+            p = results[key]
+            measured, against = f"{p['runner_eps']:,.0f}", f"{p['baseline_eps']:,.0f}"
+            rows.append((name, measured, against, p["ratio"], ">= 0.60x"))
     for key, title in (
         ("latency_ms", "latency ms at {}/s: p50 / p99"),
         ("latency_ms_2", "  on 2.x"),
