@@ -54,6 +54,10 @@ class ServerSpec:
     attach_url: str | None = None
     attach_password: str | None = field(default=None, repr=False)
     data_dir: str | None = None  # `server.isolate`: opencode's data and state live here
+    # A leased server (the pool daemon's): attached to, its process watched (`log_path` is its
+    # log, read when it dies), and named by `origin` in the banner and the transcript.
+    attach_pid: int | None = None
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,53 @@ def rss_mib(pid: int) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def wait_gone(
+    pid: int, quit_event: threading.Event, slice_s: float = 0.5, timeout: float | None = None
+) -> bool:
+    """Wait until process `pid` (not our child) ends; True when it did, False when `quit_event`
+    was set first (or `timeout` passed). A pidfd wakes the wait the moment it ends (Linux 5.3
+    and later); without one, the process is looked for every `slice_s`."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (OSError, AttributeError):
+        descriptor = None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not quit_event.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if descriptor is not None:
+                if select.select([descriptor], [], [], slice_s)[0]:
+                    return True
+            elif not alive(pid) or quit_event.wait(slice_s):
+                return not quit_event.is_set()
+        return False
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
+
+
+def alive(pid: int) -> bool:
+    """True while process `pid` runs: it exists and is not a zombie (ended, not yet reaped by
+    its parent: a killed run its shell has not waited for, a daemon init has not reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rpartition(")")[2].split()[:1]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state not in (["Z"], ["X"])
 
 
 def remove_data_dir(path: str | None) -> None:

@@ -10,7 +10,8 @@ deadline), and the waiter (`_Exited` the moment the process ends). The actor pub
 kills what it started), `ServerExited` if the process dies afterwards, and `ServerStopped` on
 stop. Stopping aborts busy sessions over HTTP first (SIGTERM gives opencode no drain; skipped
 when the caller knows every session is idle), then SIGTERMs the group, waits, and SIGKILLs
-whatever remains. In attach mode it only probes.
+whatever remains. In attach mode it only probes, and watches a leased server's process
+(`ServerSpec.attach_pid`: the pool daemon's) to report its death as `ServerExited`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class _Unhealthy:
 @dataclass(frozen=True, slots=True)
 class _Exited:
     code: int | None
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class _LeaseGone:
     pid: int
 
 
@@ -147,6 +153,13 @@ class ServerActor(pykka.ThreadingActor):
                 self._on_exit(code)
             case _Exited():
                 pass  # an earlier start attempt's process
+            case _LeaseGone(pid=pid) if not self._done:
+                self._done = True
+                reason = f"the leased opencode server (pid {pid}) died"
+                tail = process.read_log_tail(self._spec.log_path)
+                self._publish(ServerExited(exit_code=None, reason=reason, log_tail=tail))
+            case _LeaseGone():
+                pass
             case _Listening() | _Healthy() | _Unhealthy():
                 pass  # late news after failure, stop or readiness
             case _:
@@ -183,17 +196,25 @@ class ServerActor(pykka.ThreadingActor):
             self._fail(str(exc))
             return
         self._ready = True
-        pid = self._proc.pid if self._proc else None
+        leased = self._spec.attach_pid
+        pid = self._proc.pid if self._proc else leased
         self._publish(
             ServerReady(
                 url=self._url or "",
                 version=version,
                 password=self._password,
                 pid=pid,
-                log_path=None if self._spec.attach_url else self._spec.log_path,
+                log_path=None if self._spec.attach_url and not leased else self._spec.log_path,
                 attached=bool(self._spec.attach_url),
+                origin=self._spec.origin,
             )
         )
+        if leased is not None:  # not our child: its end is seen through a pidfd
+            quit_event = self._quit
+            process.start_thread(
+                "opencode-lease-watch",
+                lambda: process.wait_gone(leased, quit_event) and self._tell(_LeaseGone(leased)),
+            )
 
     def _fail(self, reason: str) -> None:
         self._done = True

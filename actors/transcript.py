@@ -161,6 +161,8 @@ class TranscriptActor(SupervisedActor):
                 directory=first.directory,
                 permission_rules=list(first.permission_rules),
             )
+            if first.server_origin:
+                header.update(server_url=first.server_url, server_origin=first.server_origin)
         assert self._writer is not None
         self._writer.header(header)
 

@@ -30,6 +30,9 @@ def banner(item: Any) -> list[Styled]:
         ),
         (f"   session {item.session_id} · {item.directory}", "dim"),
     ]
+    origin = getattr(item, "server_origin", None)
+    if origin:
+        lines.append((f"   server {item.server_url} · {origin}", "dim"))
     if item.transcript_path:
         lines.append((f"   transcript {item.transcript_path}", "dim"))
     return lines

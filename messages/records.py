@@ -23,6 +23,7 @@ class PhaseStarted:
     server_url: str
     transcript_path: str | None = None
     permission_rules: tuple[dict[str, str], ...] = ()  # what the session was created with
+    server_origin: str | None = None  # a leased server's (the pool daemon's)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,7 @@ class ServerReady:
     pid: int | None
     log_path: str | None
     attached: bool
+    origin: str | None = None  # where a leased server came from (the pool daemon)
 
     @property
     def capabilities(self) -> Capabilities:

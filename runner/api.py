@@ -19,6 +19,7 @@ from actors.process import Prespawned
 from runner._mock import EmbeddedMock
 from runner.executors.local import Batch, run_here
 from runner.phase import PhaseSpec
+from runner.servers.lease import Leases
 from runner.supervisor.handle import CANCEL_WAIT, PhaseHandle, run_phase, spec_of, start_phase
 from runner.supervisor.result import PhaseResult
 
@@ -42,11 +43,15 @@ def run_phases(
     batch: Batch | None = None,
     prespawned: Mapping[Any, Prespawned] | None = None,
     mock: EmbeddedMock | None = None,
+    leases: Leases | None = None,
+    leased: Mapping[Any, Any] | None = None,
     **options: Any,
 ) -> list[PhaseResult]:
     """Run phases, `parallel` at a time; phases asking for the same server share one.
     `executor`: "local" (this process), "ray" (a one-node Ray here; `RayExecutor(address=...)`
-    for a cluster), or any object with `run(specs, parallel, batch, options)`."""
+    for a cluster), or any object with `run(specs, parallel, batch, options)`. `leases`: warm
+    servers from the pool daemon (`Leases(PoolClient.find(), script)`), `leased` the first
+    ones already taken (`runner.servers.lease.prelease`)."""
     specs = [spec_of(phase) for phase in phases]
     remote = _executor(executor)
     if not specs:
@@ -55,10 +60,10 @@ def run_phases(
         return remote.run(specs, max(1, parallel), batch or Batch(), options)
     if mock is not None:  # started by the caller (the CLI, before its early servers)
         options["env"] = {**(options.get("env") or {}), **mock.env}  # start_phase starts none
-        return run_here(specs, parallel, batch, prespawned, options)
+        return run_here(specs, parallel, batch, prespawned, options, leases=leases, leased=leased)
     with EmbeddedMock(specs) as ours:  # a phase's `mock` (runner._mock); the caller's wins
         options["env"] = {**ours.env, **(options.get("env") or {})}
-        return run_here(specs, parallel, batch, prespawned, options)
+        return run_here(specs, parallel, batch, prespawned, options, leases=leases, leased=leased)
 
 
 def _executor(executor: Any) -> Any:

@@ -20,6 +20,11 @@ other commands:
   python -m runner check PHASE.yaml ...     validate phase files, start nothing (0 or 64)
   python -m runner show RUN.jsonl [--plain|--json|--thinking]
                                             print a recorded run as it was shown live
+  python -m runner up [--spare N --max-servers N --idle-expiry S]
+                                            start the pool daemon of warm servers; runs
+                                            then lease from it (docs/pool.md)
+  python -m runner status [--json]          its servers: version, phases, memory, leases
+  python -m runner down                     stop it and every server it started
 
 exit codes:
   0 done   1 failed (server, stream, provider error)   2 incomplete, stalled or timed out

@@ -27,12 +27,14 @@ from runner.cli.args import EXIT_USAGE, build_parser, load_all, output_mode
 from runner.phase import PhaseSpec
 from runner.phase.derive import sibling
 from runner.servers.keys import prestart
+from runner.servers.lease import prelease
 
 if TYPE_CHECKING:
     from runner.api import Batch
 
 SIGNAL_EXIT = batch.SIGNAL_EXIT
 SAFETY_NET_TIMEOUT = 5.0
+COMMANDS = ("check", "show", "up", "status", "down")
 
 
 def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
@@ -50,14 +52,8 @@ def configure_logging(verbose: bool, specs: list[PhaseSpec]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse, validate, run, and return the exit code (or run `check` or `show`)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("check", "show") and not Path(argv[0]).is_file():
-        if argv[0] == "check":
-            from runner.cli.check import check_main
-
-            return check_main(argv[1:])
-        from runner.cli.show import show_main
-
-        return show_main(argv[1:])
+    if argv and argv[0] in COMMANDS and not Path(argv[0]).is_file():
+        return _command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         specs = load_all(args)
@@ -74,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         return batch.finish(specs, skipped, [], json_lines=args.json)
     with mock:
         os.environ.update(mock.env)  # the early servers inherit it
-        early = {} if args.executor == "ray" else prestart(run, args.parallel)
+        leases, leased = None, {}
+        if args.executor != "ray":  # warm servers from the pool daemon, if it runs
+            script = None if mock.script is None else str(Path(mock.script).resolve())
+            leases, leased = prelease(run, args.parallel, script, _say)
+        early = {} if args.executor == "ray" else prestart(run, args.parallel, leased)
         try:
-            return _run(args, run, early, mock, (specs, skipped))
+            return _run(args, run, early, mock, (specs, skipped), lent=(leases, leased))
         except KeyboardInterrupt:  # before its handler was installed (the heavy imports)
             return SIGNAL_EXIT[signal.SIGINT]
         finally:
@@ -90,6 +90,8 @@ def _run(
     early: dict[Any, Prespawned],
     mock: EmbeddedMock,
     whole: tuple[list[PhaseSpec], list[batch.Skipped]],
+    *,
+    lent: tuple[Any, dict[Any, Any]],
 ) -> int:
     """Run the phases: the heavy imports happen here, while the early servers boot."""
     from runner import tuning
@@ -112,6 +114,8 @@ def _run(
             batch=running,
             prespawned=early,
             mock=mock,
+            leases=lent[0],
+            leased=lent[1],
             mode=output_mode(args, sys.stdout),
             out=sys.stdout,
             verbose=args.verbose,
@@ -120,6 +124,25 @@ def _run(
         _stop_leftovers()
     specs, skipped = whole
     return batch.finish(specs, skipped, results, signalled[0] if signalled else None, args.json)
+
+
+def _command(name: str, argv: list[str]) -> int:
+    """`check`, `show`, or the pool daemon's `up`, `status` and `down`."""
+    if name == "check":
+        from runner.cli.check import check_main
+
+        return check_main(argv)
+    if name == "show":
+        from runner.cli.show import show_main
+
+        return show_main(argv)
+    from runner.cli.pool import pool_main
+
+    return pool_main(name, argv)
+
+
+def _say(line: str) -> None:
+    print(f"runner: {line}", file=sys.stderr, flush=True)
 
 
 def _stop_leftovers() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from actors.process import Prespawned
 from runner.batch import board_for
 from runner.phase import PhaseSpec
+from runner.servers.lease import Leases
 from runner.servers.pool import ServerPool
 from runner.supervisor.handle import PhaseHandle, start_phase
 from runner.supervisor.result import PhaseResult
@@ -76,11 +77,14 @@ def run_here(
     batch: Batch | None,
     prespawned: Mapping[Any, Prespawned] | None,
     options: dict[str, Any],
+    *,
+    leases: Leases | None = None,
+    leased: Mapping[Any, Any] | None = None,
 ) -> list[PhaseResult]:
     """Run `specs` here, `parallel` at a time, each on the server its key names; the results
     in order. The servers are leased from the batch's pool, recycled as they age, and stop
-    with the batch."""
-    pool = ServerPool(options.get("env") or {}, prespawned or {})
+    with the batch (`leases`: the pool daemon lends them, `leased` the first ones)."""
+    pool = ServerPool(options.get("env") or {}, prespawned or {}, leases=leases, leased=leased)
     batch = batch or Batch()
     options["board"] = board = board_for(options, parallel, len(specs))
 

@@ -36,6 +36,7 @@ def banner(
         model=spec.model,
         server_version=ready.version,
         server_url=ready.url,
+        server_origin=ready.origin,
         transcript_path=str(spec.output.transcript),
         permission_rules=permission_rules,
     )

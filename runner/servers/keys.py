@@ -42,14 +42,17 @@ def server_key(spec: PhaseSpec) -> tuple[Any, ...]:
     return (spec.server.opencode, spec.config_content, spec.server.attach, spec.server.isolate)
 
 
-def prestart(specs: list[PhaseSpec], parallel: int) -> dict[tuple[Any, ...], Prespawned]:
-    """Start the servers the first `parallel` phases need, now; their actors adopt them later
-    (the other phases' servers start when those phases do, as before). A server that cannot be
-    started here is started again by its actor, which reports why it fails."""
+def prestart(
+    specs: list[PhaseSpec], parallel: int, leased: Mapping[Any, Any] | None = None
+) -> dict[tuple[Any, ...], Prespawned]:
+    """Start the servers the first `parallel` phases need, now, but those `leased` from the
+    pool daemon; their actors adopt them later (the other phases' servers start when those
+    phases do, as before). A server that cannot be started here is started again by its
+    actor, which reports why it fails."""
     started: dict[tuple[Any, ...], Prespawned] = {}
     for spec in specs[:parallel]:
         key = server_key(spec)
-        if spec.server.attach or key in started:
+        if spec.server.attach or key in started or key in (leased or {}):
             continue
         try:
             started[key] = Prespawned.start(server_spec(spec, {}))

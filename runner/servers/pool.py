@@ -28,6 +28,7 @@ from core.errors import RunnerError
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.servers.keys import server_key, server_spec
+from runner.servers.lease import Lease, Leases, PoolRefusedError
 from runner.servers.shared import (
     STOP_TIMEOUT,
     SharedServer,
@@ -77,6 +78,7 @@ class _Slot:
     settled: bool = True  # every phase that ended on it ended with exit code 0
     retired: bool = False  # takes no new lease; stops when its last phase ends
     phases: list[str] = field(default_factory=list)
+    lease: Lease | None = None  # lent by the pool daemon: given back when it stops here
 
 
 SpecFor = Callable[[PhaseSpec, Mapping[str, str]], ServerSpec]
@@ -85,17 +87,22 @@ SpecFor = Callable[[PhaseSpec, Mapping[str, str]], ServerSpec]
 class ServerPool:
     """The servers of one batch (or one Ray node), per `server_key`: the current one takes the
     leases. `spec_for` makes a new server's `ServerSpec` (a Ray node puts its log and data in
-    its own folder)."""
+    its own folder). `leases`: the pool daemon's (`runner.servers.lease`), where servers come
+    from while it lends them, `leased` the first ones, taken by the CLI before its imports."""
 
     def __init__(
         self,
         env: Mapping[str, str],
         prespawned: Mapping[Any, Prespawned] | None = None,
         spec_for: SpecFor = server_spec,
+        leases: Leases | None = None,
+        leased: Mapping[Any, tuple[ServerSpec, Lease]] | None = None,
     ) -> None:
         self._env = dict(env)
         self._spec_for = spec_for
         self._prespawned = dict(prespawned or {})  # the CLI's early servers, one per key at most
+        self._leases = leases
+        self._leased = dict(leased or {})  # the daemon's first servers, one per key at most
         self._lock = threading.Lock()
         self._current: dict[tuple[Any, ...], _Slot] = {}
         self._spares: dict[tuple[Any, ...], _Slot] = {}  # started ahead of their predecessor's end
@@ -146,9 +153,13 @@ class ServerPool:
             slots, self._slots, self._current = list(self._slots.values()), {}, {}
             self._spares = {}
             unused = [early for key, early in self._prespawned.items() if key not in self._started]
+            unlent = [lease for key, (_, lease) in self._leased.items() if key not in self._started]
             stopping, self._stopping = self._stopping, []
         for slot in slots:
             slot.server.stop(quick=quick, settled=settled and slot.settled)
+            self._give_back(slot.lease, slot.served, slot.settled)
+        for lease in unlent:  # taken for phases that never came
+            self._give_back(lease, 0, True)
         for early in unused:  # started early for phases that never came
             early.discard()
         for thread in stopping:
@@ -213,6 +224,7 @@ class ServerPool:
         def stop() -> None:
             try:
                 server.stop(settled=settled)
+                self._give_back(slot.lease, slot.served, settled)
             except Exception:  # a thread's failure would go unseen otherwise
                 logger.exception("stopping a recycled server failed")
 
@@ -221,13 +233,37 @@ class ServerPool:
         thread.start()
 
     def _make(self, key: tuple[Any, ...], spec: PhaseSpec, env: Mapping[str, str] | None) -> _Slot:
-        """A new server for `key` (the CLI's early one for the first), not started yet."""
+        """A new server for `key`, not started yet: the pool daemon's while it lends them
+        (the CLI's lease for the first), else one of ours (the CLI's early one for the first)."""
         number = self._started[key] = self._started.get(key, 0) + 1
-        early = self._prespawned.get(key) if number == 1 else None
-        server_env = self._env if env is None else env
-        slot = _Slot(SharedServer(self._spec_for(spec, server_env), early), number)
+        lent = self._lend(key, spec, number)
+        if lent is not None:
+            slot = _Slot(SharedServer(lent[0]), number, lease=lent[1])
+        else:
+            early = self._prespawned.get(key) if number == 1 else None
+            server_env = self._env if env is None else env
+            slot = _Slot(SharedServer(self._spec_for(spec, server_env), early), number)
         self._slots[id(slot.server)] = slot
         return slot
+
+    def _lend(
+        self, key: tuple[Any, ...], spec: PhaseSpec, number: int
+    ) -> tuple[ServerSpec, Lease] | None:
+        """The daemon's server for the key's `number`-th, if it lends one (locked: a warm
+        daemon answers in milliseconds)."""
+        if number == 1 and key in self._leased:
+            return self._leased[key]
+        if self._leases is None or not self._leases.leasable(spec) or key in self._prespawned:
+            return None
+        try:
+            return self._leases.take(spec)
+        except PoolRefusedError as exc:
+            logger.warning("server {} of {} is our own: {}", number, spec.name, exc)
+            return None
+
+    def _give_back(self, lease: Lease | None, served: int, settled: bool) -> None:
+        if lease is not None and self._leases is not None:
+            self._leases.give_back(lease, phases=served, settled=settled)
 
 
 def start_ahead(server: SharedServer) -> None:

@@ -77,6 +77,12 @@ class SharedServer:
         return ready.pid if ready is not None else None
 
     @property
+    def version(self) -> str | None:
+        """The server's opencode version, once it is up."""
+        ready = self._ready
+        return ready.version if ready is not None else None
+
+    @property
     def failed(self) -> bool:
         """True once the server could not start or died: phases must not be given it."""
         return self._failure is not None

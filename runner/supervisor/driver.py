@@ -139,7 +139,8 @@ class Supervisor:
         spec, facts = self.spec, self._facts
         facts.server_version = ready.version
         facts.server_url = ready.url
-        facts.server_pid = None if ready.attached else ready.pid
+        facts.server_pid = ready.pid  # None when attached, unless leased from the pool
+        facts.server_origin = ready.origin
         facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
         environ = {**os.environ, **(self.options.env or {})}

@@ -35,6 +35,7 @@ class RunFacts:
     server_version: str | None = None
     server_url: str | None = None
     server_pid: int | None = None  # None when attached
+    server_origin: str | None = None  # a leased server's: the pool daemon's
     server_capabilities: dict[str, Any] | None = None
     server_log_tail: tuple[str, ...] = ()
     reconnects: int = 0
@@ -63,6 +64,7 @@ class PhaseResult:
     server_version: str | None = None
     server_url: str | None = None
     server_pid: int | None = None  # the server it ran on (None: attached), with `server_url`
+    server_origin: str | None = None  # "warm from the runner pool ..." when leased
     server_capabilities: dict[str, Any] | None = None
     transcript: str | None = None
     result_path: str | None = None
@@ -104,6 +106,7 @@ class PhaseResult:
             server_version=facts.server_version,
             server_url=facts.server_url,
             server_pid=facts.server_pid,
+            server_origin=facts.server_origin,
             server_capabilities=facts.server_capabilities,
             transcript=facts.transcript,
             result_path=facts.result_path,

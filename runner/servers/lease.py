@@ -1,0 +1,339 @@
+"""Warm servers from the pool daemon (`python -m runner up`): finding it, and leasing from it.
+
+The daemon (`runner.servers.daemon`) writes where it listens, its process id and a random
+token to a state file readable by its owner only (`state_file()`). A run finds it there
+(`PoolClient.find`): a file that is not the user's own, or that others may read, is refused and
+never used; a file whose daemon is gone is stale (removed, since it is the user's own and says
+nothing true any more); a daemon that does not answer, or answers with another token, is
+refused. Each refusal is one line the CLI prints before it starts a server of its own, as it
+would without a daemon. No state file at all is no daemon: nothing is said.
+
+A lease is one opencode server for this process alone, until it is released or this process
+ends (the daemon watches the lessee's process id). Servers are interchangeable when they run
+the same binary with the same configuration and the same environment (`environment_digest`):
+the daemon's servers run in the daemon's environment, so a run whose environment differs in
+what opencode reads is refused rather than given a server that would act otherwise.
+
+Light on purpose: the CLI finds the daemon before its heavy imports (standard library only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Lease",
+    "PoolClient",
+    "PoolGoneError",
+    "PoolRefusedError",
+    "environment_digest",
+    "judge_state",
+    "state_dir",
+    "state_file",
+]
+
+STATE_NAME = "pool.json"
+FIND_TIMEOUT = 2.0  # the daemon's status answer: it answers from memory
+LEASE_TIMEOUT = 90.0  # a lease may wait for a cold server's start (`timeouts.start`, 30 s)
+# What opencode reads from its environment besides the names its configuration quotes: where it
+# keeps data and configuration, its own switches, and the PATH its tools run with.
+ENVIRONMENT = (
+    "HOME",
+    "PATH",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_CACHE_HOME",
+)
+# Set by the runner for each server (password, configuration): never compared.
+PER_SERVER = frozenset(
+    {"OPENCODE_SERVER_PASSWORD", "OPENCODE_PASSWORD", "OPENCODE_CONFIG_CONTENT", "MOCK_LLM_URL"}
+)
+_QUOTED = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class PoolRefusedError(Exception):
+    """The daemon cannot be used; the message says why, in one line."""
+
+
+class PoolGoneError(PoolRefusedError):
+    """The state file names a daemon that is gone (the file is removed)."""
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The runner's state folder: `$XDG_STATE_HOME/opencode-runner`, else
+    `~/.local/state/opencode-runner`."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_STATE_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "opencode-runner"
+
+
+def state_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the pool daemon says where it is."""
+    return state_dir(environ) / STATE_NAME
+
+
+def judge_state(mode: int, owner: int, uid: int, text: str) -> dict[str, Any]:
+    """The state file's content if it may be trusted: the user's own (`owner` is `uid`) and
+    readable by nobody else; `PoolRefusedError` naming what is wrong otherwise. Pure."""
+    if owner != uid:
+        raise PoolRefusedError(f"it belongs to uid {owner}, not to you (uid {uid}): refused")
+    if mode & 0o077:
+        raise PoolRefusedError(
+            f"others may read it (mode {stat.S_IMODE(mode):04o}, not 0600): refused"
+        )
+    try:
+        state = json.loads(text)
+    except ValueError:
+        raise PoolRefusedError("it is not JSON: refused") from None
+    if not isinstance(state, dict) or not all(k in state for k in ("pid", "url", "token")):
+        raise PoolRefusedError("it lacks pid, url or token: refused")
+    if not isinstance(state["pid"], int) or urlsplit(str(state["url"])).hostname != "127.0.0.1":
+        raise PoolRefusedError(f"it names no loopback daemon ({state['url']!r}): refused")
+    return state
+
+
+def environment_digest(environ: Mapping[str, str], config_content: str | None) -> dict[str, str]:
+    """Name -> digest of each variable the servers' behaviour depends on: `ENVIRONMENT`,
+    opencode's own `OPENCODE_*`, and what the configuration quotes (`{env:NAME}`); a missing
+    one digests as missing. Compared by the daemon against its own. Pure."""
+    names = set(ENVIRONMENT) | {name for name in environ if name.startswith("OPENCODE_")}
+    names |= set(_QUOTED.findall(config_content or ""))
+    return {name: _digest(environ.get(name)) for name in sorted(names) if name not in PER_SERVER}
+
+
+def differences(ours: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]:
+    """The names whose digests differ between two `environment_digest`s. Pure."""
+    missing = _digest(None)
+    return sorted(
+        name
+        for name in set(ours) | set(theirs)
+        if ours.get(name, missing) != theirs.get(name, missing)
+    )
+
+
+def _digest(value: str | None) -> str:
+    if value is None:
+        return "-"
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A server the daemon lent this process."""
+
+    id: str
+    url: str
+    password: str
+    pid: int
+    log_path: str
+    version: str
+    number: int  # the daemon's how-many-th server
+    served: int  # phases it served before this lease
+    daemon_pid: int
+
+    @property
+    def origin(self) -> str:
+        """How the banner and the transcript name it."""
+        return (
+            f"warm from the runner pool (daemon pid {self.daemon_pid}): server {self.number},"
+            f" {self.served} phase(s) served before"
+        )
+
+
+class PoolClient:
+    """The daemon, as found in its state file."""
+
+    def __init__(self, state: Mapping[str, Any], path: Path) -> None:
+        self.pid: int = state["pid"]
+        self.url: str = state["url"]
+        self._token: str = state["token"]
+        self.path = path
+
+    @classmethod
+    def find(cls, environ: Mapping[str, str] | None = None) -> PoolClient | None:
+        """The running daemon; None when there is no state file; `PoolRefusedError` (why, one
+        line) when there is one that cannot be used."""
+        path = state_file(environ)
+        try:
+            with open(path, encoding="utf-8") as file:
+                info = os.fstat(file.fileno())
+                text = file.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PoolRefusedError(f"the pool's state file {path}: {exc.strerror}") from None
+        try:
+            state = judge_state(info.st_mode, info.st_uid, os.getuid(), text)
+        except PoolRefusedError as exc:
+            raise PoolRefusedError(f"the pool's state file {path}: {exc}") from None
+        client = cls(state, path)
+        if not _alive(client.pid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise PoolGoneError(
+                f"the runner pool (pid {client.pid}) is gone; removed its stale state file {path}"
+            )
+        client.status(timeout=FIND_TIMEOUT)  # answers, and to our token
+        return client
+
+    def status(self, timeout: float = FIND_TIMEOUT) -> dict[str, Any]:
+        """The daemon's servers and settings."""
+        return self._call("GET", "/status", None, timeout)
+
+    def lease(
+        self,
+        *,
+        binary: str,
+        config_content: str | None,
+        script: str | None,
+        environ: Mapping[str, str],
+        start_timeout: float,
+    ) -> Lease:
+        """A server of its own for this process; `PoolRefusedError` with the daemon's reason."""
+        answer = self._call(
+            "POST",
+            "/lease",
+            {
+                "binary": binary,
+                "config_content": config_content,
+                "script": script,
+                "environment": environment_digest(environ, config_content),
+                "lessee": os.getpid(),
+                "start_timeout": start_timeout,
+            },
+            LEASE_TIMEOUT + start_timeout,
+        )
+        return Lease(daemon_pid=self.pid, **answer)
+
+    def release(self, lease: Lease, *, phases: int, settled: bool) -> None:
+        """Give a server back: it served `phases` (`settled`: all done, its sessions idle)."""
+        self._call(
+            "POST", "/release", {"lease": lease.id, "phases": phases, "settled": settled}, 10.0
+        )
+
+    def down(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Stop the daemon and every server it started; what it stopped."""
+        return self._call("POST", "/down", {}, timeout)
+
+    def _call(self, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
+        where = urlsplit(self.url)
+        connection = http.client.HTTPConnection(where.hostname, where.port, timeout=timeout)
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        try:
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as exc:
+            raise PoolRefusedError(
+                f"the runner pool (pid {self.pid}) at {self.url} does not answer: {exc}"
+            ) from None
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = {"error": text.strip()[:200]}
+        if response.status != 200:
+            why = answer.get("error") if isinstance(answer, dict) else None
+            raise PoolRefusedError(f"the runner pool refused: {why or response.status}")
+        return answer
+
+
+def _alive(pid: int) -> bool:
+    from actors.process import alive
+
+    return alive(pid)
+
+
+class Leases:
+    """One run's servers from the daemon: leased per server key (the first ones before the
+    heavy imports, `prelease`; successors as the run's pool recycles), given back as the run's
+    pool stops them."""
+
+    def __init__(self, client: PoolClient, script: str | None) -> None:
+        self.client = client
+        self._script = script
+
+    @staticmethod
+    def leasable(spec: Any) -> bool:
+        """A phase on a server of the runner's own making, with its data where opencode keeps
+        it (not attached, not isolated)."""
+        return spec.server.attach is None and not spec.server.isolate
+
+    def take(self, spec: Any) -> tuple[Any, Lease]:
+        """A server for `spec` and how to attach to it; `PoolRefusedError` if refused."""
+        from actors.process import ServerSpec, resolve_binary
+
+        binary = resolve_binary(spec.server.opencode)
+        lease = self.client.lease(
+            binary=os.path.abspath(binary) if os.sep in binary else binary,
+            config_content=spec.config_content,
+            script=self._script,
+            environ=os.environ,
+            start_timeout=spec.timeouts.start,
+        )
+        server = ServerSpec(
+            directory=str(spec.directory),
+            log_path=lease.log_path,
+            binary=binary,
+            start_timeout=spec.timeouts.start,
+            attach_url=lease.url,
+            attach_password=lease.password,
+            attach_pid=lease.pid,
+            origin=lease.origin,
+        )
+        return server, lease
+
+    def give_back(self, lease: Lease, *, phases: int, settled: bool) -> None:
+        """Release a server; a daemon that is gone or refuses is only noted (it stops the
+        servers of runs that end without releasing them)."""
+        try:
+            self.client.release(lease, phases=phases, settled=settled)
+        except PoolRefusedError as exc:
+            from runner._logs import logger
+
+            logger.debug("server {} was not given back: {}", lease.number, exc)
+
+
+def prelease(
+    specs: list[Any], parallel: int, script: str | None, say: Any
+) -> tuple[Leases | None, dict[tuple[Any, ...], tuple[Any, Lease]]]:
+    """The daemon's leases for the servers the first `parallel` phases need, taken now (before
+    the heavy imports, as `keys.prestart` starts servers). `say(line)` is told, in one line,
+    why the daemon is not used when it is there but cannot be: refused, stale, or another
+    user's. No daemon (no state file): `(None, {})`, and nothing said."""
+    from runner.servers.keys import server_key
+
+    try:
+        client = PoolClient.find()
+    except PoolRefusedError as exc:
+        say(f"{exc}; starting a server of its own")
+        return None, {}
+    if client is None:
+        return None, {}
+    leases = Leases(client, script)
+    taken: dict[tuple[Any, ...], tuple[Any, Lease]] = {}
+    for spec in specs[:parallel]:
+        key = server_key(spec)
+        if key in taken or not leases.leasable(spec):
+            continue
+        try:
+            taken[key] = leases.take(spec)
+        except PoolRefusedError as exc:  # its phases start a server of their own
+            say(f"{exc}; starting a server of its own")
+    return leases, taken
