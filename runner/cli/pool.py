@@ -21,8 +21,16 @@ import time
 from typing import Any
 
 from actors.process import wait_gone
-from runner.cli.args import PROG
-from runner.servers.lease import PoolClient, PoolGoneError, PoolRefusedError, state_dir
+from core.errors import PhaseFileError
+from runner.cli.args import EXIT_USAGE, PROG
+from runner.phase import load_phase
+from runner.servers.lease import (
+    Leases,
+    PoolClient,
+    PoolGoneError,
+    PoolRefusedError,
+    state_dir,
+)
 
 UP_TIMEOUT = 20.0  # the daemon's ready line
 DOWN_TIMEOUT = 60.0  # its servers' stops (30 s each at most, in parallel)
@@ -40,8 +48,13 @@ def pool_main(command: str, argv: list[str]) -> int:
 
 def _parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"{PROG} {command}", description=__doc__.splitlines()[0])
-    parser.exit_on_error = True
     if command == "up":
+        parser.add_argument(
+            "phases",
+            nargs="*",
+            metavar="PHASE.yaml",
+            help="start the servers these phases need now, warm for their runs",
+        )
         parser.add_argument(
             "--spare",
             type=int,
@@ -107,12 +120,17 @@ def _settings(args: argparse.Namespace) -> Any:
 def _up(args: argparse.Namespace) -> int:
     """Start the daemon in the background, unless one runs; wait for its ready line."""
     _settings(args)  # refuse bad flags here, not in the background
+    try:
+        specs = [load_phase(path, environ=os.environ) for path in args.phases]
+    except PhaseFileError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     running = _find()
     if isinstance(running, int):
         return running
     if running is not None:
         print(f"runner pool already up: pid {running.pid} at {running.url}")
-        return 0
+        return _warm(running, specs)
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = folder / "pool.log"
@@ -141,6 +159,25 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     print(f"runner pool up: pid {proc.pid} at {line.split()[1]} (log {log_path})")
     print(f"  `{PROG} status` shows its servers; `{PROG} down` stops them and it")
+    client = _find()
+    return _warm(client, specs) if isinstance(client, PoolClient) else 1
+
+
+def _warm(client: PoolClient, specs: list[Any]) -> int:
+    """Lease and give back at once a server for each phase's server key: started now, they
+    wait warm for the phases' runs."""
+    leases = Leases(client, None)
+    for spec in specs:
+        if not leases.leasable(spec):
+            print(f"  {spec.name}: attached or isolated, its run starts its own server")
+            continue
+        try:
+            _, lease = leases.take(spec)
+        except PoolRefusedError as exc:
+            print(f"runner: {spec.name}: {exc}", file=sys.stderr)
+            return 1
+        leases.give_back(lease, phases=0, settled=True)
+        print(f"  server {lease.number} (opencode {lease.version}) is warm for {spec.name}")
     return 0
 
 
@@ -180,11 +217,11 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    print(_status_text(status, client.url))
+    print(status_text(status, client.url))
     return 0
 
 
-def _status_text(status: dict[str, Any], url: str) -> str:
+def status_text(status: dict[str, Any], url: str) -> str:
     """The status for people: the daemon's line, then one line a server."""
     rss = status.get("rss_mib")
     lines = [

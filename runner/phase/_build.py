@@ -58,7 +58,7 @@ SECTIONS = {
         *("cost_usd", "tokens", "steps", "repeats", "compactions"),
     ),
     "timeouts": ("phase", "stall", "start", "outage", "silent"),
-    "server": ("attach", "opencode", "isolate", "recycle_after", "recycle_rss_mib"),
+    "server": ("attach", "opencode", "isolate", "recycle_after", "recycle_rss_mib", "spare"),
     "output": ("transcript", "result"),
 }
 TOP_KEYS = (
@@ -211,7 +211,15 @@ def _server(value: Any, *, ctx: Context) -> ServerOptions:
             optional(amount),
             data.get("recycle_rss_mib", _SERVER.recycle_rss_mib),
         ),
+        spare=at("spare", _spare, data.get("spare", _SERVER.spare)),
     )
+
+
+def _spare(value: Any) -> int:
+    """0 or 1: whether a recycled server's successor starts ahead of need."""
+    if isinstance(value, bool) or value not in (0, 1):
+        raise Invalid(f"expected 0 or 1, got {value!r}")
+    return int(value)
 
 
 def _binary(value: Any, *, ctx: Context) -> str:

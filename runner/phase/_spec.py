@@ -84,6 +84,7 @@ class ServerOptions:
     # (`runner.servers.pool`); None: never for that reason.
     recycle_after: int | None = 100
     recycle_rss_mib: float | None = 768
+    spare: int = 1  # a recycled server's successor is started ahead of need (0: when needed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -157,6 +157,7 @@ class Registry:
             entry.lease, entry.lessee = secrets.token_hex(8), lessee
             entry.leases += 1
             self.leases += 1
+            warm = entry.server.version is not None  # up before this lease asked
         try:
             ready = entry.server.ready()
             entry.mock.reset(ask["script"] if ask.get("script") else IDLE_SCRIPT)
@@ -181,6 +182,7 @@ class Registry:
             "version": ready.version,
             "number": entry.number,
             "served": entry.served,
+            "warm": warm,
         }
 
     def release(self, lease: str, phases: int, settled: bool) -> dict[str, Any]:

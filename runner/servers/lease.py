@@ -93,7 +93,7 @@ def judge_state(mode: int, owner: int, uid: int, text: str) -> dict[str, Any]:
         raise PoolRefusedError(f"it belongs to uid {owner}, not to you (uid {uid}): refused")
     if mode & 0o077:
         raise PoolRefusedError(
-            f"others may read it (mode {stat.S_IMODE(mode):04o}, not 0600): refused"
+            f"others may read or write it (mode {stat.S_IMODE(mode):04o}, not 0600): refused"
         )
     try:
         state = json.loads(text)
@@ -143,13 +143,15 @@ class Lease:
     version: str
     number: int  # the daemon's how-many-th server
     served: int  # phases it served before this lease
+    warm: bool  # it was up before the lease asked (else the lease waited for its start)
     daemon_pid: int
 
     @property
     def origin(self) -> str:
         """How the banner and the transcript name it."""
+        how = "warm" if self.warm else "started"
         return (
-            f"warm from the runner pool (daemon pid {self.daemon_pid}): server {self.number},"
+            f"{how} from the runner pool (daemon pid {self.daemon_pid}): server {self.number},"
             f" {self.served} phase(s) served before"
         )
 

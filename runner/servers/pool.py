@@ -122,7 +122,8 @@ class ServerPool:
             slot.running += 1
             slot.phases.append(spec.name)
             key = server_key(spec)
-            if key not in self._spares and Recycling.of(spec).near(slot.served, self._rss(slot)):
+            near = Recycling.of(spec).near(slot.served, self._rss(slot))
+            if spec.server.spare and near and key not in self._spares:
                 spare = self._spares[key] = self._make(key, spec, env)
                 logger.debug("a successor of server {} starts ahead", slot.number)
                 start_ahead(spare.server)

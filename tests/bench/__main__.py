@@ -34,6 +34,7 @@ from tests.bench import (
     serve_floor,
     stop,
     wall,
+    warm,
 )
 from tests.helpers import PROJECT_ROOT
 
@@ -51,6 +52,7 @@ class Plan:
     heap: memory.Sizes
     stop: stop.Sizes
     pool: pool.Sizes
+    warm: warm.Sizes
 
 
 FULL = Plan(
@@ -61,6 +63,7 @@ FULL = Plan(
     heap=memory.Sizes(lengths=(10_000, 100_000)),
     stop=stop.Sizes(runs=5),
     pool=pool.Sizes(phases=200, parallel=4),
+    warm=warm.Sizes(runs=5, phases=200),
 )
 SMOKE = Plan(
     wall=wall.Sizes(runs=1, warm_up=False),
@@ -70,6 +73,7 @@ SMOKE = Plan(
     heap=memory.Sizes(lengths=(1_000, 2_000)),
     stop=stop.Sizes(runs=1),
     pool=pool.Sizes(phases=6, parallel=4),
+    warm=warm.Sizes(runs=1, phases=3),
 )
 
 
@@ -131,12 +135,18 @@ def benchmarks(plan: Plan) -> list[tuple[str, str, Callable[[], dict[str, Any]]]
             "7. A long batch: copies of the example, --parallel 4, the pool against one server",
             lambda: pool.run(out, plan.pool),
         ),
+        (
+            "warm",
+            "8. Warm servers: `python -m runner --json` on the pool daemon against a cold"
+            " `opencode run`",
+            lambda: warm.run(out, plan.warm),
+        ),
     ]
 
 
 def summary(results: dict[str, Any]) -> None:
     """The figures with goals, side by side."""
-    out("\nSummary (goals: issues 8 and 21; figures only, nothing is asserted)")
+    out("\nSummary (goals: issues 8, 21 and 25; figures only, nothing is asserted)")
     out(f"  {'':<44} {'measured':>10} {'against':>10} {'ratio':>7}   goal")
     rows = []
     if "wall" in results:
@@ -191,6 +201,15 @@ def summary(results: dict[str, Any]) -> None:
         st = results["server_stop"]
         name = f"server stop s mid-install, median of {len(st['runs'])}"
         rows.append((name, f"{st['median_s']:.2f}", "", None, "<= 0.5 s"))
+    rows += _pool_rows(results)
+    for name, measured, against, ratio, goal in rows:
+        shown = "" if ratio is None else f"{ratio:.2f}x"
+        out(f"  {name:<44} {measured:>10} {against:>10} {shown:>7}   {goal}")
+
+
+def _pool_rows(results: dict[str, Any]) -> list[tuple[str, str, str, float | None, str]]:
+    """Issue 25's rows: the pool's long batch, and warm servers from the daemon."""
+    rows: list[tuple[str, str, str, float | None, str]] = []
     if "pool" in results:
         po = results["pool"]
         name = f"pool: largest opencode peak MiB, {po['phases']} phases"
@@ -200,9 +219,27 @@ def summary(results: dict[str, Any]) -> None:
         single = po["one_server"]["phases_per_min"]
         ratio = po["phases_per_min"] / single
         rows.append((name, f"{po['phases_per_min']:.1f}", f"{single:.1f}", ratio, ""))
-    for name, measured, against, ratio, goal in rows:
-        shown = "" if ratio is None else f"{ratio:.2f}x"
-        out(f"  {name:<44} {measured:>10} {against:>10} {shown:>7}   {goal}")
+    if "warm" in results:
+        wa = results["warm"]
+        name = f"warm s, median of {wa['runs']}: runner on the pool / cold run"
+        measured, against = f"{wa['warm_s']:.2f}", f"{wa['cold_opencode_run_s']:.2f}"
+        rows.append((name, measured, against, wa["ratio"], "<= 0.25x"))
+        rows.append(
+            (
+                "  overhead s: phase start to prompt sent",
+                f"{wa['overhead_s']:.3f}",
+                "",
+                None,
+                "<= 0.2 s",
+            )
+        )
+        rss = wa["daemon_rss_mib"]
+        first, last = min(rss, key=int), max(rss, key=int)
+        name = f"  daemon RSS MiB: after {last} / after {first} phases"
+        rows.append(
+            (name, f"{rss[last]:.1f}", f"{rss[first]:.1f}", wa["daemon_rss_growth"], "<= 1.10x")
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

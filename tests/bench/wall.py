@@ -72,7 +72,7 @@ def script(project: Path) -> dict[str, Any]:
     }
 
 
-def _timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
+def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
     """Run `argv` in its own process group, stdin closed; kill the group if it outlives us."""
     launched, start = time.time(), time.perf_counter()
     proc = subprocess.Popen(
@@ -111,7 +111,7 @@ def opencode_run(root: Path, env: dict[str, str], binary: Path = PINNED_BINARY) 
         argv += ["--standalone"] if binary == OPENCODE2 else []
         # opencode takes its directory from PWD, not from the process's cwd
         extra = {"OPENCODE_CONFIG_CONTENT": config, "PWD": str(project)}
-        return _timed([*argv, PROMPT], cwd=project, env={**env, **extra})
+        return timed([*argv, PROMPT], cwd=project, env={**env, **extra})
 
 
 def runner_run(root: Path, env: dict[str, str], binary: Path = PINNED_BINARY) -> Outcome:
@@ -130,7 +130,7 @@ def runner_run(root: Path, env: dict[str, str], binary: Path = PINNED_BINARY) ->
     path = root / "phase.yaml"
     path.write_text(yaml.safe_dump(phase))
     with MockLLM(script(project)) as mock:
-        return _timed(
+        return timed(
             [sys.executable, "-m", "runner", str(path), "--json"],
             cwd=PROJECT_ROOT,
             env={**env, "MOCK_LLM_URL": mock.url},
@@ -242,4 +242,4 @@ def _split(
 
 def _startup(env: dict[str, str]) -> float:
     """Seconds for `python -m runner --help`: the interpreter and the runner's imports."""
-    return _timed([sys.executable, "-m", "runner", "--help"], cwd=PROJECT_ROOT, env=env).seconds
+    return timed([sys.executable, "-m", "runner", "--help"], cwd=PROJECT_ROOT, env=env).seconds

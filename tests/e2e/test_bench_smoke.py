@@ -26,6 +26,7 @@ REQUIRED = {
     "rss_kib": ("10k", "100k"),
     "server_stop": ("median_s",),
     "pool": ("opencode_peak_rss_mib", "phases_per_min"),
+    "warm": ("ratio", "overhead_s", "daemon_rss_growth"),
 }
 
 

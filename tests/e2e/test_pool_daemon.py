@@ -27,7 +27,8 @@ from tests.helpers import PROJECT_ROOT, isolated_env, make_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-WARM = "warm from the runner pool"
+POOL = "from the runner pool"
+WARM = f"warm {POOL}"
 NOTE = "---\ntitle: Note\nauthor: mock\n---\n\nHello.\n"
 
 
@@ -190,8 +191,9 @@ def test_runs_lease_warm_servers_and_status_and_down_tell_the_truth(pool):
     for run in (first, second):
         assert run.code == 0, run.stderr[-2000:]
         assert run.result["verdict"] == "done"
-        assert WARM in run.result["server_origin"]
-        assert f"daemon pid {daemon}" in run.result["server_origin"]
+        assert f"{POOL} (daemon pid {daemon})" in run.result["server_origin"]
+    assert first.result["server_origin"].startswith("started from")  # its lease started it
+    assert second.result["server_origin"].startswith("warm from")
     assert first.result["server_pid"] == second.result["server_pid"]  # warm, and the same
     assert "1 phase(s) served before" in second.result["server_origin"]
     status = pool.status()
@@ -261,7 +263,7 @@ def test_a_leased_server_killed_fails_its_phase_with_its_log_and_is_replaced(poo
     )
     after = pool.run(str(pool.phase(QUICK)))
     assert after.code == 0, after.stderr[-2000:]
-    assert WARM in after.result["server_origin"]
+    assert POOL in after.result["server_origin"]
     assert after.result["server_pid"] != leased
 
 
@@ -285,7 +287,7 @@ def test_recycling_under_load_interrupts_no_phase(pool):
     assert [r["verdict"] for r in run.results] == ["done"] * 6
     pids = {r["server_pid"] for r in run.results}
     assert len(pids) >= 3, pids  # two phases a server, each lent by the daemon
-    assert all(WARM in r["server_origin"] for r in run.results)
+    assert all(POOL in r["server_origin"] for r in run.results)
     wait_for(lambda: not [p for p in pids if alive(p)], 40, "the recycled servers stop")
     status = pool.status()
     assert status["phases"] == 6
@@ -342,7 +344,7 @@ def test_a_state_file_others_may_read_is_refused_and_never_used(pool):
         pool.state.chmod(0o600)
     assert run.code == 0, run.stderr[-2000:]
     assert run.result["server_origin"] is None
-    assert "others may read it (mode 0644, not 0600): refused" in run.stderr
+    assert "others may read or write it (mode 0644, not 0600): refused" in run.stderr
     assert pool.status()["leases"] == 0
 
 
@@ -359,3 +361,16 @@ def test_a_stale_state_file_is_said_once_and_removed(pool, tmp_path):
     assert f"the runner pool (pid {gone.pid}) is gone" in first.stderr
     assert "runner pool" not in second.stderr
     assert not pool.state.exists()
+
+
+def test_up_with_phases_starts_their_servers_so_the_first_run_is_warm(pool):
+    phase = pool.phase(QUICK)
+    done = pool.runner("up", str(phase))
+    assert done.returncode == 0, done.stderr
+    assert "server 1 (opencode " in done.stdout
+    assert "is warm for p1" in done.stdout
+    run = pool.run(str(phase))
+    assert run.code == 0, run.stderr[-2000:]
+    assert run.result["server_origin"].startswith(f"{WARM} (daemon pid {pool.pid}): server 1,")
+    again = pool.runner("up")
+    assert (again.returncode, again.stdout.split(":")[0]) == (0, "runner pool already up")

@@ -956,3 +956,11 @@ def test_isolate_gives_the_server_a_data_folder_beside_the_transcript(folder):
     env = server_env(spec, "pw")
     assert env["XDG_DATA_HOME"] == spec.data_dir
     assert env["XDG_STATE_HOME"].startswith(spec.data_dir)
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "true", "yes-please"])
+def test_server_spare_is_zero_or_one(folder, value):
+    with pytest.raises(PhaseFileError, match=r"server\.spare: expected 0 or 1"):
+        load(write(folder, MINIMAL + f"server: {{spare: {value}}}\n"))
+    assert load(write(folder, MINIMAL + "server: {spare: 0}\n")).server.spare == 0
+    assert load(write(folder, MINIMAL)).server.spare == 1

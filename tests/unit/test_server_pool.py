@@ -88,6 +88,20 @@ def test_phases_share_a_server_until_it_served_its_share(pool, spec):
     assert third.stops == [{"quick": False, "settled": False}]
 
 
+def test_without_a_spare_the_successor_starts_when_a_phase_needs_it(pool, spec):
+    two = recycled(spec, recycle_after=2, spare=0)
+    first = pool.lease(two)
+    assert pool.lease(two) is first
+    assert len(FakeServer.made) == 1  # at its limit, but nothing is started ahead
+    third = pool.lease(two)
+    assert third is not first
+    assert len(FakeServer.made) == 2
+    assert not third.started.is_set()  # its phase starts it
+    for server in (first, first, third):
+        pool.release(server, exit_code=0)
+    pool.close(quick=False, settled=True)
+
+
 def test_a_server_that_never_came_up_is_kept_so_its_phases_fail_at_once(pool, spec):
     first = pool.lease(spec)
     pool.release(first, exit_code=1)
