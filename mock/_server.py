@@ -19,7 +19,8 @@ from mock._journal import Journal
 from mock._model import Script
 from mock._script import load_script, parse_script
 
-_POLL_INTERVAL = 0.05
+# How often the serve loop looks for a stop: a run on the embedded mock waits it out at its end.
+_POLL_INTERVAL = 0.01
 _STOP_TIMEOUT = 2.0
 _BLANKET_STATUSES = (429, 500)
 

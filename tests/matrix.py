@@ -32,6 +32,7 @@ TESTS = (
     "tests/e2e/test_cli_guards.py",
     "tests/e2e/test_cli_structured.py",
     "tests/e2e/test_permissions_enforced.py",
+    "tests/e2e/test_pool_daemon.py",
     "tests/parity",
 )
 OPENCODE2 = ROOT / ".opencode2" / "node_modules" / ".bin" / "opencode2"

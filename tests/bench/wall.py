@@ -102,9 +102,12 @@ def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
     return Outcome(seconds, code, lines, first, ended - stamps[-1] if stamps else None)
 
 
-def opencode_run(root: Path, env: dict[str, str], binary: Path = PINNED_BINARY) -> Outcome:
-    """`opencode run --format json` in a fresh project, configured for the mock."""
-    project = make_project(root)
+def opencode_run(
+    root: Path, env: dict[str, str], binary: Path = PINNED_BINARY, project: Path | None = None
+) -> Outcome:
+    """`opencode run --format json` in a fresh project (or in `project`), configured for the
+    mock."""
+    project = project or make_project(root)
     with MockLLM(script(project)) as mock:
         config = json.dumps(opencode_provider_config(mock.url))
         argv = [str(binary), "run", "--format", "json", "-m", MODEL, "--title", "bench"]

@@ -3,7 +3,10 @@ against a cold `opencode run --format json`, on the wall benchmark's script (`te
 
 One isolated HOME (and state folder) holds the daemon for the whole section, started with
 `python -m runner up` and stopped with `down`: the runs find it and lease from it as a user's
-do. One untimed run warms it (its first server's cold start); then the two tools alternate.
+do. One untimed run of each tool comes first (the runner's starts the daemon's first server);
+then the two alternate, twice: all in one project, as a user's phases on one repository run
+(`ratio`), and each in a fresh project (`ratio_fresh_project`: opencode's first request in a
+directory costs about 1 s, warm server or not).
 Each timed runner run also gives its per-phase overhead: the phase's start (`started_at`) to
 its prompt accepted (`runner.prompt_sent`), and from the process launch. Then more one-phase
 runs, one after another, make `phases` in all (the example's server grows past
@@ -53,10 +56,12 @@ def _runner(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def warm_run(root: Path, env: dict[str, str]) -> wall.Outcome:
-    """`python -m runner phase.yaml --json` on the pool: the wall script as the phase's `mock`
-    (a leased server's mock LLM is the daemon's; the lease hands it the script)."""
-    project = make_project(root)
+def warm_run(root: Path, env: dict[str, str], project: Path | None = None) -> wall.Outcome:
+    """`python -m runner phase.yaml --json` on the pool, in a fresh project (or in `project`):
+    the wall script as the phase's `mock` (a leased server's mock LLM is the daemon's; the
+    lease hands it the script)."""
+    root.mkdir(parents=True, exist_ok=True)
+    project = project or make_project(root)
     (root / "script.json").write_text(json.dumps(wall.script(project)))
     phase = {
         "name": "bench",
@@ -108,35 +113,25 @@ def run(out: Callable[[str], None], sizes: Sizes) -> dict[str, Any]:
 def _measure(
     out: Callable[[str], None], sizes: Sizes, tmp: Path, env: dict[str, str]
 ) -> dict[str, Any]:
-    served = 1
-    warm_run(tmp / "warm-up", env)
-    cold: list[wall.Outcome] = []
-    warm: list[wall.Outcome] = []
-    for index in range(1, sizes.runs + 1):
-        pair = [("cold", wall.opencode_run), ("warm", warm_run)]
-        for name, tool in pair if index % 2 else pair[::-1]:
-            outcome = tool(tmp / f"run{index}-{name}", env)
-            (cold if name == "cold" else warm).append(outcome)
-    served += len(warm)
-    if {o.code for o in cold + warm} != {0}:
-        raise RuntimeError(
-            f"a run failed: cold {[o.code for o in cold]}, warm {[o.code for o in warm]}"
-        )
-    phase_s, launch_s = zip(*(overheads(o) for o in warm), strict=True)
-    cold_s = statistics.median(o.seconds for o in cold)
-    warm_s = statistics.median(o.seconds for o in warm)
+    project = make_project(tmp / "one")
+    warm_run(tmp / "warm-up", env, project)  # found and leased: its first server starts
+    wall.opencode_run(tmp / "warm-up-cold", env, project=project)
+    figures = {
+        mode: _pairs(out, sizes.runs, tmp / mode, env, None if mode == "fresh" else project)
+        for mode in ("one", "fresh")
+    }
+    one, fresh = figures["one"], figures["fresh"]
+    phase_s = [overheads(o)[0] for o in one["warm"] + fresh["warm"]]
+    launch_s = [overheads(o)[1] for o in one["warm"] + fresh["warm"]]
     overhead, from_launch = statistics.median(phase_s), statistics.median(launch_s)
-    out(f"  median of {sizes.runs} alternating runs, after one untimed warm-up run on the pool")
-    out(f"  cold opencode run --format json   {cold_s:6.2f} s  [{_list(cold)}]")
-    out(f"  python -m runner --json, warm     {warm_s:6.2f} s  [{_list(warm)}]")
-    out(f"  ratio warm runner / cold opencode run: {warm_s / cold_s:.2f}x")
     out(
         f"  overhead, phase start to prompt accepted: {overhead:.3f} s"
-        f" (from the process launch: {from_launch:.2f} s)"
+        f" (from the process launch: {from_launch:.2f} s); median of {len(phase_s)}"
     )
+    served = 1 + 2 * sizes.runs
     rss: dict[int, float] = {}
     for number in range(served + 1, sizes.phases + 1):
-        outcome = warm_run(tmp / f"fill{number}", env)
+        outcome = warm_run(tmp / f"fill{number}", env, project)
         if outcome.code != 0:
             raise RuntimeError(f"phase {number} on the pool exited {outcome.code}")
         if number in (min(EARLY, sizes.phases), sizes.phases):
@@ -150,18 +145,54 @@ def _measure(
         f" {last:.1f} MiB ({last / early:.2f}x); {status['leases']} leases in all"
     )
     return {
-        "ratio": warm_s / cold_s,
-        "warm_s": warm_s,
-        "cold_opencode_run_s": cold_s,
+        "ratio": one["ratio"],
+        "warm_s": one["warm_s"],
+        "cold_opencode_run_s": one["cold_s"],
+        "ratio_fresh_project": fresh["ratio"],
+        "warm_fresh_project_s": fresh["warm_s"],
+        "cold_fresh_project_s": fresh["cold_s"],
         "overhead_s": overhead,
         "overhead_from_launch_s": from_launch,
-        "warm_runs_s": [o.seconds for o in warm],
-        "cold_runs_s": [o.seconds for o in cold],
+        "warm_runs_s": [o.seconds for o in one["warm"]],
+        "cold_runs_s": [o.seconds for o in one["cold"]],
         "daemon_rss_mib": {str(k): v for k, v in rss.items()},
         "daemon_rss_growth": last / early,
         "phases": max(rss),
         "leases": status["leases"],
         "runs": sizes.runs,
+    }
+
+
+def _pairs(
+    out: Callable[[str], None], runs: int, root: Path, env: dict[str, str], project: Path | None
+) -> dict[str, Any]:
+    """`runs` alternating pairs, in `project` (None: a fresh project each run)."""
+    cold: list[wall.Outcome] = []
+    warm: list[wall.Outcome] = []
+    for index in range(1, runs + 1):
+        pair = [
+            (cold, lambda where: wall.opencode_run(where, env, project=project)),
+            (warm, lambda where: warm_run(where, env, project)),
+        ]
+        for number, (into, tool) in enumerate(pair if index % 2 else pair[::-1]):
+            into.append(tool(root / f"run{index}-{number}"))
+    if {o.code for o in cold + warm} != {0}:
+        raise RuntimeError(
+            f"a run failed: cold {[o.code for o in cold]}, warm {[o.code for o in warm]}"
+        )
+    cold_s = statistics.median(o.seconds for o in cold)
+    warm_s = statistics.median(o.seconds for o in warm)
+    where = "one project for every run" if project else "a fresh project each run"
+    out(f"  {where}: median of {runs} alternating runs")
+    out(f"    cold opencode run --format json   {cold_s:6.2f} s  [{_list(cold)}]")
+    out(f"    python -m runner --json, warm     {warm_s:6.2f} s  [{_list(warm)}]")
+    out(f"    ratio warm runner / cold opencode run: {warm_s / cold_s:.2f}x")
+    return {
+        "cold": cold,
+        "warm": warm,
+        "cold_s": cold_s,
+        "warm_s": warm_s,
+        "ratio": warm_s / cold_s,
     }
 
 
