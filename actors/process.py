@@ -118,12 +118,15 @@ def wait_gone(
     except (OSError, AttributeError):
         descriptor = None
     deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    if descriptor is not None:
+        poller.register(descriptor, select.POLLIN)
     try:
         while not quit_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             if descriptor is not None:
-                if select.select([descriptor], [], [], slice_s)[0]:
+                if poller.poll(slice_s * 1000):
                     return True
             elif not alive(pid) or quit_event.wait(slice_s):
                 return not quit_event.is_set()

@@ -210,11 +210,7 @@ class ServerActor(pykka.ThreadingActor):
             )
         )
         if leased is not None:  # not our child: its end is seen through a pidfd
-            quit_event = self._quit
-            process.start_thread(
-                "opencode-lease-watch",
-                lambda: process.wait_gone(leased, quit_event) and self._tell(_LeaseGone(leased)),
-            )
+            process.start_thread("opencode-lease-watch", lambda: self._watch_lease(leased))
 
     def _fail(self, reason: str) -> None:
         self._done = True
@@ -270,6 +266,14 @@ class ServerActor(pykka.ThreadingActor):
             found = parse_listening_line(line)
             if found is not None:
                 self._tell(_Listening(found[0]))
+
+    def _watch_lease(self, pid: int) -> None:
+        """Until the actor stops: tell it when the leased server's process ends."""
+        try:
+            if process.wait_gone(pid, self._quit):
+                self._tell(_LeaseGone(pid))
+        except Exception:  # a watch that died unseen would hide the server's death
+            logger.exception("watching the leased opencode server (pid {}) failed", pid)
 
     def _probe_in_thread(self, url: str) -> None:
         process.start_thread("opencode-probe", lambda: self._tell(self._probe(url)))

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for prespawned in early.values():  # what no phase adopted
                 prespawned.discard()
+            if leases is not None:  # what no phase's pool gave back (an early interrupt)
+                leases.close()
 
 
 def _run(

@@ -42,7 +42,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pykka
+
 from actors.process import ServerSpec, alive, rss_mib
+from actors.worker import stop_actors
 from mock import MockLLM
 from runner._logs import logger
 from runner.servers.lease import (
@@ -150,21 +153,32 @@ class Registry:
         key: Key = (binary, config)
         lessee = int(ask.get("lessee") or 0)
         start_timeout = float(ask.get("start_timeout") or 30.0)
+        wait = bool(ask.get("wait", True))  # False: a run asks under its lock, warm or nothing
         with self._lock:
             if self._closed:
                 raise LeaseRefusedError("it is stopping")
-            entry = self._idle_for(key) or self._make(key, start_timeout)
-            entry.lease, entry.lessee = secrets.token_hex(8), lessee
-            entry.leases += 1
-            self.leases += 1
-            warm = entry.server.version is not None  # up before this lease asked
+            entry = self._idle_for(key, ready_only=not wait)
+            if entry is not None or wait:
+                entry = entry or self._make(key, start_timeout)
+                entry.lease, entry.lessee = secrets.token_hex(8), lessee
+                entry.leases += 1
+                self.leases += 1
+                warm = entry.server.version is not None  # up before this lease asked
+        if entry is None:
+            self._spare_for(key, start_timeout)  # warm for the next one
+            raise LeaseRefusedError("it has no warm server for it now")
         try:
             ready = entry.server.ready()
-            entry.mock.reset(ask["script"] if ask.get("script") else IDLE_SCRIPT)
-        except (StartFailedError, StartCancelledError, OSError, ValueError) as exc:
+        except (StartFailedError, StartCancelledError) as exc:
             with self._lock:
                 self._drop(entry)
             raise LeaseRefusedError(f"its server {entry.number} could not start: {exc}") from None
+        try:
+            entry.mock.reset(ask["script"] if ask.get("script") else IDLE_SCRIPT)
+        except (OSError, ValueError) as exc:  # the script's fault: the server stays, idle
+            with self._lock:
+                entry.lease = entry.lessee = None
+            raise LeaseRefusedError(f"its mock LLM cannot serve the script: {exc}") from None
         self._spare_for(key, start_timeout)
         logger.info(
             "server {} (pid {}) lent to pid {} as lease {}",
@@ -185,8 +199,12 @@ class Registry:
             "warm": warm,
         }
 
-    def release(self, lease: str, phases: int, settled: bool) -> dict[str, Any]:
-        """A run gave its server back; a server due for recycling stops."""
+    def release(
+        self, lease: str, phases: int, settled: bool, recycle: bool = False
+    ) -> dict[str, Any]:
+        """A run gave its server back; a server due for recycling (by the daemon's limits, or
+        the run's: `recycle`) stops, one whose phases did not all end done with an abort sweep
+        first."""
         with self._lock:
             entry = next((e for e in self._entries.values() if e.lease == lease), None)
             if entry is None:
@@ -196,11 +214,17 @@ class Registry:
             entry.lease = entry.lessee = None
             entry.last_used = self._clock()
             why = self.settings.recycling.why(entry.served, self._rss(entry))
+            if why is None and recycle:
+                why = "the run that leased it recycled it"
             if why is None and not settled:
                 why = "a phase on it did not end done: its sessions may still work"
             if why is not None:
                 logger.info("server {} is recycled: {}", entry.number, why)
-                self._drop(entry)
+                self._drop(entry, sweep=not settled)
+            key = entry.key
+            start_timeout = entry.server.spec.start_timeout
+        if why is not None:
+            self._spare_for(key, start_timeout)
         return {"released": True, "recycled": why}
 
     def sweep(self) -> None:
@@ -208,8 +232,8 @@ class Registry:
         idle ones past their expiry."""
         with self._lock:
             for entry in list(self._entries.values()):
-                if entry.server.failed and entry.server.pid is not None:
-                    logger.info("server {} died; dropped", entry.number)
+                if entry.server.failed and (entry.idle or entry.server.pid is not None):
+                    logger.info("server {} died or never started; dropped", entry.number)
                     self._drop(entry)
                 elif not entry.idle and entry.lessee and not alive(entry.lessee):
                     logger.info(
@@ -217,7 +241,7 @@ class Registry:
                         entry.number,
                         entry.lessee,
                     )
-                    self._drop(entry)
+                    self._drop(entry, sweep=True)
             self._expire(0)
 
     def status(self) -> dict[str, Any]:
@@ -268,10 +292,16 @@ class Registry:
 
     # -- under the lock ------------------------------------------------------------------------
 
-    def _idle_for(self, key: Key) -> _Entry | None:
-        """The key's most recently used idle server that did not fail."""
+    def _idle_for(self, key: Key, *, ready_only: bool = False) -> _Entry | None:
+        """The key's most recently used idle server that did not fail (`ready_only`: that is
+        up already)."""
         idle = [
-            e for e in self._entries.values() if e.key == key and e.idle and not e.server.failed
+            e
+            for e in self._entries.values()
+            if e.key == key
+            and e.idle
+            and not e.server.failed
+            and (e.server.version is not None or not ready_only)
         ]
         return max(idle, key=lambda e: e.last_used, default=None)
 
@@ -303,7 +333,9 @@ class Registry:
 
     def _spare_for(self, key: Key, start_timeout: float) -> None:
         with self._lock:
-            idle = [e for e in self._entries.values() if e.key == key and e.idle]
+            idle = [
+                e for e in self._entries.values() if e.key == key and e.idle and not e.server.failed
+            ]
             wanted = self.settings.spare - len(idle)
             room = self.settings.max_servers - len(self._entries)
             if self._closed or wanted <= 0 or room <= 0:
@@ -319,11 +351,12 @@ class Registry:
             logger.info("server {} stops: idle, or making way", number)
             self._drop(self._entries[number])
 
-    def _drop(self, entry: _Entry) -> None:
-        """Forget a server and stop it on a thread of its own (`close` joins it)."""
+    def _drop(self, entry: _Entry, *, sweep: bool | None = None) -> None:
+        """Forget a server and stop it on a thread of its own (`close` joins it); `sweep`:
+        abort its busy sessions first (default: when it is leased)."""
         if self._entries.pop(entry.number, None) is None:
             return
-        busy = not entry.idle
+        busy = not entry.idle if sweep is None else sweep
 
         def stop() -> None:
             try:
@@ -348,6 +381,7 @@ class Registry:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Daemon
+    timeout = 10  # a client that sends nothing does not hold a thread
 
     def do_GET(self) -> None:
         if self._authorised():
@@ -371,7 +405,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(200, registry.lease(body))
             elif self.path == "/release":
                 answer = registry.release(
-                    str(body.get("lease")), int(body.get("phases") or 0), bool(body.get("settled"))
+                    str(body.get("lease")),
+                    int(body.get("phases") or 0),
+                    bool(body.get("settled")),
+                    bool(body.get("recycle")),
                 )
                 self._answer(200, answer)
             elif self.path == "/down":
@@ -422,6 +459,10 @@ class Daemon:
         end. `ready(url)` is called once the state file is written. 0, or 1 when another
         daemon's state file is in the way."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.folder.stat().st_uid != os.getuid():
+            logger.error("the state folder {} is not ours", self.folder)
+            return 1
+        self.folder.chmod(0o700)
         registry = Registry(self.settings, self.folder)
         httpd = _Daemon(registry, secrets.token_urlsafe(32))
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -446,6 +487,10 @@ class Daemon:
             logger.info(
                 "pool daemon stopped {} server(s) in {:.2f}s", count, time.monotonic() - started
             )
+            left = pykka.ActorRegistry.get_all()
+            if left:  # a stop that timed out must not keep the daemon alive
+                logger.warning("stopping {} actor(s) left running", len(left))
+                stop_actors(left, STOP_TIMEOUT)
             with contextlib.suppress(OSError):
                 path.unlink()
             httpd.server_close()
@@ -463,8 +508,9 @@ def _sweep(registry: Registry, stop: threading.Event) -> None:
 
 def _claim(path: Path, state: dict[str, Any]) -> bool:
     """Write the state file, readable by its owner only, unless one is there already."""
-    temporary = path.with_name(f".{STATE_NAME}.{os.getpid()}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f".{STATE_NAME}.{secrets.token_hex(8)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(temporary, flags, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         json.dump(state, file)
     try:

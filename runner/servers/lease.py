@@ -26,6 +26,7 @@ import json
 import os
 import re
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "PoolGoneError",
     "PoolRefusedError",
     "environment_digest",
+    "judge_folder",
     "judge_state",
     "state_dir",
     "state_file",
@@ -47,7 +49,8 @@ STATE_NAME = "pool.json"
 FIND_TIMEOUT = 2.0  # the daemon's status answer: it answers from memory
 LEASE_TIMEOUT = 90.0  # a lease may wait for a cold server's start (`timeouts.start`, 30 s)
 # What opencode reads from its environment besides the names its configuration quotes: where it
-# keeps data and configuration, its own switches, and the PATH its tools run with.
+# keeps data and configuration, its own switches, and the PATH its tools run with; then what
+# providers and their SDKs read without being quoted (keys, credentials, proxies, Node's own).
 ENVIRONMENT = (
     "HOME",
     "PATH",
@@ -60,6 +63,9 @@ ENVIRONMENT = (
 PER_SERVER = frozenset(
     {"OPENCODE_SERVER_PASSWORD", "OPENCODE_PASSWORD", "OPENCODE_CONFIG_CONTENT", "MOCK_LLM_URL"}
 )
+PREFIXES = ("OPENCODE_", "AWS_", "AZURE_", "GOOGLE_", "GCLOUD_", "VERTEX", "NODE_", "BUN_")
+SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_API_BASE", "_BASE_URL")
+PROXIES = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"})
 _QUOTED = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -106,13 +112,31 @@ def judge_state(mode: int, owner: int, uid: int, text: str) -> dict[str, Any]:
     return state
 
 
+def judge_folder(mode: int, owner: int, uid: int) -> None:
+    """`PoolRefusedError` unless the state file's folder is the user's and nobody else may
+    write into it (else another user could swap the file). Pure."""
+    if owner != uid:
+        raise PoolRefusedError(
+            f"its folder belongs to uid {owner}, not to you (uid {uid}): refused"
+        )
+    if mode & 0o022:
+        raise PoolRefusedError(
+            f"others may write into its folder (mode {stat.S_IMODE(mode):04o}): refused"
+        )
+
+
 def environment_digest(environ: Mapping[str, str], config_content: str | None) -> dict[str, str]:
     """Name -> digest of each variable the servers' behaviour depends on: `ENVIRONMENT`,
     opencode's own `OPENCODE_*`, and what the configuration quotes (`{env:NAME}`); a missing
     one digests as missing. Compared by the daemon against its own. Pure."""
-    names = set(ENVIRONMENT) | {name for name in environ if name.startswith("OPENCODE_")}
+    names = set(ENVIRONMENT) | {name for name in environ if _read_unquoted(name)}
     names |= set(_QUOTED.findall(config_content or ""))
     return {name: _digest(environ.get(name)) for name in sorted(names) if name not in PER_SERVER}
+
+
+def _read_unquoted(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith(PREFIXES) or upper.endswith(SUFFIXES) or upper in PROXIES
 
 
 def differences(ours: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]:
@@ -171,21 +195,26 @@ class PoolClient:
         line) when there is one that cannot be used."""
         path = state_file(environ)
         try:
-            with open(path, encoding="utf-8") as file:
-                info = os.fstat(file.fileno())
-                text = file.read()
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise PoolRefusedError(f"the pool's state file {path}: {exc.strerror}") from None
+        with open(descriptor, encoding="utf-8") as file:
+            info = os.fstat(file.fileno())
+            text = file.read()
         try:
+            folder = os.stat(path.parent)
+            judge_folder(folder.st_mode, folder.st_uid, os.getuid())
             state = judge_state(info.st_mode, info.st_uid, os.getuid(), text)
         except PoolRefusedError as exc:
             raise PoolRefusedError(f"the pool's state file {path}: {exc}") from None
         client = cls(state, path)
         if not _alive(client.pid):
             with contextlib.suppress(OSError):
-                path.unlink()
+                now = os.stat(path, follow_symlinks=False)
+                if (now.st_ino, now.st_dev) == (info.st_ino, info.st_dev):  # not a new one
+                    path.unlink()
             raise PoolGoneError(
                 f"the runner pool (pid {client.pid}) is gone; removed its stale state file {path}"
             )
@@ -204,8 +233,10 @@ class PoolClient:
         script: str | None,
         environ: Mapping[str, str],
         start_timeout: float,
+        wait: bool = True,
     ) -> Lease:
-        """A server of its own for this process; `PoolRefusedError` with the daemon's reason."""
+        """A server of its own for this process (`wait`: for one to start, if none is warm);
+        `PoolRefusedError` with the daemon's reason."""
         answer = self._call(
             "POST",
             "/lease",
@@ -216,16 +247,17 @@ class PoolClient:
                 "environment": environment_digest(environ, config_content),
                 "lessee": os.getpid(),
                 "start_timeout": start_timeout,
+                "wait": wait,
             },
-            LEASE_TIMEOUT + start_timeout,
+            LEASE_TIMEOUT + start_timeout if wait else FIND_TIMEOUT,
         )
         return Lease(daemon_pid=self.pid, **answer)
 
-    def release(self, lease: Lease, *, phases: int, settled: bool) -> None:
-        """Give a server back: it served `phases` (`settled`: all done, its sessions idle)."""
-        self._call(
-            "POST", "/release", {"lease": lease.id, "phases": phases, "settled": settled}, 10.0
-        )
+    def release(self, lease: Lease, *, phases: int, settled: bool, recycle: bool = False) -> None:
+        """Give a server back: it served `phases` (`settled`: all done, its sessions idle;
+        `recycle`: the run retired it, the daemon stops it)."""
+        body = {"lease": lease.id, "phases": phases, "settled": settled, "recycle": recycle}
+        self._call("POST", "/release", body, 10.0)
 
     def down(self, timeout: float = 60.0) -> dict[str, Any]:
         """Stop the daemon and every server it started; what it stopped."""
@@ -270,6 +302,8 @@ class Leases:
     def __init__(self, client: PoolClient, script: str | None) -> None:
         self.client = client
         self._script = script
+        self._lock = threading.Lock()
+        self._out: dict[str, Lease] = {}  # taken, not given back yet
 
     @staticmethod
     def leasable(spec: Any) -> bool:
@@ -277,8 +311,9 @@ class Leases:
         it (not attached, not isolated)."""
         return spec.server.attach is None and not spec.server.isolate
 
-    def take(self, spec: Any) -> tuple[Any, Lease]:
-        """A server for `spec` and how to attach to it; `PoolRefusedError` if refused."""
+    def take(self, spec: Any, *, wait: bool = True) -> tuple[Any, Lease]:
+        """A server for `spec` and how to attach to it (`wait`: for one to start, if none is
+        warm; else refused at once); `PoolRefusedError` if refused."""
         from actors.process import ServerSpec, resolve_binary
 
         binary = resolve_binary(spec.server.opencode)
@@ -288,7 +323,10 @@ class Leases:
             script=self._script,
             environ=os.environ,
             start_timeout=spec.timeouts.start,
+            wait=wait,
         )
+        with self._lock:
+            self._out[lease.id] = lease
         server = ServerSpec(
             directory=str(spec.directory),
             log_path=lease.log_path,
@@ -301,15 +339,26 @@ class Leases:
         )
         return server, lease
 
-    def give_back(self, lease: Lease, *, phases: int, settled: bool) -> None:
-        """Release a server; a daemon that is gone or refuses is only noted (it stops the
-        servers of runs that end without releasing them)."""
+    def give_back(self, lease: Lease, *, phases: int, settled: bool, recycle: bool = False) -> None:
+        """Release a server (`recycle`: retired by the run, to be stopped); a daemon that is
+        gone or refuses is only noted (it stops the servers of runs that end without releasing
+        them)."""
+        with self._lock:
+            if self._out.pop(lease.id, None) is None:
+                return  # given back already
         try:
-            self.client.release(lease, phases=phases, settled=settled)
+            self.client.release(lease, phases=phases, settled=settled, recycle=recycle)
         except PoolRefusedError as exc:
             from runner._logs import logger
 
             logger.debug("server {} was not given back: {}", lease.number, exc)
+
+    def close(self) -> None:
+        """Give back every lease still out (a run that ended before its pool took them)."""
+        with self._lock:
+            out = list(self._out.values())
+        for lease in out:
+            self.give_back(lease, phases=0, settled=True)
 
 
 def prelease(

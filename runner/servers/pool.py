@@ -28,7 +28,7 @@ from core.errors import RunnerError
 from runner._logs import logger
 from runner.phase import PhaseSpec
 from runner.servers.keys import server_key, server_spec
-from runner.servers.lease import Lease, Leases, PoolRefusedError
+from runner.servers.lease import Lease, Leases
 from runner.servers.shared import (
     STOP_TIMEOUT,
     SharedServer,
@@ -78,7 +78,6 @@ class _Slot:
     settled: bool = True  # every phase that ended on it ended with exit code 0
     retired: bool = False  # takes no new lease; stops when its last phase ends
     phases: list[str] = field(default_factory=list)
-    lease: Lease | None = None  # lent by the pool daemon: given back when it stops here
 
 
 SpecFor = Callable[[PhaseSpec, Mapping[str, str]], ServerSpec]
@@ -158,9 +157,10 @@ class ServerPool:
             stopping, self._stopping = self._stopping, []
         for slot in slots:
             slot.server.stop(quick=quick, settled=settled and slot.settled)
-            self._give_back(slot.lease, slot.served, slot.settled)
-        for lease in unlent:  # taken for phases that never came
-            self._give_back(lease, 0, True)
+            self._give_back(slot.server, slot.served, slot.settled)
+        if self._leases is not None:
+            for lease in unlent:  # taken for phases that never came
+                self._leases.give_back(lease, phases=0, settled=True)
         for early in unused:  # started early for phases that never came
             early.discard()
         for thread in stopping:
@@ -225,7 +225,7 @@ class ServerPool:
         def stop() -> None:
             try:
                 server.stop(settled=settled)
-                self._give_back(slot.lease, slot.served, settled)
+                self._give_back(server, slot.served, settled, recycle=True)
             except Exception:  # a thread's failure would go unseen otherwise
                 logger.exception("stopping a recycled server failed")
 
@@ -234,37 +234,30 @@ class ServerPool:
         thread.start()
 
     def _make(self, key: tuple[Any, ...], spec: PhaseSpec, env: Mapping[str, str] | None) -> _Slot:
-        """A new server for `key`, not started yet: the pool daemon's while it lends them
-        (the CLI's lease for the first), else one of ours (the CLI's early one for the first)."""
+        """A new server for `key`, not started yet: the CLI's lease from the pool daemon for
+        the first, else one the daemon lends when the server starts (off this lock: the
+        daemon may have to start it), else one of ours (the CLI's early one for the first)."""
         number = self._started[key] = self._started.get(key, 0) + 1
-        lent = self._lend(key, spec, number)
-        if lent is not None:
-            slot = _Slot(SharedServer(lent[0]), number, lease=lent[1])
+        if number == 1 and key in self._leased:
+            lent, lease = self._leased[key]
+            slot = _Slot(SharedServer(lent, lease=lease), number)
         else:
             early = self._prespawned.get(key) if number == 1 else None
             server_env = self._env if env is None else env
-            slot = _Slot(SharedServer(self._spec_for(spec, server_env), early), number)
+            own = self._spec_for(spec, server_env)
+            leases = self._leases
+            if leases is None or early or env is not None or not leases.leasable(spec):
+                slot = _Slot(SharedServer(own, early), number)
+            else:  # its own environment (`env`) is not the daemon's: never lent
+                slot = _Slot(SharedServer(own, lend=lambda: leases.take(spec)), number)
         self._slots[id(slot.server)] = slot
         return slot
 
-    def _lend(
-        self, key: tuple[Any, ...], spec: PhaseSpec, number: int
-    ) -> tuple[ServerSpec, Lease] | None:
-        """The daemon's server for the key's `number`-th, if it lends one (locked: a warm
-        daemon answers in milliseconds)."""
-        if number == 1 and key in self._leased:
-            return self._leased[key]
-        if self._leases is None or not self._leases.leasable(spec) or key in self._prespawned:
-            return None
-        try:
-            return self._leases.take(spec)
-        except PoolRefusedError as exc:
-            logger.warning("server {} of {} is our own: {}", number, spec.name, exc)
-            return None
-
-    def _give_back(self, lease: Lease | None, served: int, settled: bool) -> None:
-        if lease is not None and self._leases is not None:
-            self._leases.give_back(lease, phases=served, settled=settled)
+    def _give_back(
+        self, server: SharedServer, served: int, settled: bool, *, recycle: bool = False
+    ) -> None:
+        if server.lease is not None and self._leases is not None:
+            self._leases.give_back(server.lease, phases=served, settled=settled, recycle=recycle)
 
 
 def start_ahead(server: SharedServer) -> None:

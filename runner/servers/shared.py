@@ -26,6 +26,7 @@ from core.errors import RunnerError
 from core.protocol import wire_for
 from messages.server import ServerExited, ServerFailed, ServerReady
 from runner._logs import logger
+from runner.servers.lease import Lease, PoolRefusedError
 from runner.servers.streams import StreamHub
 
 _SLICE = 0.1  # how often a waiting phase looks at its cancel flag
@@ -36,9 +37,21 @@ ABORT_TIMEOUT = 2.0  # a session's abort at a phase's bad end: it must not hold 
 class SharedServer:
     """One opencode server (and one event reader per directory) for several phases."""
 
-    def __init__(self, spec: ServerSpec, prespawned: Prespawned | None = None) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        prespawned: Prespawned | None = None,
+        *,
+        lease: Lease | None = None,
+        lend: Callable[[], tuple[ServerSpec, Lease]] | None = None,
+    ) -> None:
         self.spec = spec
         self._prespawned = prespawned  # started early by the CLI: the actor adopts it
+        # The pool daemon's server: lent already (`spec` attaches to it), or lent when this
+        # server starts (`lend`; refused: `spec`, ours, starts instead).
+        self.lease = lease
+        self._lend = lend
+        self._lending = threading.Lock()
         self._lock = threading.Lock()
         self._settled = threading.Event()
         self._ref: pykka.ActorRef | None = None
@@ -52,6 +65,7 @@ class SharedServer:
     def ready(self, cancelled: threading.Event | None = None) -> ServerReady:
         """Start the server once and wait for it; `StartFailedError` if it cannot start (every
         time asked), `StartCancelledError` if `cancelled` is set first."""
+        self._take_lease()
         with self._lock:
             if self._stopped:
                 raise StartCancelledError("the server was stopped before it started")
@@ -69,6 +83,17 @@ class SharedServer:
             raise StartFailedError(self._failure)
         assert self._ready is not None
         return self._ready
+
+    def _take_lease(self) -> None:
+        """Once, before the server starts: the pool daemon's server, if it lends one."""
+        with self._lending:
+            lend, self._lend = self._lend, None
+            if lend is None or self._stopped:
+                return
+            try:
+                self.spec, self.lease = lend()
+            except PoolRefusedError as exc:
+                logger.warning("starting a server of our own: {}", exc)
 
     @property
     def pid(self) -> int | None:

@@ -141,6 +141,7 @@ class Supervisor:
         facts.server_url = ready.url
         facts.server_pid = ready.pid  # None when attached, unless leased from the pool
         facts.server_origin = ready.origin
+        facts.server_log = ready.log_path or facts.server_log  # a lent server's is the daemon's
         facts.server_capabilities = ready.capabilities.as_dict()
         self._mark(f"opencode {ready.version} ready")
         environ = {**os.environ, **(self.options.env or {})}

@@ -233,7 +233,7 @@ def test_the_daemon_killed_mid_phase_takes_its_servers_and_the_next_run_goes_on_
     run = Run(proc.returncode, stdout, stderr)
     assert run.code == 1, stderr[-2000:]
     assert run.result["verdict"] == "failed"
-    assert "died" in run.result["reason"], run.result["reason"]
+    assert "the leased opencode server (pid" in run.result["reason"], run.result["reason"]
     wait_for(lambda: not [pid for pid in servers if alive(pid)], 10, "the servers die with it")
     after = pool.run(str(pool.phase(QUICK)))
     assert after.code == 0, after.stderr[-2000:]
@@ -280,7 +280,7 @@ def test_a_run_killed_with_its_lease_has_its_server_stopped(pool):
 
 
 def test_recycling_under_load_interrupts_no_phase(pool):
-    pool.up("--recycle-after", "2")
+    pool.up("--max-servers", "6")  # the daemon's own limits are out of reach: the run recycles
     phases = [str(pool.phase(QUICK, shared=True)) for _ in range(6)]
     run = pool.run(*phases, "--parallel", "2", "--recycle-after", "2")
     assert run.code == 0, run.stderr[-2000:]
@@ -288,10 +288,12 @@ def test_recycling_under_load_interrupts_no_phase(pool):
     pids = {r["server_pid"] for r in run.results}
     assert len(pids) >= 3, pids  # two phases a server, each lent by the daemon
     assert all(POOL in r["server_origin"] for r in run.results)
-    wait_for(lambda: not [p for p in pids if alive(p)], 40, "the recycled servers stop")
+    # The servers the run retired go back marked so, and the daemon stops them; the last one,
+    # given back as the run ended, stays warm.
+    wait_for(lambda: len([p for p in pids if alive(p)]) <= 1, 40, "the recycled servers stop")
     status = pool.status()
     assert status["phases"] == 6
-    assert all(s["served"] <= 2 for s in status["servers"])
+    assert {s["pid"] for s in status["servers"]} & pids == {p for p in pids if alive(p)}
 
 
 def test_two_runs_at_once_lease_two_servers_with_no_cross_talk(pool):
@@ -306,6 +308,7 @@ def test_two_runs_at_once_lease_two_servers_with_no_cross_talk(pool):
         runs.append(Run(proc.returncode, stdout, stderr))
     for n, run in enumerate(runs, 1):
         assert run.code == 0, run.stderr[-2000:]
+        assert POOL in run.result["server_origin"]
         assert run.text() == f"Run {n} writes.Run {n} is done."
     assert runs[0].result["server_pid"] != runs[1].result["server_pid"]
     assert runs[0].result["session_id"] != runs[1].result["session_id"]

@@ -8,16 +8,21 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from actors.process import alive, wait_gone
+from messages.server import ServerReady
 from runner.cli.pool import status_text
+from runner.servers import daemon
 from runner.servers.daemon import Idle, when_to_stop
 from runner.servers.lease import (
     PoolRefusedError,
     differences,
     environment_digest,
+    judge_folder,
     judge_state,
     state_file,
 )
@@ -56,6 +61,15 @@ def test_a_state_file_that_says_nothing_usable_is_refused(text, problem):
         judge_state(0o100600, 1000, 1000, text)
 
 
+def test_a_folder_others_may_write_into_or_of_another_user_is_refused():
+    judge_folder(0o40700, 1000, 1000)
+    judge_folder(0o40755, 1000, 1000)  # others may read the folder, not the file
+    with pytest.raises(PoolRefusedError, match=r"others may write into its folder \(mode 0777\)"):
+        judge_folder(0o40777, 1000, 1000)
+    with pytest.raises(PoolRefusedError, match="its folder belongs to uid 0"):
+        judge_folder(0o40700, 0, 1000)
+
+
 def test_the_state_file_lives_in_the_xdg_state_folder_or_under_home():
     assert str(state_file({"XDG_STATE_HOME": "/s", "HOME": "/h"})) == "/s/opencode-runner/pool.json"
     assert str(state_file({"HOME": "/h"})) == "/h/.local/state/opencode-runner/pool.json"
@@ -74,6 +88,10 @@ def test_environments_differ_by_what_opencode_reads_and_name_it():
     ]
     theirs = environment_digest({**base, "X_KEY": "a", "OPENCODE_EXPERIMENTAL": "1"}, config)
     assert differences(ours, theirs) == ["OPENCODE_EXPERIMENTAL"]
+    unquoted = {"ANTHROPIC_API_KEY": "k2", "AWS_PROFILE": "p", "https_proxy": "http://p"}
+    for name, value in unquoted.items():  # read by providers and their SDKs, never quoted
+        theirs = environment_digest({**base, "X_KEY": "a", name: value}, config)
+        assert differences(ours, theirs) == [name]
 
 
 def test_what_the_runner_sets_per_server_and_the_secrets_themselves_never_travel():
@@ -174,3 +192,177 @@ def test_waiting_for_a_process_gives_up_when_told_or_at_its_timeout():
     quit_event.set()
     assert wait_gone(os.getpid(), quit_event) is False
     assert wait_gone(os.getpid(), threading.Event(), timeout=0.05) is False
+
+
+# -- the registry, with stand-in servers (no opencode) -------------------------------------------
+
+
+class FakeServer:
+    """What the registry asks of a `SharedServer`."""
+
+    made: ClassVar[dict[int, FakeServer]] = {}  # by the daemon's number
+
+    def __init__(self, spec, prespawned=None) -> None:
+        FakeServer.made[int(Path(spec.log_path).stem)] = self
+        self.spec = spec
+        self.failed = False
+        self.pid = None
+        self.version = None
+        self.stops: list[dict] = []
+        self.stopped = threading.Event()
+
+    def ready(self, cancelled=None):
+        self.pid, self.version = 1000 + int(Path(self.spec.log_path).stem), "1.18.33"
+        return ServerReady(
+            url="http://127.0.0.1:1",
+            version="1.18.33",
+            password="pw",
+            pid=self.pid,
+            log_path=self.spec.log_path,
+            attached=False,
+        )
+
+    def stop(self, **how) -> None:
+        self.stops.append(how)
+        self.stopped.set()
+
+
+class FakeMock:
+    url = "http://127.0.0.1:2/v1"
+
+    def __init__(self, script) -> None:
+        self.scripts = [script]
+
+    def start(self):
+        return self
+
+    def reset(self, script):
+        if script == "bad":
+            raise ValueError("bad script")
+        self.scripts.append(script)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def registry(monkeypatch, tmp_path):
+    FakeServer.made = {}
+    monkeypatch.setattr(daemon, "SharedServer", FakeServer)
+    monkeypatch.setattr(daemon, "MockLLM", FakeMock)
+    monkeypatch.setattr(daemon, "start_ahead", lambda server: server.ready())
+    now = [100.0]
+    made = daemon.Registry(
+        daemon.Settings(spare=1, max_servers=3, idle_expiry=60.0),
+        tmp_path,
+        ENVIRON,
+        clock=lambda: now[0],
+    )
+    made.now = now
+    yield made
+    made.close()
+
+
+ENVIRON = {"HOME": "/h", "PATH": "/bin"}
+
+
+def ask(**more):
+    return {
+        "binary": "/oc",
+        "config_content": "{}",
+        "script": "s.json",
+        "lessee": os.getpid(),
+        "environment": environment_digest(ENVIRON, "{}"),
+        **more,
+    }
+
+
+def servers(registry):
+    return {s["number"]: s for s in registry.status()["servers"]}
+
+
+def test_a_lease_takes_a_server_and_a_spare_starts_beside_it(registry):
+    lent = registry.lease(ask())
+    assert (lent["number"], lent["warm"], lent["served"]) == (1, False, 0)
+    assert servers(registry)[2]["leased_to"] is None  # the spare, up
+    again = registry.lease(ask())
+    assert (again["number"], again["warm"]) == (2, True)
+    registry.release(lent["id"], phases=3, settled=True)
+    after = registry.lease(ask())
+    assert (after["number"], after["served"]) == (1, 3)  # the most recently given back
+
+
+def test_a_lease_that_may_not_wait_takes_only_a_warm_server(registry):
+    first = registry.lease(ask())
+    registry.lease(ask())  # the spare; a spare of its own
+    registry.lease(ask())  # that one: none more fits under the cap
+    with pytest.raises(daemon.LeaseRefusedError, match="no warm server"):
+        registry.lease(ask(wait=False))
+    registry.release(first["id"], phases=1, settled=True)
+    assert registry.lease(ask(wait=False))["number"] == 1
+
+
+def test_a_full_pool_makes_way_only_with_idle_servers(registry):
+    leased = [
+        registry.lease(
+            ask(config_content=f"{{{n}}}", environment=environment_digest(ENVIRON, f"{{{n}}}"))
+        )
+        for n in range(3)
+    ]
+    assert len(servers(registry)) == 3  # the cap: no spares beyond it
+    with pytest.raises(daemon.LeaseRefusedError, match=r"it is full: 3 server\(s\)"):
+        registry.lease(ask(config_content="{9}", environment=environment_digest(ENVIRON, "{9}")))
+    registry.release(leased[0]["id"], phases=1, settled=True)
+    registry.now[0] += 1
+    made = registry.lease(ask(config_content="{9}", environment=environment_digest(ENVIRON, "{9}")))
+    assert made["number"] not in [lent["number"] for lent in leased]
+    assert leased[0]["number"] not in servers(registry)  # the idle one made way
+    assert FakeServer.made[leased[0]["number"]].stopped.wait(5)
+
+
+def test_a_server_given_back_recycled_or_unsettled_stops_and_a_spare_replaces_it(registry):
+    lent = registry.lease(ask())
+    entry = FakeServer.made[1]
+    answer = registry.release(lent["id"], phases=1, settled=True, recycle=True)
+    assert answer["recycled"] == "the run that leased it recycled it"
+    assert entry.stopped.wait(5)
+    assert entry.stops == [{"settled": True}]
+    other = registry.lease(ask())
+    unsettled = FakeServer.made[other["number"]]
+    registry.release(other["id"], phases=1, settled=False)
+    assert unsettled.stopped.wait(5)
+    assert unsettled.stops == [{"settled": False}]  # its busy sessions are aborted
+    assert any(s["leased_to"] is None for s in servers(registry).values())  # a spare again
+
+
+def test_a_bad_script_refuses_the_lease_but_keeps_the_server(registry):
+    with pytest.raises(daemon.LeaseRefusedError, match="cannot serve the script: bad script"):
+        registry.lease(ask(script="bad"))
+    assert servers(registry)[1]["leased_to"] is None
+
+
+def test_another_environment_is_refused_naming_what_differs(registry):
+    with pytest.raises(daemon.LeaseRefusedError, match=r"another environment \(HOME differ\)"):
+        registry.lease(ask(environment=environment_digest({**ENVIRON, "HOME": "/g"}, "{}")))
+
+
+def test_the_sweep_drops_failed_idle_servers_and_expires_idle_ones(registry):
+    lent = registry.lease(ask())
+    spare = FakeServer.made[2]
+    spare.failed = True  # it never started
+    registry.sweep()
+    assert 2 not in servers(registry)
+    registry.release(lent["id"], phases=1, settled=True)
+    registry.now[0] += 61
+    registry.sweep()
+    assert servers(registry) == {}
+
+
+def test_a_lessee_that_is_gone_has_its_server_stopped_with_a_sweep(registry):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(10)
+    registry.lease(ask(lessee=gone.pid))
+    entry = FakeServer.made[1]
+    registry.sweep()
+    assert entry.stopped.wait(5)
+    assert entry.stops == [{"settled": False}]

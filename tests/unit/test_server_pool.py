@@ -22,8 +22,9 @@ class FakeServer:
 
     made: ClassVar[list[FakeServer]] = []
 
-    def __init__(self, spec, prespawned=None) -> None:
+    def __init__(self, spec, prespawned=None, *, lease=None, lend=None) -> None:
         self.spec, self.prespawned = spec, prespawned
+        self.lease, self.lend = lease, lend
         self.failed = False
         self.pid = None
         self.stops: list[dict] = []
@@ -32,6 +33,9 @@ class FakeServer:
         FakeServer.made.append(self)
 
     def ready(self) -> None:
+        if self.lend is not None:  # as SharedServer: the daemon lends when the server starts
+            self.spec, self.lease = self.lend()
+            self.lend = None
         self.started.set()
 
     def stop(self, **how) -> None:
@@ -135,3 +139,58 @@ def test_phases_of_other_servers_get_their_own(pool, spec):
     other = recycled(spec, opencode="/other/opencode")
     assert pool.lease(spec) is not pool.lease(other)
     assert len(FakeServer.made) == 2
+
+
+class FakeLeases:
+    """What the pool asks of `runner.servers.lease.Leases`."""
+
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+        self.given: list[tuple[str, int, bool, bool]] = []
+
+    @staticmethod
+    def leasable(spec) -> bool:
+        return spec.server.attach is None
+
+    def take(self, spec, *, wait=True):
+        lease = f"lease-{len(self.taken) + 1}"
+        self.taken.append(lease)
+        return f"attach-spec-{lease}", lease
+
+    def give_back(self, lease, *, phases, settled, recycle=False) -> None:
+        self.given.append((lease, phases, settled, recycle))
+
+
+def test_servers_come_from_the_daemon_when_they_start_and_go_back_as_they_retire(monkeypatch, spec):
+    FakeServer.made = []
+    monkeypatch.setattr(pool_module, "SharedServer", FakeServer)
+    leases = FakeLeases()
+    two = recycled(spec, recycle_after=2)
+    from runner.servers.keys import server_key
+
+    pool = ServerPool({}, {}, leases=leases, leased={server_key(two): ("first-spec", "lease-0")})
+    first = pool.lease(two)
+    assert (first.spec, first.lease) == ("first-spec", "lease-0")  # the CLI's, taken early
+    assert pool.lease(two) is first  # at its limit: the successor starts ahead
+    successor = FakeServer.made[1]
+    assert successor.started.wait(5)
+    assert (successor.spec, successor.lease) == ("attach-spec-lease-1", "lease-1")
+    assert pool.lease(two) is successor
+    pool.release(first, exit_code=0)
+    pool.release(first, exit_code=0)  # its last phase: it stops, and goes back to be recycled
+    assert first.stopped.wait(5)
+    pool.release(successor, exit_code=0)
+    pool.close(quick=False, settled=True)
+    assert leases.given == [("lease-0", 2, True, True), ("lease-1", 1, True, False)]
+
+
+def test_a_server_for_an_environment_of_its_own_is_never_lent(monkeypatch, spec):
+    FakeServer.made = []
+    monkeypatch.setattr(pool_module, "SharedServer", FakeServer)
+    leases = FakeLeases()
+    pool = ServerPool({}, {}, leases=leases)
+    server = pool.lease(spec, env={"EXTRA": "1"})
+    assert server.lend is None
+    lent = pool.lease(recycled(spec, recycle_after=1, recycle_rss_mib=None))
+    assert lent.lend is not None  # the daemon's, once it starts
+    pool.close(quick=False, settled=True)
