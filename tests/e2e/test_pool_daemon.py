@@ -377,3 +377,21 @@ def test_up_with_phases_starts_their_servers_so_the_first_run_is_warm(pool):
     assert run.result["server_origin"].startswith(f"{WARM} (daemon pid {pool.pid}): server 1,")
     again = pool.runner("up")
     assert (again.returncode, again.stdout.split(":")[0]) == (0, "runner pool already up")
+
+
+def test_down_while_a_run_leases_ends_its_phase_with_a_clear_verdict(pool):
+    daemon = pool.up()
+    proc = pool.start(str(pool.phase(SLOW)))
+    try:
+        wait_line(proc, '"tool_use"')
+        (leased,) = [s["pid"] for s in pool.status()["servers"] if s["leased_to"] == proc.pid]
+        down = pool.runner("down")
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        reaped(proc)
+    assert down.returncode == 0, down.stderr
+    assert not alive(daemon)
+    assert not alive(leased)
+    run = Run(proc.returncode, stdout, stderr)
+    assert (run.code, run.result["verdict"]) == (1, "failed"), run.result
+    assert f"the leased opencode server (pid {leased}) died" in run.result["reason"]
