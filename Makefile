@@ -100,7 +100,7 @@ format: setup ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: setup ## Benchmarks (about 17 minutes): print figures and ratios, write bench/results.json (never asserted)
+bench: setup ## Benchmarks (about 25 minutes): print figures and ratios, write bench/results.json (never asserted)
 	$(PY) -m tests.bench
 
 clean: ## Remove the virtualenv, node_modules, .opencode2 and run outputs

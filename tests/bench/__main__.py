@@ -221,7 +221,7 @@ def _pool_rows(results: dict[str, Any]) -> list[tuple[str, str, str, float | Non
         rows.append((name, f"{po['phases_per_min']:.1f}", f"{single:.1f}", ratio, ""))
     if "warm" in results:
         wa = results["warm"]
-        name = f"warm s, median of {wa['runs']}: runner on the pool / cold run"
+        name = f"warm s, median of {wa['runs']}: pool / cold run"
         measured, against = f"{wa['warm_s']:.2f}", f"{wa['cold_opencode_run_s']:.2f}"
         rows.append((name, measured, against, wa["ratio"], "<= 0.25x"))
         rows.append(

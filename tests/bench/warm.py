@@ -11,8 +11,8 @@ Each timed runner run also gives its per-phase overhead: the phase's start (`sta
 its prompt accepted (`runner.prompt_sent`), and from the process launch. Then more one-phase
 runs, one after another, make `phases` in all (the example's server grows past
 `recycle_rss_mib` in a few phases, so the daemon recycles as it goes); the daemon's own
-resident memory after the first 10 and after the last shows whether it keeps anything per
-lease.
+resident memory after the first 11 (the warm-up and the timed runs) and after the last shows
+whether it keeps anything per lease.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ import yaml
 from mock.env import opencode_env
 from tests.bench import wall
 from tests.helpers import PROJECT_ROOT, make_project
-
-EARLY = 10  # the daemon's memory is read after this many phases, and after the last
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +127,12 @@ def _measure(
         f" (from the process launch: {from_launch:.2f} s); median of {len(phase_s)}"
     )
     served = 1 + 2 * sizes.runs
-    rss: dict[int, float] = {}
+    rss = {served: _daemon_rss(env)}  # after the first ones: the warm-up and the timed runs
     for number in range(served + 1, sizes.phases + 1):
         outcome = warm_run(tmp / f"fill{number}", env, project)
         if outcome.code != 0:
             raise RuntimeError(f"phase {number} on the pool exited {outcome.code}")
-        if number in (min(EARLY, sizes.phases), sizes.phases):
-            rss[number] = _daemon_rss(env)
-    if sizes.phases <= served:
-        rss[served] = _daemon_rss(env)
+    rss[max(served, sizes.phases)] = _daemon_rss(env)
     early, last = rss[min(rss)], rss[max(rss)]
     status = json.loads(_runner("status", "--json", env=env).stdout)
     out(

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -121,6 +122,19 @@ class Pool:
         stdout, stderr = proc.communicate(timeout=120)
         return Run(proc.returncode, stdout, stderr)
 
+    def interrupted(self, act: Callable[[subprocess.Popen, int], Any]) -> tuple[Run, Any]:
+        """A slow phase's run, and what `act(proc, leased_pid)` returned, called while its
+        second turn streams."""
+        proc = self.start(str(self.phase(SLOW)))
+        try:
+            wait_line(proc, '"tool_use"')
+            (leased,) = [s["pid"] for s in self.status()["servers"] if s["leased_to"] == proc.pid]
+            acted = act(proc, leased)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            reaped(proc)
+        return Run(proc.returncode, stdout, stderr), acted
+
 
 class Run:
     """A finished CLI run: its exit code, its NDJSON lines and its result line."""
@@ -222,16 +236,14 @@ def test_runs_lease_warm_servers_and_status_and_down_tell_the_truth(pool):
 
 def test_the_daemon_killed_mid_phase_takes_its_servers_and_the_next_run_goes_on_alone(pool):
     daemon = pool.up()
-    proc = pool.start(str(pool.phase(SLOW)))
-    try:
-        wait_line(proc, '"tool_use"')  # the slow second turn streams now
+
+    def kill_daemon(_proc, _leased):
         servers = [s["pid"] for s in pool.status()["servers"]]
         os.kill(daemon, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        reaped(proc)
-    run = Run(proc.returncode, stdout, stderr)
-    assert run.code == 1, stderr[-2000:]
+        return servers
+
+    run, servers = pool.interrupted(kill_daemon)
+    assert run.code == 1, run.stderr[-2000:]
     assert run.result["verdict"] == "failed"
     assert "the leased opencode server (pid" in run.result["reason"], run.result["reason"]
     wait_for(lambda: not [pid for pid in servers if alive(pid)], 10, "the servers die with it")
@@ -245,16 +257,8 @@ def test_the_daemon_killed_mid_phase_takes_its_servers_and_the_next_run_goes_on_
 
 def test_a_leased_server_killed_fails_its_phase_with_its_log_and_is_replaced(pool):
     pool.up()
-    proc = pool.start(str(pool.phase(SLOW)))
-    try:
-        wait_line(proc, '"tool_use"')
-        (leased,) = [s["pid"] for s in pool.status()["servers"] if s["leased_to"] == proc.pid]
-        os.kill(leased, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        reaped(proc)
-    run = Run(proc.returncode, stdout, stderr)
-    assert run.code == 1, stderr[-2000:]
+    run, leased = pool.interrupted(lambda _proc, leased: os.kill(leased, signal.SIGKILL) or leased)
+    assert run.code == 1, run.stderr[-2000:]
     assert run.result["verdict"] == "failed"
     assert f"the leased opencode server (pid {leased}) died" in run.result["reason"]
     assert run.result["server_log_tail"], "the server's log tail"
@@ -269,12 +273,8 @@ def test_a_leased_server_killed_fails_its_phase_with_its_log_and_is_replaced(poo
 
 def test_a_run_killed_with_its_lease_has_its_server_stopped(pool):
     pool.up()
-    proc = pool.start(str(pool.phase(SLOW)))
-    try:
-        wait_line(proc, '"tool_use"')
-        (leased,) = [s["pid"] for s in pool.status()["servers"] if s["leased_to"] == proc.pid]
-    finally:
-        reaped(proc)  # SIGKILL: no release
+    run, leased = pool.interrupted(lambda proc, leased: reaped(proc) or leased)  # no release
+    assert run.code == -signal.SIGKILL
     wait_for(lambda: not alive(leased), 40, "the daemon stops the server of a run gone")
     assert leased not in [s["pid"] for s in pool.status()["servers"]]
 
@@ -316,12 +316,13 @@ def test_two_runs_at_once_lease_two_servers_with_no_cross_talk(pool):
 
 def test_a_full_pool_refuses_and_the_run_starts_its_own_server(pool):
     pool.up("--max-servers", "1", "--spare", "0")
-    proc = pool.start(str(pool.phase(SLOW)))
-    try:
-        wait_line(proc, '"tool_use"')
-        run = pool.run(str(pool.phase(QUICK)))
-    finally:
+
+    def another_run(proc, _leased):
+        other = pool.run(str(pool.phase(QUICK)))  # while the only server is lent
         reaped(proc)
+        return other
+
+    _, run = pool.interrupted(another_run)
     assert run.code == 0, run.stderr[-2000:]
     assert run.result["server_origin"] is None
     (line,) = [line for line in run.stderr.splitlines() if "runner pool" in line]
@@ -381,17 +382,9 @@ def test_up_with_phases_starts_their_servers_so_the_first_run_is_warm(pool):
 
 def test_down_while_a_run_leases_ends_its_phase_with_a_clear_verdict(pool):
     daemon = pool.up()
-    proc = pool.start(str(pool.phase(SLOW)))
-    try:
-        wait_line(proc, '"tool_use"')
-        (leased,) = [s["pid"] for s in pool.status()["servers"] if s["leased_to"] == proc.pid]
-        down = pool.runner("down")
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        reaped(proc)
+    run, (leased, down) = pool.interrupted(lambda _proc, leased: (leased, pool.runner("down")))
     assert down.returncode == 0, down.stderr
     assert not alive(daemon)
     assert not alive(leased)
-    run = Run(proc.returncode, stdout, stderr)
     assert (run.code, run.result["verdict"]) == (1, "failed"), run.result
     assert f"the leased opencode server (pid {leased}) died" in run.result["reason"]
