@@ -148,7 +148,7 @@ class Registry:
         if differ:
             raise LeaseRefusedError(
                 f"its servers run in another environment ({', '.join(differ)} differ): run"
-                " `python -m runner down` and `up` again from this one"
+                " python -m runner down and up again from this one"
             )
         key: Key = (binary, config)
         lessee = int(ask.get("lessee") or 0)
