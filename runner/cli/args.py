@@ -24,7 +24,7 @@ other commands:
                                             start the pool daemon of warm servers; runs
                                             then lease from it (docs/pool.md)
   python -m runner status [--json]          its servers: version, phases, memory, leases
-  python -m runner down                     stop it and every server it started
+  python -m runner down [--force]           stop it and every server it started
 
 exit codes:
   0 done   1 failed (server, stream, provider error)   2 incomplete, stalled or timed out

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -43,7 +44,7 @@ def pool_main(command: str, argv: list[str]) -> int:
         return _foreground(args) if args.foreground else _up(args)
     if command == "status":
         return _status(args)
-    return _down()
+    return _down(force=args.force)
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -97,6 +98,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
         )
     if command == "status":
         parser.add_argument("--json", action="store_true", help="the status as JSON")
+    if command == "down":
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="a daemon that does not answer: stop its process (its servers die with it)",
+        )
     return parser
 
 
@@ -244,9 +251,12 @@ def status_text(status: dict[str, Any], url: str) -> str:
     return "\n".join(lines)
 
 
-def _down() -> int:
+def _down(*, force: bool) -> int:
     client = _find()
     if isinstance(client, int):
+        if force:
+            return _force_down()
+        print(f"runner: `{PROG} down --force` stops it anyway", file=sys.stderr)
         return client
     if client is None:
         print("runner pool: not running")
@@ -268,6 +278,40 @@ def _down() -> int:
         f" in {time.monotonic() - started:.1f}s"
     )
     return 0
+
+
+def _force_down() -> int:
+    """Stop the daemon the state file names although it does not answer: only a process of
+    ours running `python -m runner up --foreground` (its pid may be someone else's by now)."""
+    try:
+        client = PoolClient.named()
+    except PoolRefusedError:
+        return 1  # said already: stale (removed), or not to be trusted
+    if client is None:
+        return 0
+    if not is_daemon(client.pid):
+        print(f"runner: pid {client.pid} is not a runner pool daemon; removing {client.path}")
+        client.path.unlink(missing_ok=True)
+        return 0
+    os.kill(client.pid, signal.SIGTERM)
+    os.kill(client.pid, signal.SIGCONT)  # a stopped daemon takes its SIGTERM now
+    if not wait_gone(client.pid, threading.Event(), timeout=DOWN_TIMEOUT):
+        os.kill(client.pid, signal.SIGKILL)  # its servers die with it (PR_SET_PDEATHSIG)
+        wait_gone(client.pid, threading.Event(), timeout=5.0)
+    client.path.unlink(missing_ok=True)
+    print(f"runner pool (pid {client.pid}) stopped by force")
+    return 0
+
+
+def is_daemon(pid: int, proc: str = "/proc") -> bool:
+    """True when `pid` is a process of ours running the pool daemon."""
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
+        owner = os.stat(f"{proc}/{pid}").st_uid
+    except OSError:
+        return False
+    return owner == os.getuid() and b"runner" in argv and b"--foreground" in argv and b"up" in argv
 
 
 def _find() -> PoolClient | int | None:

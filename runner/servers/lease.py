@@ -193,6 +193,16 @@ class PoolClient:
     def find(cls, environ: Mapping[str, str] | None = None) -> PoolClient | None:
         """The running daemon; None when there is no state file; `PoolRefusedError` (why, one
         line) when there is one that cannot be used."""
+        client = cls.named(environ)
+        if client is not None:
+            client.status(timeout=FIND_TIMEOUT)  # answers, and to our token
+        return client
+
+    @classmethod
+    def named(cls, environ: Mapping[str, str] | None = None) -> PoolClient | None:
+        """The daemon the state file names, alive, without asking it anything (`find` does);
+        None without a state file; `PoolRefusedError` for one that may not be trusted,
+        `PoolGoneError` (the file removed) for one whose daemon is gone."""
         path = state_file(environ)
         try:
             descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -218,7 +228,6 @@ class PoolClient:
             raise PoolGoneError(
                 f"the runner pool (pid {client.pid}) is gone; removed its stale state file {path}"
             )
-        client.status(timeout=FIND_TIMEOUT)  # answers, and to our token
         return client
 
     def status(self, timeout: float = FIND_TIMEOUT) -> dict[str, Any]:

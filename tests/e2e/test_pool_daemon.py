@@ -388,3 +388,23 @@ def test_down_while_a_run_leases_ends_its_phase_with_a_clear_verdict(pool):
     assert not alive(leased)
     assert (run.code, run.result["verdict"]) == (1, "failed"), run.result
     assert f"the leased opencode server (pid {leased}) died" in run.result["reason"]
+
+
+def test_down_force_stops_a_daemon_that_does_not_answer(pool):
+    daemon = pool.up(str(pool.phase(QUICK)))
+    servers = [s["pid"] for s in pool.status()["servers"]]
+    os.kill(daemon, signal.SIGSTOP)  # it hangs
+    try:
+        refused = pool.runner("down")
+        assert refused.returncode == 1
+        assert f"the runner pool (pid {daemon}) at" in refused.stderr
+        assert "does not answer" in refused.stderr
+        assert "down --force` stops it anyway" in refused.stderr
+        forced = pool.runner("down", "--force")
+    finally:
+        os.kill(daemon, signal.SIGCONT)
+    assert forced.returncode == 0, forced.stderr
+    assert f"runner pool (pid {daemon}) stopped by force" in forced.stdout
+    assert not alive(daemon)
+    wait_for(lambda: not [pid for pid in servers if alive(pid)], 10, "its servers stop with it")
+    assert not pool.state.exists()

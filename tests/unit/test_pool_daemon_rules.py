@@ -15,7 +15,7 @@ import pytest
 
 from actors.process import alive, wait_gone
 from messages.server import ServerReady
-from runner.cli.pool import status_text
+from runner.cli.pool import is_daemon, status_text
 from runner.servers import daemon
 from runner.servers.daemon import Idle, when_to_stop
 from runner.servers.lease import (
@@ -366,3 +366,17 @@ def test_a_lessee_that_is_gone_has_its_server_stopped_with_a_sweep(registry):
     registry.sweep()
     assert entry.stopped.wait(5)
     assert entry.stops == [{"settled": False}]
+
+
+def test_only_a_process_of_ours_running_the_daemon_is_taken_for_it(tmp_path):
+    def process(pid, *argv):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    process(10, "/venv/bin/python", "-m", "runner", "up", "--foreground", "--spare=1")
+    process(11, "/usr/bin/vim", "notes.md")
+    process(12, "/venv/bin/python", "-m", "runner", "phase.yaml")
+    assert is_daemon(10, proc=str(tmp_path))
+    assert not is_daemon(11, proc=str(tmp_path))
+    assert not is_daemon(12, proc=str(tmp_path))
+    assert not is_daemon(13, proc=str(tmp_path))  # gone
