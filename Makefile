@@ -51,7 +51,7 @@ TEST_WORKERS ?= 4
 SUITE := -p runner.testing tests examples/hello/test_hello.py --ignore=tests/ray
 REPORTS := runs/test-reports
 
-test: setup ## Run every test but Ray's (2,205: unit, end-to-end on opencode 1.x and 2.x, parity, bench smoke, example) on 4 workers (about 8 min here)
+test: setup ## Run every test but Ray's (2,205: unit, end-to-end on opencode 1.x and 2.x, parity, bench smoke, example) on 4 workers (about 7 min here)
 	@mkdir -p $(REPORTS); status=0; \
 	$(PY) -m pytest $(SUITE) -n $(TEST_WORKERS) --dist worksteal -m "not serial" --junitxml=$(REPORTS)/parallel.xml $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m pytest $(SUITE) -m serial --junitxml=$(REPORTS)/serial.xml $(PYTEST_ARGS) || status=$$?; \
