@@ -77,7 +77,7 @@ setup-matrix: setup ## Install the matrix's other opencode versions into .openco
 	    opencode-$$platform@$$v || exit 1; \
 	done
 
-test-matrix: setup-matrix ## CLI end-to-end and parity tests on every supported opencode, as a table (~45 min)
+test-matrix: setup-matrix ## CLI end-to-end and parity tests on every supported opencode, as a table (~50 min; PYTEST_ARGS="-n 2": ~21)
 	$(PY) -m tests.matrix -- $(PYTEST_ARGS)
 
 setup-ray: setup $(VENV)/.ray-installed ## Install the optional Ray executor into .venv (requirements-ray.txt)
