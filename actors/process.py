@@ -106,11 +106,15 @@ def rss_mib(pid: int) -> float | None:
 
 
 def wait_gone(
-    pid: int, quit_event: threading.Event, slice_s: float = 0.5, timeout: float | None = None
+    pid: int,
+    quit_event: threading.Event | None = None,
+    slice_s: float = 0.5,
+    timeout: float | None = None,
 ) -> bool:
-    """Wait until process `pid` (not our child) ends; True when it did, False when `quit_event`
-    was set first (or `timeout` passed). A pidfd wakes the wait the moment it ends (Linux 5.3
-    and later); without one, the process is looked for every `slice_s`."""
+    """Wait until process `pid` ends; True when it did, False when `quit_event` was set first
+    or `timeout` passed. A pidfd wakes the wait the moment it ends (Linux 5.3 and later;
+    `select.poll`, as `select.select` refuses fds past 1023); without one, the process is
+    looked for every `slice_s`."""
     try:
         descriptor = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -122,14 +126,19 @@ def wait_gone(
     if descriptor is not None:
         poller.register(descriptor, select.POLLIN)
     try:
-        while not quit_event.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
+        while quit_event is None or not quit_event.is_set():
+            left = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
+            if left <= 0:
                 return False
             if descriptor is not None:
-                if poller.poll(slice_s * 1000):
+                if poller.poll(left * 1000):
                     return True
-            elif not alive(pid) or quit_event.wait(slice_s):
-                return not quit_event.is_set()
+            elif not alive(pid):
+                return True
+            elif quit_event is not None:
+                quit_event.wait(left)
+            else:
+                time.sleep(left)
         return False
     finally:
         if descriptor is not None:
@@ -366,20 +375,13 @@ def terminate_group(proc: subprocess.Popen[Any], grace: float) -> int | None:
 def wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int | None:
     """Wait up to `timeout` s for `proc` to end; its exit code, None if it still runs.
 
-    Woken by the kernel the moment it ends (a pidfd, Linux 5.3 and later): `Popen.wait` with a
-    timeout polls with sleeps that grow to 50 ms, which cost every server stop about 40 ms.
-    Without pidfds it is `Popen.wait`. Another thread may be reaping the process meanwhile.
+    Woken by the kernel the moment it ends (`wait_gone`'s pidfd): `Popen.wait` with a timeout
+    polls with sleeps that grow to 50 ms, which cost every server stop about 40 ms. Another
+    thread may be reaping the process meanwhile.
     """
     deadline = time.monotonic() + timeout
     if proc.returncode is None:  # not reaped yet, so its pid is still its own
-        with contextlib.suppress(AttributeError, OSError):  # no pidfd here, or gone already
-            pidfd = os.pidfd_open(proc.pid)
-            try:
-                ended = select.poll()  # (not `select.select`: it refuses fds past 1023)
-                ended.register(pidfd, select.POLLIN)
-                ended.poll(max(timeout, 0) * 1000)
-            finally:
-                os.close(pidfd)
+        wait_gone(proc.pid, slice_s=0.05, timeout=max(timeout, 0))
     with contextlib.suppress(subprocess.TimeoutExpired):  # reap it (or see it reaped)
         proc.wait(timeout=max(deadline - time.monotonic(), REAP_GRACE))
     return proc.returncode

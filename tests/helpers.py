@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,21 @@ def make_project(root: Path) -> Path:
 def start_server(spec: ServerSpec, inbox: Inbox) -> pykka.ActorRef:
     """Start a ServerActor publishing into `inbox`."""
     return ServerActor.start(spec=spec, publish=inbox)
+
+
+def runner_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m runner ARGS` to its end (its output captured), from the project's folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *map(str, args)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def group_alive(pgid: int) -> bool:

@@ -17,7 +17,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
@@ -267,7 +266,7 @@ def _down(*, force: bool) -> int:
     except PoolRefusedError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 1
-    if not wait_gone(client.pid, threading.Event(), timeout=DOWN_TIMEOUT):
+    if not wait_gone(client.pid, timeout=DOWN_TIMEOUT):
         print(
             f"runner: the pool daemon (pid {client.pid}) did not stop in {DOWN_TIMEOUT:g}s",
             file=sys.stderr,
@@ -295,9 +294,9 @@ def _force_down() -> int:
         return 0
     os.kill(client.pid, signal.SIGTERM)
     os.kill(client.pid, signal.SIGCONT)  # a stopped daemon takes its SIGTERM now
-    if not wait_gone(client.pid, threading.Event(), timeout=DOWN_TIMEOUT):
+    if not wait_gone(client.pid, timeout=DOWN_TIMEOUT):
         os.kill(client.pid, signal.SIGKILL)  # its servers die with it (PR_SET_PDEATHSIG)
-        wait_gone(client.pid, threading.Event(), timeout=5.0)
+        wait_gone(client.pid, timeout=5.0)
     client.path.unlink(missing_ok=True)
     print(f"runner pool (pid {client.pid}) stopped by force")
     return 0

@@ -14,7 +14,8 @@ the same binary with the same configuration and the same environment (`environme
 the daemon's servers run in the daemon's environment, so a run whose environment differs in
 what opencode reads is refused rather than given a server that would act otherwise.
 
-Light on purpose: the CLI finds the daemon before its heavy imports (standard library only).
+Light on purpose: the CLI finds the daemon before its heavy imports (the standard library and
+the process helpers `keys` uses too).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from actors.process import ServerSpec, alive, resolve_binary
+from runner.servers.keys import server_key
 
 __all__ = [
     "Lease",
@@ -220,7 +224,7 @@ class PoolClient:
         except PoolRefusedError as exc:
             raise PoolRefusedError(f"the pool's state file {path}: {exc}") from None
         client = cls(state, path)
-        if not _alive(client.pid):
+        if not alive(client.pid):
             with contextlib.suppress(OSError):
                 now = os.stat(path, follow_symlinks=False)
                 if (now.st_ino, now.st_dev) == (info.st_ino, info.st_dev):  # not a new one
@@ -297,10 +301,6 @@ class PoolClient:
         return answer
 
 
-def _alive(pid: int) -> bool:
-    from actors.process import alive
-
-    return alive(pid)
 
 
 class Leases:
@@ -323,8 +323,6 @@ class Leases:
     def take(self, spec: Any, *, wait: bool = True) -> tuple[Any, Lease]:
         """A server for `spec` and how to attach to it (`wait`: for one to start, if none is
         warm; else refused at once); `PoolRefusedError` if refused."""
-        from actors.process import ServerSpec, resolve_binary
-
         binary = resolve_binary(spec.server.opencode)
         lease = self.client.lease(
             binary=os.path.abspath(binary) if os.sep in binary else binary,
@@ -377,8 +375,6 @@ def prelease(
     the heavy imports, as `keys.prestart` starts servers). `say(line)` is told, in one line,
     why the daemon is not used when it is there but cannot be: refused, stale, or another
     user's. No daemon (no state file): `(None, {})`, and nothing said."""
-    from runner.servers.keys import server_key
-
     try:
         client = PoolClient.find()
     except PoolRefusedError as exc:

@@ -31,7 +31,7 @@ import yaml
 
 from mock.env import opencode_env
 from tests.bench import wall
-from tests.helpers import PROJECT_ROOT, make_project
+from tests.helpers import PROJECT_ROOT, make_project, runner_cli
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +43,7 @@ class Sizes:
 
 
 def _runner(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return runner_cli(*args, env=env, timeout=120)
 
 
 def warm_run(root: Path, env: dict[str, str], project: Path | None = None) -> wall.Outcome:

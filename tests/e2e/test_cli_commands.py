@@ -11,20 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import cli, write_note  # noqa: F401 (a fixture)
-from tests.helpers import PROJECT_ROOT, isolated_env, make_project
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project, runner_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def runner(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *map(str, args)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return runner_cli(*args)
 
 
 def test_show_prints_what_the_live_plain_run_printed(cli):  # noqa: F811

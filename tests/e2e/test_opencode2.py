@@ -25,7 +25,14 @@ from messages import ServerFailed, ServerReady
 from mock import FaultProxy, MockLLM, opencode_provider_config
 from tests.e2e.test_cli import opencode_children
 from tests.e2e.test_cli_commands import runner
-from tests.helpers import PROJECT_ROOT, Inbox, isolated_env, make_project, start_server
+from tests.helpers import (
+    PROJECT_ROOT,
+    Inbox,
+    isolated_env,
+    make_project,
+    runner_cli,
+    start_server,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -372,15 +379,7 @@ def test_two_phases_in_parallel_share_one_2_x_server_and_keep_their_own_events(t
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(phase))
         paths.append(str(tmp_path / f"{name}.yaml"))
     env = {**os.environ, **isolated_env(tmp_path), "RUNNER_OPENCODE": str(OPENCODE2)}
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", *paths, "--parallel", "2", "--plain"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    done = runner_cli(*paths, "--parallel", "2", "--plain", env=env, timeout=100)
     assert done.returncode == 0, (done.stdout, done.stderr)
     results = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*.result.json"))]
     assert sorted(r["verdict"] for r in results) == ["done", "done"]

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from actors.process import alive
-from tests.helpers import PROJECT_ROOT, isolated_env, make_project
+from tests.helpers import PROJECT_ROOT, isolated_env, make_project, runner_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -58,15 +58,7 @@ class Pool:
         self.count = 0
 
     def runner(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
-        return subprocess.run(
-            [sys.executable, "-m", "runner", *args],
-            cwd=PROJECT_ROOT,
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return runner_cli(*args, env=env or self.env, timeout=timeout)
 
     def up(self, *flags: str) -> int:
         done = self.runner("up", *flags)
