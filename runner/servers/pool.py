@@ -13,7 +13,10 @@ recycling does not wait for a cold start. A server that died is replaced at the 
 the phases that ran on it end `failed` with its log, the later ones run on a new one. A server
 that never came up is not: every phase on its key fails at once with its reason.
 
-`Recycling` is the decision, pure; `ServerPool` holds the servers, under one lock.
+While the pool daemon runs (`runner.servers.daemon`), the servers come from it: the CLI's
+first leases, then one lent as each new server starts (off this pool's lock), given back as
+it stops (a retired one marked so, and the daemon stops it). `Recycling` is the decision,
+pure; `ServerPool` holds the servers, under one lock.
 """
 
 from __future__ import annotations

@@ -60,8 +60,10 @@ class Pool:
     def runner(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
         return runner_cli(*args, env=env or self.env, timeout=timeout)
 
-    def up(self, *flags: str) -> int:
-        done = self.runner("up", *flags)
+    def up(self, *flags: str, spare: bool = False) -> int:
+        """The daemon, up; without a warm spare unless the test is about it (each spare is an
+        opencode start: CPU the other tests of the run share)."""
+        done = self.runner("up", *flags, *(() if spare else ("--spare", "0")))
         assert done.returncode == 0, done.stderr
         assert "runner pool up: pid" in done.stdout, done.stdout
         return self.pid
@@ -190,7 +192,7 @@ def pool(tmp_path):
 
 
 def test_runs_lease_warm_servers_and_status_and_down_tell_the_truth(pool):
-    daemon = pool.up()
+    daemon = pool.up(spare=True)
     assert pool.state.stat().st_mode & 0o777 == 0o600
     first = pool.run(str(pool.phase(QUICK)))
     second = pool.run(str(pool.phase(QUICK)))
@@ -307,7 +309,7 @@ def test_two_runs_at_once_lease_two_servers_with_no_cross_talk(pool):
 
 
 def test_a_full_pool_refuses_and_the_run_starts_its_own_server(pool):
-    pool.up("--max-servers", "1", "--spare", "0")
+    pool.up("--max-servers", "1")
 
     def another_run(proc, _leased):
         other = pool.run(str(pool.phase(QUICK)))  # while the only server is lent
