@@ -301,8 +301,6 @@ class PoolClient:
         return answer
 
 
-
-
 class Leases:
     """One run's servers from the daemon: leased per server key (the first ones before the
     heavy imports, `prelease`; successors as the run's pool recycles), given back as the run's
